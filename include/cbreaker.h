@@ -1,0 +1,252 @@
+/*
+ * cbreaker.h -- circuit breakers, per-session breaker maps, Thompson
+ * sampling and Redis persistence for C programs.
+ *
+ * Conventions (hiredis / Redis style):
+ *  - `*_new` returns NULL only when out of memory; `*_free(NULL)` is a no-op.
+ *  - Functions that can fail return CB_OK or CB_ERR.
+ *  - Times are seconds as `double`, read through a `cb_clock` the caller can
+ *    replace.  The default clock is CLOCK_MONOTONIC.
+ *  - Thread safety: no object locks itself.  One object (and everything
+ *    attached to it: a registry's breakers, a store's breakers) must be used
+ *    from one thread at a time.  Distinct objects are independent, there is
+ *    no global state.
+ */
+#ifndef CBREAKER_H
+#define CBREAKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CB_API __attribute__((visibility("default")))
+#else
+#define CB_API
+#endif
+
+#define CB_VERSION "0.1.0"
+
+#define CB_OK 0
+#define CB_ERR (-1)
+
+/* ---- clock ----------------------------------------------------------- */
+
+/* Returns the current time in seconds.  Must be monotonic. */
+typedef double (*cb_clock_fn)(void *ud);
+
+typedef struct cb_clock {
+    cb_clock_fn now;  /* NULL means the monotonic system clock */
+    void *ud;
+} cb_clock;
+
+/* Seconds from CLOCK_MONOTONIC, with nanosecond resolution.  Thread-safe. */
+CB_API double cb_clock_monotonic(void *ud);
+
+/* Reads `c`, falling back to the monotonic clock when c->now is NULL. */
+CB_API double cb_clock_read(const cb_clock *c);
+
+/* A manual clock for tests: time moves only when advanced.  Pass
+ * `cb_manual_clock_now` and a pointer to the struct as a cb_clock. */
+typedef struct cb_manual_clock {
+    double now;
+} cb_manual_clock;
+
+CB_API double cb_manual_clock_now(void *ud);
+
+/* ---- random numbers ---------------------------------------------------- */
+
+/* xoshiro256** state.  Owned by whoever embeds it; not thread-safe. */
+typedef struct cb_rng {
+    uint64_t s[4];
+} cb_rng;
+
+/* Seeds `r` from `seed` through splitmix64 (any seed, 0 included, is fine). */
+CB_API void cb_rng_seed(cb_rng *r, uint64_t seed);
+/* Next 64 random bits. */
+CB_API uint64_t cb_rng_next(cb_rng *r);
+/* Uniform double in [0, 1). */
+CB_API double cb_rng_uniform(cb_rng *r);
+
+/* ---- breaker ----------------------------------------------------------- */
+
+typedef enum cb_state {
+    CB_CLOSED = 0,
+    CB_OPEN,
+    CB_HALF_OPEN,
+    CB_FORCED_OPEN,
+    CB_DISABLED
+} cb_state;
+
+/* Names in enum order, NULL-terminated: "closed", "open", "half-open",
+ * "forced-open", "disabled" (pybreaker's spelling). */
+CB_API extern const char *const cb_state_names[];
+
+/* Why a transition happened.  Names in cb_reason_names, same order. */
+typedef enum cb_reason {
+    CB_REASON_FAILURES = 0,     /* consecutive failures reached the threshold */
+    CB_REASON_FAILURE_RATE,     /* failure rate over the window */
+    CB_REASON_SLOW_CALL_RATE,   /* slow-call rate over the window */
+    CB_REASON_RETRY_AFTER,      /* the classifier asked for a pause */
+    CB_REASON_TIMEOUT,          /* open timeout elapsed: open -> half-open */
+    CB_REASON_PROBE_FAILURE,    /* a half-open probe failed */
+    CB_REASON_PROBE_SUCCESS,    /* enough half-open probes succeeded */
+    CB_REASON_RESET,            /* cb_breaker_reset */
+    CB_REASON_FORCE_OPEN,       /* cb_breaker_force_open */
+    CB_REASON_DISABLE,          /* cb_breaker_disable */
+    CB_REASON_PEER              /* a peer's state, via a store */
+} cb_reason;
+
+CB_API extern const char *const cb_reason_names[];
+
+/* What allow() answers. */
+typedef enum cb_verdict {
+    CB_ALLOWED = 0,
+    CB_REJECT_OPEN,         /* open, timeout not yet elapsed */
+    CB_REJECT_FORCED_OPEN,  /* forced open by an operator or a peer */
+    CB_REJECT_HALF_OPEN     /* half-open and every probe permit is out */
+} cb_verdict;
+
+CB_API extern const char *const cb_verdict_names[];
+
+/* Outcome of one protected call. */
+typedef enum cb_outcome {
+    CB_SUCCESS = 0,
+    CB_FAILURE,
+    CB_IGNORE  /* neither: not counted (a cancelled call, a 404 ...) */
+} cb_outcome;
+
+CB_API extern const char *const cb_outcome_names[];
+
+typedef struct cb_breaker cb_breaker;
+
+/* Called after every state change, once the breaker is consistent again.
+ * The callback may call any cb_breaker_* function on `b`, except free. */
+typedef void (*cb_change_fn)(void *ud, cb_breaker *b, cb_state from,
+                             cb_state to, cb_reason reason);
+
+typedef struct cb_breaker_opts {
+    const char *name;             /* copied; "" when NULL */
+    uint32_t failure_threshold;   /* consecutive failures to open; 0 = off (5) */
+    double reset_timeout;         /* seconds open before half-open (30) */
+    uint32_t success_threshold;   /* half-open successes to close (2) */
+    uint32_t half_open_max_calls; /* probe permits out at once (1) */
+    double probe_timeout;         /* an unreported permit lapses after this;
+                                     0 = reset_timeout (0) */
+    double failure_rate;          /* trip at this failure rate; 0 = off (0) */
+    double slow_call_ms;          /* a call this slow is slow; 0 = off (0) */
+    double slow_call_rate;        /* trip at this slow-call rate (1) */
+    uint32_t window;              /* count window: last N calls (100) */
+    double window_seconds;        /* > 0: time window instead of count (0) */
+    uint32_t min_calls;           /* rates count once this many calls (10) */
+    double backoff_factor;        /* open timeout *= this per re-open (1) */
+    double max_reset_timeout;     /* cap for the backed-off timeout; 0 = none */
+    double jitter;                /* 0..1: timeout * (1 - jitter * U[0,1)) */
+    uint64_t seed;                /* for jitter (0) */
+    cb_clock clock;               /* copied; {NULL} = monotonic */
+} cb_breaker_opts;
+
+/* Fills `o` with the defaults above. */
+CB_API void cb_breaker_opts_init(cb_breaker_opts *o);
+
+/* Checks `o`.  Returns NULL when valid, else a static message that names the
+ * offending option, e.g. "failure_rate must be in [0, 1]". */
+CB_API const char *cb_breaker_opts_check(const cb_breaker_opts *o);
+
+/* Creates a closed breaker.  Returns NULL when out of memory or when `o` is
+ * invalid (check with cb_breaker_opts_check first).  The caller owns it. */
+CB_API cb_breaker *cb_breaker_new(const cb_breaker_opts *o);
+
+/* Frees `b`.  No-op on NULL. */
+CB_API void cb_breaker_free(cb_breaker *b);
+
+/* Replaces the options of a live breaker, keeping its state and counters
+ * (a hot reload).  The count window is cleared when its size changes.
+ * Returns CB_ERR (and changes nothing) when `o` is invalid or out of memory.
+ * The name is kept. */
+CB_API int cb_breaker_configure(cb_breaker *b, const cb_breaker_opts *o);
+
+CB_API const char *cb_breaker_name(const cb_breaker *b);
+
+/* Copies the options `b` runs with into `o` (o->name points into `b`). */
+CB_API void cb_breaker_get_opts(const cb_breaker *b, cb_breaker_opts *o);
+
+/* The time on `b`'s clock, in seconds. */
+CB_API double cb_breaker_now(const cb_breaker *b);
+
+/* Current state.  An open breaker whose timeout elapsed becomes half-open
+ * here (and calls the change callback). */
+CB_API cb_state cb_breaker_state(cb_breaker *b);
+
+/* Asks for permission to call.  CB_ALLOWED, or why not.  A half-open
+ * breaker hands out at most half_open_max_calls permits; a permit is given
+ * back by the next record.  Does not allocate. */
+CB_API cb_verdict cb_breaker_allow(cb_breaker *b);
+
+/* Records the outcome of a call allowed earlier.  `ms` is its latency in
+ * milliseconds (< 0: unknown); `retry_after` > 0 keeps the breaker open at
+ * least that many seconds from now (opening it if closed or half-open).
+ * Does not allocate. */
+CB_API void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
+                              double retry_after);
+
+/* Seconds until a call may be allowed again: 0 when closed, half-open with a
+ * free permit, or disabled; the time left when open; INFINITY when forced
+ * open. */
+CB_API double cb_breaker_retry_after(cb_breaker *b);
+
+/* Operator controls.  reset: closed, counters and back-off cleared.
+ * force_open: rejects everything until reset.  disable: allows everything and
+ * records nothing until reset. */
+CB_API void cb_breaker_reset(cb_breaker *b);
+CB_API void cb_breaker_force_open(cb_breaker *b);
+CB_API void cb_breaker_disable(cb_breaker *b);
+
+/* Sets the change callback (NULL to remove). */
+CB_API void cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud);
+
+typedef struct cb_breaker_stats {
+    cb_state state;
+    uint64_t calls;          /* recorded outcomes, ignored ones excluded */
+    uint64_t successes;
+    uint64_t failures;
+    uint64_t slow_calls;
+    uint64_t ignored;
+    uint64_t rejections;
+    uint64_t opens;          /* times it went open (forced excluded) */
+    uint32_t consecutive_failures;
+    uint32_t half_open_successes;
+    uint32_t permits_out;    /* half-open probe permits not yet reported */
+    uint32_t window_calls;   /* calls, failures, slow calls in the window */
+    uint32_t window_failures;
+    uint32_t window_slow;
+    double failure_rate;     /* window_failures / window_calls (0 if empty) */
+    double slow_call_rate;
+    double open_timeout;     /* the current (backed-off) open timeout, s */
+    double retry_after;      /* as cb_breaker_retry_after */
+    double last_change;      /* clock time of the last transition */
+} cb_breaker_stats;
+
+/* Fills `st`.  May move open to half-open, as cb_breaker_state. */
+CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
+
+/* ---- registry ---------------------------------------------------------- */
+
+/* ---- bandit ------------------------------------------------------------ */
+
+/* ---- store ------------------------------------------------------------- */
+
+/* ---- Lua ---------------------------------------------------------------- */
+
+/* Opens the Lua module `cbreaker.core` (defined only in the Lua module). */
+struct lua_State;
+CB_API int luaopen_cbreaker_core(struct lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CBREAKER_H */

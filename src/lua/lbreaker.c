@@ -1,0 +1,459 @@
+/* lbreaker.c -- cbreaker.Breaker: cb.new{...} and the breaker's methods.
+ *
+ * The hot methods (allow, success, failure, call) find their metatable and
+ * their result strings in upvalues instead of the registry, which keeps a
+ * guarded call close to the cost of the method call itself. */
+#include <math.h>
+#include <string.h>
+
+#include "lcbreaker.h"
+
+/* Upvalues of every method: the metatable, then the rejection reasons. */
+enum { UP_MT = 1, UP_OPEN, UP_FORCED, UP_HALF, UP_COUNT = 4 };
+
+static lbreaker *checkbox_slow(lua_State *L, int idx) {
+    lbreaker *box = luaL_checkudata(L, idx, CB_BREAKER_MT);
+    if (!box->b) luaL_error(L, "attempt to use a %s breaker", box->gone);
+    return box;
+}
+
+lbreaker *cb_lua_checkbox(lua_State *L, int idx) {
+    return checkbox_slow(L, idx);
+}
+
+cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx) {
+    return checkbox_slow(L, idx)->b;
+}
+
+/* `self` of a method: one metatable comparison against the upvalue. */
+static lbreaker *self(lua_State *L) {
+    lbreaker *box = lua_touserdata(L, 1);
+    if (box && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
+        lua_pop(L, 1);
+        if (same && box->b) return box;
+    }
+    return checkbox_slow(L, 1);  /* raises the right error */
+}
+
+static double optlatency(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx)) return -1;
+    double ms = luaL_checknumber(L, idx);
+    if (!(ms >= 0) || isinf(ms)) luaL_argerror(L, idx, "latency must be a finite number of ms >= 0");
+    return ms;
+}
+
+/* ---- life cycle ------------------------------------------------------------- */
+
+static void change_cb(void *ud, cb_breaker *b, cb_state from, cb_state to,
+                      cb_reason reason) {
+    lbreaker *box = ud;
+    cb_lua_module *m = box->m;
+    (void)b;
+    if (m->count == CB_LUA_MAX_EVENTS) {  /* a callback storm: drop the oldest */
+        m->head = (m->head + 1) % CB_LUA_MAX_EVENTS;
+        m->count--;
+        m->dropped++;
+    }
+    cb_lua_event *e = &m->events[(m->head + m->count) % CB_LUA_MAX_EVENTS];
+    e->box = box;
+    e->from = (unsigned char)from;
+    e->to = (unsigned char)to;
+    e->reason = (unsigned char)reason;
+    m->count++;
+}
+
+/* Sets (function) or clears (nil) the on_change callback of the box at idx. */
+static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
+    idx = lua_absindex(L, idx);
+    int on = !lua_isnil(L, fn);
+    lua_pushvalue(L, fn);
+    lua_setiuservalue(L, idx, CB_UV_ON_CHANGE);
+    lua_getfield(L, LUA_REGISTRYINDEX, CB_BOXES_KEY);
+    if (on) lua_pushvalue(L, idx); else lua_pushnil(L);
+    lua_rawsetp(L, -2, box);
+    lua_pop(L, 1);
+    cb_breaker_on_change(box->b, on ? change_cb : NULL, on ? box : NULL);
+}
+
+lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
+    lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
+    box->b = b;
+    box->m = cb_lua_module_get(L);
+    box->owned = (unsigned char)(owned != 0);
+    box->gone = "closed";
+    cb_breaker_opts o;
+    cb_breaker_get_opts(b, &o);
+    box->measure = o.slow_call_ms > 0;
+    luaL_setmetatable(L, CB_BREAKER_MT);
+    return box;
+}
+
+void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
+    if (!box->b) return;
+    cb_breaker *b = box->b;
+    box->b = NULL;
+    box->gone = why;
+    lua_getfield(L, LUA_REGISTRYINDEX, CB_BOXES_KEY);
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, box);
+    lua_pop(L, 1);
+    if (box->owned) cb_breaker_free(b);
+    else cb_breaker_on_change(b, NULL, NULL);  /* the registry keeps it */
+}
+
+typedef struct newctx {
+    int box;        /* stack index of the box being built */
+    int on_change;  /* stack index of the on_change function, or 0 */
+    cb_breaker_opts *o;
+} newctx;
+
+static const char *const new_extra[] = {"classify", "clock", "on_change", NULL};
+
+static int new_option(lua_State *L, const char *key, void *ud) {
+    newctx *c = ud;
+    if (strcmp(key, "classify") == 0 || strcmp(key, "on_change") == 0) {
+        if (!lua_isfunction(L, -1))
+            luaL_error(L, "cbreaker.new: option '%s' must be a function (got %s)", key,
+                       luaL_typename(L, -1));
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, c->box, key[0] == 'c' ? CB_UV_CLASSIFY : CB_UV_ON_CHANGE);
+        return 1;
+    }
+    if (strcmp(key, "clock") == 0) {
+        cb_lua_checkclock(L, -1, &c->o->clock, "cbreaker.new");
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, c->box, CB_UV_CLOCK);  /* keeps the clock alive */
+        return 1;
+    }
+    return 0;
+}
+
+static int breaker_new(lua_State *L) {
+    cb_breaker_opts o;
+    cb_breaker_opts_init(&o);
+    o.name = "breaker";
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    /* The box first, closed: a raised error below leaks nothing. */
+    lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
+    box->b = NULL;
+    box->m = cb_lua_module_get(L);
+    box->owned = 1;
+    box->gone = "closed";
+    luaL_setmetatable(L, CB_BREAKER_MT);
+    newctx c = {2, 0, &o};
+    cb_lua_read_breaker_opts(L, 1, &o, "cbreaker.new", new_option, &c, new_extra);
+    box->b = cb_breaker_new(&o);
+    if (!box->b) return luaL_error(L, "cbreaker.new: out of memory");
+    box->measure = o.slow_call_ms > 0;
+    if (lua_getiuservalue(L, 2, CB_UV_ON_CHANGE) == LUA_TFUNCTION)
+        set_on_change(L, 2, box, -1);
+    lua_pop(L, 1);
+    return 1;
+}
+
+static int breaker_close(lua_State *L) {
+    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    cb_lua_box_close(L, box, "closed");
+    return 0;
+}
+
+static int breaker_tostring(lua_State *L) {
+    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    if (!box->b)
+        lua_pushfstring(L, "cbreaker.Breaker (%s)", box->gone);
+    else
+        lua_pushfstring(L, "cbreaker.Breaker '%s' (%s)", cb_breaker_name(box->b),
+                        cb_state_names[cb_breaker_state(box->b)]);
+    return 1;
+}
+
+/* ---- hot path --------------------------------------------------------------- */
+
+static int push_verdict(lua_State *L, cb_verdict v) {
+    if (v == CB_ALLOWED) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, lua_upvalueindex(UP_OPEN + (int)v - CB_REJECT_OPEN));
+    return 2;
+}
+
+static int breaker_allow(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_verdict v = cb_breaker_allow(box->b);
+    cb_lua_flush(L, box->m);
+    return push_verdict(L, v);
+}
+
+static int breaker_success(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_record(box->b, CB_SUCCESS, optlatency(L, 2), 0);
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+static int breaker_failure(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_record(box->b, CB_FAILURE, optlatency(L, 2), 0);
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+static double optretry(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    double ra = luaL_checknumber(L, idx);
+    if (!(ra >= 0) || isinf(ra)) luaL_argerror(L, idx, "retry_after must be a finite number of seconds >= 0");
+    return ra;
+}
+
+static int breaker_record(lua_State *L) {
+    lbreaker *box = self(L);
+    int outcome = luaL_checkoption(L, 2, NULL, cb_outcome_names);
+    double ms = optlatency(L, 3);
+    cb_breaker_record(box->b, (cb_outcome)outcome, ms, optretry(L, 4));
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+/* Runs the classifier on (ok, results...) at [first, top]: the outcome, and
+ * a retry-after in seconds.  A classifier that raises or answers nonsense
+ * makes the call a failure, and its error is raised after recording. */
+static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
+    int top = lua_gettop(L);
+    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
+    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
+    if (lua_pcall(L, top - first + 1, 2, 0) != LUA_OK) {
+        *bad = 1;  /* the error stays on the stack */
+        return CB_FAILURE;
+    }
+    const char *s = lua_tostring(L, -2);
+    int outcome = -1;
+    for (int i = 0; s && cb_outcome_names[i]; i++)
+        if (strcmp(s, cb_outcome_names[i]) == 0) outcome = i;
+    if (outcome < 0) {
+        lua_pushfstring(L, "classify must return \"success\", \"failure\" or \"ignore\" (got %s)",
+                        s ? s : luaL_typename(L, -2));
+        *bad = 1;
+        return CB_FAILURE;
+    }
+    if (!lua_isnil(L, -1)) {
+        double ra = lua_tonumber(L, -1);
+        if (lua_type(L, -1) != LUA_TNUMBER || !(ra >= 0) || isinf(ra)) {
+            lua_pushliteral(L, "classify: retry_after must be a finite number of seconds >= 0");
+            *bad = 1;
+            return CB_FAILURE;
+        }
+        *retry_after = ra;
+    }
+    lua_settop(L, top);
+    return (cb_outcome)outcome;
+}
+
+static int breaker_call(lua_State *L) {
+    lbreaker *box = self(L);
+    luaL_checkany(L, 2);
+    cb_breaker *b = box->b;
+    cb_verdict v = cb_breaker_allow(b);
+    if (v != CB_ALLOWED) {
+        lua_pushboolean(L, 0);
+        cb_lua_pushrejection(L, b, v);
+        cb_lua_flush(L, box->m);
+        return 2;
+    }
+    cb_lua_flush(L, box->m);
+    double t0 = box->measure ? cb_breaker_now(b) : 0;
+    int ok = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0) == LUA_OK;
+    double ms = box->measure && box->b ? (cb_breaker_now(box->b) - t0) * 1000 : -1;
+    lua_pushboolean(L, ok);
+    lua_insert(L, 2);  /* box, ok, results... (or box, false, err) */
+    double ra = 0;
+    int bad = 0;
+    cb_outcome outcome = ok ? CB_SUCCESS : CB_FAILURE;
+    int has_classify = lua_getiuservalue(L, 1, CB_UV_CLASSIFY) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (has_classify) outcome = classify(L, 2, &ra, &bad);
+    if (!box->b) return luaL_error(L, "breaker was %s during call", box->gone);
+    cb_breaker_record(box->b, outcome, ms, ra);
+    cb_lua_flush(L, box->m);
+    if (bad) return luaL_error(L, "classify failed: %s", lua_tostring(L, -1));
+    return lua_gettop(L) - 1;
+}
+
+/* ---- the rest --------------------------------------------------------------- */
+
+static int breaker_state(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_state s = cb_breaker_state(box->b);
+    cb_lua_flush(L, box->m);
+    lua_pushstring(L, cb_state_names[s]);
+    return 1;
+}
+
+static int breaker_name(lua_State *L) {
+    lua_pushstring(L, cb_breaker_name(self(L)->b));
+    return 1;
+}
+
+static int breaker_retry_after(lua_State *L) {
+    lbreaker *box = self(L);
+    double ra = cb_breaker_retry_after(box->b);
+    cb_lua_flush(L, box->m);
+    lua_pushnumber(L, ra);
+    return 1;
+}
+
+static int breaker_reset(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_reset(box->b);
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+static int breaker_force_open(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_force_open(box->b);
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+static int breaker_disable(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_disable(box->b);
+    cb_lua_flush(L, box->m);
+    return 0;
+}
+
+#define SETNUM(field) (lua_pushnumber(L, (lua_Number)st.field), lua_setfield(L, -2, #field))
+#define SETINT(field) (lua_pushinteger(L, (lua_Integer)st.field), lua_setfield(L, -2, #field))
+
+static int breaker_stats(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_stats st;
+    cb_breaker_get_stats(box->b, &st);
+    lua_createtable(L, 0, 20);
+    lua_pushstring(L, cb_breaker_name(box->b));
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, cb_state_names[st.state]);
+    lua_setfield(L, -2, "state");
+    SETINT(calls); SETINT(successes); SETINT(failures); SETINT(slow_calls);
+    SETINT(ignored); SETINT(rejections); SETINT(opens);
+    SETINT(consecutive_failures); SETINT(half_open_successes); SETINT(permits_out);
+    SETINT(window_calls); SETINT(window_failures); SETINT(window_slow);
+    SETNUM(failure_rate); SETNUM(slow_call_rate); SETNUM(open_timeout);
+    SETNUM(retry_after); SETNUM(last_change);
+    cb_lua_flush(L, box->m);
+    return 1;
+}
+
+static int breaker_on_change(lua_State *L) {
+    lbreaker *box = self(L);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    set_on_change(L, 1, box, 2);
+    return 0;
+}
+
+static int configure_option(lua_State *L, const char *key, void *ud) {
+    (void)ud;
+    if (strcmp(key, "classify") != 0) {
+        if (strcmp(key, "clock") == 0 || strcmp(key, "on_change") == 0)
+            luaL_error(L, "configure: option '%s' cannot be changed here", key);
+        return 0;
+    }
+    if (!lua_isfunction(L, -1) && !lua_isnil(L, -1))
+        luaL_error(L, "configure: option 'classify' must be a function (got %s)",
+                   luaL_typename(L, -1));
+    return 1;
+}
+
+/* br:configure{...}: a hot reload.  Options not given keep their values;
+ * state and counters are kept. */
+static int breaker_configure(lua_State *L) {
+    lbreaker *box = self(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cb_breaker_opts o;
+    cb_breaker_get_opts(box->b, &o);
+    const char *name = o.name;
+    cb_lua_read_breaker_opts(L, 2, &o, "configure", configure_option, NULL, new_extra);
+    if (strcmp(o.name, name) != 0) return luaL_error(L, "configure: a breaker's name cannot change");
+    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, CB_UV_CLASSIFY);
+    }
+    if (cb_breaker_configure(box->b, &o) != CB_OK) return luaL_error(L, "configure: out of memory");
+    box->measure = o.slow_call_ms > 0;
+    return 0;
+}
+
+static int breaker_options(lua_State *L) {
+    lbreaker *box = self(L);
+    cb_breaker_opts o;
+    cb_breaker_get_opts(box->b, &o);
+    lua_createtable(L, 0, 16);
+    lua_pushstring(L, o.name); lua_setfield(L, -2, "name");
+#define OPTI(f) (lua_pushinteger(L, (lua_Integer)o.f), lua_setfield(L, -2, #f))
+#define OPTN(f) (lua_pushnumber(L, o.f), lua_setfield(L, -2, #f))
+    OPTI(failure_threshold); OPTN(reset_timeout); OPTI(success_threshold);
+    OPTI(half_open_max_calls); OPTN(probe_timeout); OPTN(failure_rate);
+    OPTN(slow_call_ms); OPTN(slow_call_rate); OPTI(window); OPTN(window_seconds);
+    OPTI(min_calls); OPTN(backoff_factor); OPTN(max_reset_timeout); OPTN(jitter);
+#undef OPTI
+#undef OPTN
+    return 1;
+}
+
+static const luaL_Reg breaker_methods[] = {
+    {"allow", breaker_allow},
+    {"success", breaker_success},
+    {"failure", breaker_failure},
+    {"record", breaker_record},
+    {"call", breaker_call},
+    {"state", breaker_state},
+    {"name", breaker_name},
+    {"retry_after", breaker_retry_after},
+    {"reset", breaker_reset},
+    {"force_open", breaker_force_open},
+    {"disable", breaker_disable},
+    {"stats", breaker_stats},
+    {"on_change", breaker_on_change},
+    {"configure", breaker_configure},
+    {"options", breaker_options},
+    {"close", breaker_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg breaker_meta[] = {
+    {"__gc", breaker_close},
+    {"__close", breaker_close},
+    {"__tostring", breaker_tostring},
+    {NULL, NULL}
+};
+
+static const luaL_Reg breaker_funcs[] = {
+    {"new", breaker_new},
+    {NULL, NULL}
+};
+
+/* Pushes the method upvalues: the metatable and the rejection reasons. */
+static void push_upvalues(lua_State *L, int mt) {
+    lua_pushvalue(L, mt);
+    lua_pushstring(L, cb_verdict_names[CB_REJECT_OPEN]);
+    lua_pushstring(L, cb_verdict_names[CB_REJECT_FORCED_OPEN]);
+    lua_pushstring(L, cb_verdict_names[CB_REJECT_HALF_OPEN]);
+}
+
+void cb_lua_open_breaker(lua_State *L) {
+    luaL_newmetatable(L, CB_BREAKER_MT);  /* module, mt */
+    int mt = lua_gettop(L);
+    luaL_setfuncs(L, breaker_meta, 0);
+    lua_newtable(L);  /* methods */
+    push_upvalues(L, mt);
+    luaL_setfuncs(L, breaker_methods, UP_COUNT);
+    lua_setfield(L, mt, "__index");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, breaker_funcs, 0);
+}

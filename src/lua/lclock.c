@@ -1,0 +1,93 @@
+/* lclock.c -- cbreaker.ManualClock, the clock tests drive by hand, and
+ * cb.now(), the default monotonic clock. */
+#include <math.h>
+
+#include "lcbreaker.h"
+
+static cb_manual_clock *checkclock(lua_State *L, int idx) {
+    return luaL_checkudata(L, idx, CB_CLOCK_MT);
+}
+
+static double checktime(lua_State *L, int idx, const char *what) {
+    double t = luaL_checknumber(L, idx);
+    if (!isfinite(t)) luaL_argerror(L, idx, lua_pushfstring(L, "%s must be finite", what));
+    return t;
+}
+
+void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx) {
+    cb_manual_clock *mc = luaL_testudata(L, idx, CB_CLOCK_MT);
+    if (!mc)
+        luaL_error(L, "%s: option 'clock' must be a cbreaker.manual_clock (got %s)",
+                   ctx, luaL_typename(L, idx));
+    c->now = cb_manual_clock_now;
+    c->ud = mc;
+}
+
+static int clock_new(lua_State *L) {
+    double t0 = luaL_opt(L, luaL_checknumber, 1, 0);
+    if (!isfinite(t0)) luaL_argerror(L, 1, "start time must be finite");
+    cb_manual_clock *mc = lua_newuserdatauv(L, sizeof *mc, 0);
+    mc->now = t0;
+    luaL_setmetatable(L, CB_CLOCK_MT);
+    return 1;
+}
+
+static int clock_now(lua_State *L) {
+    lua_pushnumber(L, checkclock(L, 1)->now);
+    return 1;
+}
+
+static int clock_advance(lua_State *L) {
+    cb_manual_clock *mc = checkclock(L, 1);
+    double dt = checktime(L, 2, "seconds");
+    if (dt < 0) luaL_argerror(L, 2, "a monotonic clock cannot go back");
+    mc->now += dt;
+    lua_pushnumber(L, mc->now);
+    return 1;
+}
+
+static int clock_set(lua_State *L) {
+    cb_manual_clock *mc = checkclock(L, 1);
+    double t = checktime(L, 2, "time");
+    if (t < mc->now) luaL_argerror(L, 2, "a monotonic clock cannot go back");
+    mc->now = t;
+    return 0;
+}
+
+static int clock_tostring(lua_State *L) {
+    lua_pushfstring(L, "cbreaker.ManualClock (%f)", checkclock(L, 1)->now);
+    return 1;
+}
+
+static int monotonic_now(lua_State *L) {
+    lua_pushnumber(L, cb_clock_monotonic(NULL));
+    return 1;
+}
+
+static const luaL_Reg clock_methods[] = {
+    {"now", clock_now},
+    {"advance", clock_advance},
+    {"set", clock_set},
+    {NULL, NULL}
+};
+
+static const luaL_Reg clock_meta[] = {
+    {"__index", NULL},  /* set below */
+    {"__tostring", clock_tostring},
+    {NULL, NULL}
+};
+
+static const luaL_Reg clock_funcs[] = {
+    {"manual_clock", clock_new},
+    {"now", monotonic_now},
+    {NULL, NULL}
+};
+
+void cb_lua_open_clock(lua_State *L) {
+    luaL_newmetatable(L, CB_CLOCK_MT);
+    luaL_setfuncs(L, clock_meta, 0);
+    luaL_newlib(L, clock_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, clock_funcs, 0);
+}
