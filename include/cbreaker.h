@@ -334,6 +334,12 @@ CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
  * number of messages applied, or CB_ERR when not connected. */
 CB_API int cb_store_poll(cb_store *s);
 
+/* Waits at most `ms` milliseconds (capped at 10 s) for the subscription to
+ * have something for poll.  Returns 1 when it has, 0 on timeout, CB_ERR when
+ * not connected.  Blocks by design: for a thread with nothing else to do,
+ * and for tests. */
+CB_API int cb_store_wait(cb_store *s, double ms);
+
 /* The subscription's file descriptor, readable when poll has work; -1 while
  * disconnected (it changes across reconnects). */
 CB_API int cb_store_fd(const cb_store *s);

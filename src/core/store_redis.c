@@ -929,6 +929,15 @@ int cb_store_poll(cb_store *s) {
     return p->connected ? applied : (applied ? applied : CB_ERR);
 }
 
+int cb_store_wait(cb_store *s, double ms) {
+    cb_store_priv *p = s->priv;
+    if (s->err == CB_STORE_EOPTS || !p->connected) return CB_ERR;
+    if (!(ms >= 0)) ms = 0;
+    if (ms > 10000) ms = 10000;
+    int r = wait_fd(p->sub->fd, POLLIN, mono() + ms / 1000);
+    return r < 0 ? CB_ERR : r;
+}
+
 int cb_store_fd(const cb_store *s) {
     const cb_store_priv *p = s->priv;
     return p && p->connected ? p->sub->fd : -1;
