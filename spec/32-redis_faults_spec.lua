@@ -23,6 +23,22 @@ describe("#redis faults", function()
     return cb.new{ name = name or "svc", clock = clock, store = s }
   end
 
+  -- Lets the back-off elapse until every store is connected again (a loaded
+  -- machine may time a handshake out: that costs one more back-off).
+  local function reconnect(list, cond)
+    for _ = 1, 20 do
+      local all = true
+      for _, s in ipairs(list) do
+        s:wait(5)
+        s:poll()
+        all = all and s:health().connected
+      end
+      if all and (not cond or cond()) then return true end
+      clock:advance(8)
+    end
+    return false
+  end
+
   -- Runs fn, returns how long it took in ms (real time).
   local function timed(fn, ...)
     local t0 = cb.now()
@@ -57,8 +73,7 @@ describe("#redis faults", function()
     assert.matches("not connected", err)
     assert.equals(1, a:health().failures)  -- no attempt inside the back-off
     clock:advance(1)
-    assert.equals(0, a:poll())
-    assert.is_true(a:health().connected)
+    assert.is_true(reconnect({ a }))
     assert.equals(0, a:health().reconnects)
     -- reconciled: our open state reached Redis, a new peer imports it
     local b = store("B")
@@ -109,10 +124,7 @@ describe("#redis faults", function()
     for i = 601, 900 do step(i) end
     assert.is_true(slowest < TIMEOUT_MS + MARGIN_MS, "a call took " .. slowest .. " ms")
     clock:advance(8)
-    assert.is_true(helper.eventually(function()
-      return bb:state() == "forced-open"
-    end, { a, b }))
-    assert.is_true(a:health().connected and b:health().connected)
+    assert.is_true(reconnect({ a, b }, function() return bb:state() == "forced-open" end))
     assert.is_true(a:health().reconnects >= 1 and b:health().reconnects >= 1)
     assert.matches('"forcedOpen":true', server:cli("hget circuit_breaker:states svc"))
     assert.matches('"state":"open"', server:cli("hget circuit_breaker:states other"))
@@ -122,8 +134,9 @@ describe("#redis faults", function()
     a:poll(); b:poll()
     server:restart()
     clock:advance(16)
-    a:poll()  -- A reconnects first and publishes `recovered`: B is not listening
-    b:poll()  -- B reconnects: the boot hash no longer has it, so it drops it
+    assert.is_true(reconnect({ a }))  -- A publishes `recovered`: B is not listening
+    assert.equals("forced-open", bb:state())
+    assert.is_true(reconnect({ b }))  -- the boot hash no longer has it: B drops it
     assert.equals("closed", bb:state())
   end)
 
@@ -151,8 +164,7 @@ describe("#redis faults", function()
     server:resume()
     assert(ok, err)
     clock:advance(2)
-    a:poll()
-    assert.is_true(a:health().connected)
+    assert.is_true(reconnect({ a }))
   end)
 
   it("survives the script being flushed", function()
@@ -163,8 +175,7 @@ describe("#redis faults", function()
     assert.is_false(a:health().connected)
     assert.matches("NOSCRIPT", a:health().last_error)
     clock:advance(1)
-    a:poll()
-    assert.is_true(a:health().connected)
+    assert.is_true(reconnect({ a }))
     ba:failure()
     assert.equals("1", server:cli("get circuit_breaker:svc:counter"))
   end)
