@@ -134,6 +134,7 @@ int cb_breaker_init(cb_breaker *b, cb_conf *conf, char *name, int owns_name) {
 void cb_breaker_destroy(cb_breaker *b) {
     if (b->hook && b->hook->gone) b->hook->gone(b->hook_ud, b);  /* a store forgets it */
     b->hook = NULL;
+    b->hook_records = 0;
     cb_window_free(b->win);
     b->win = NULL;
     cb_conf_unref(b->conf);
@@ -206,13 +207,14 @@ int cb_breaker_set_hook(cb_breaker *b, const cb_breaker_hook *hook, void *ud) {
     if (hook && b->hook && (b->hook != hook || b->hook_ud != ud)) return CB_ERR;
     b->hook = hook;
     b->hook_ud = hook ? ud : NULL;
+    b->hook_records = (uint8_t)(hook && hook->record);  /* one flag on the hot path */
     return CB_OK;
 }
 
-/* A store polls its peers' messages every CB_HOOK_TICK calls (store_redis.c);
- * one increment and a mask when a hook is set, nothing otherwise. */
+/* A store polls its peers' messages every CB_HOOK_TICK allow calls
+ * (store_redis.c); one increment and a mask when a hook is set. */
 static inline void tick(cb_breaker *b) {
-    if (b->hook && (++b->ops & (CB_HOOK_TICK - 1)) == 0 && b->hook->tick)
+    if (b->hook && __builtin_expect((++b->ops & (CB_HOOK_TICK - 1)) == 0, 0) && b->hook->tick)
         b->hook->tick(b->hook_ud, b);
 }
 
@@ -341,7 +343,6 @@ static void record_closed(cb_breaker *b, int failed, int slow) {
 
 void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
                        double retry_after) {
-    tick(b);
     if (b->state == CB_DISABLED) {
         b->ignored++;
         return;
@@ -379,7 +380,7 @@ void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
             trip(b, CB_REASON_RETRY_AFTER, now, retry_after);
         }
     }
-    if (b->hook && b->hook->record && outcome != CB_IGNORE)  /* shared counting */
+    if (b->hook_records && outcome != CB_IGNORE)  /* shared counting */
         b->hook->record(b->hook_ud, b, outcome);
 }
 

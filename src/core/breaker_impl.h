@@ -34,7 +34,7 @@ typedef struct cb_breaker_hook {
     void (*record)(void *ud, cb_breaker *b, cb_outcome outcome);
     /* half-open, about to hand out a probe permit: 0 refuses it */
     int (*admit)(void *ud, cb_breaker *b);
-    /* every CB_HOOK_TICK allow/record calls: a cadence for polling */
+    /* every CB_HOOK_TICK allow calls: a cadence for polling */
     void (*tick)(void *ud, cb_breaker *b);
     /* the breaker is being destroyed: forget it */
     void (*gone)(void *ud, cb_breaker *b);
@@ -47,6 +47,7 @@ struct cb_breaker {
     char *name;
     uint8_t state;          /* cb_state */
     uint8_t owns_name;
+    uint8_t hook_records;   /* hook->record is set */
     uint32_t consecutive_failures;
     uint32_t half_open_successes;
     uint32_t permits_out;
@@ -60,7 +61,7 @@ struct cb_breaker {
     void *change_ud;
     const cb_breaker_hook *hook;  /* a store's, or NULL */
     void *hook_ud;
-    uint32_t ops;                 /* allow/record calls, for hook->tick */
+    uint32_t ops;                 /* allow calls, for hook->tick */
     uint64_t successes, failures, slow_calls, ignored, rejections, opens;
 };
 
