@@ -146,7 +146,7 @@ describe("#redis broadcast mode", function()
     local a, b = store("A"), store("B")
     local ba, bb = breaker(a), breaker(b)
     -- another service forced it open on B only (B missed nothing, A did)
-    server:cli([[hset circuit_breaker:states svc '{"serviceId":"svc","state":"open","ts":1,"forcedOpen":true,"recovered":false}']])
+    server:cli(([[hset circuit_breaker:states svc '{"serviceId":"svc","state":"open","ts":%d,"forcedOpen":true,"recovered":false}']]):format(os.time() * 1000))
     server:cli([[publish circuit_breaker:events '{"serviceId":"svc","state":"open","ts":1,"forcedOpen":true,"recovered":false}']])
     assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { b }))
     helper.drain({ a })
@@ -178,6 +178,14 @@ describe("#redis broadcast mode", function()
     -- an open whose time is over is not imported
     server:cli([[hset circuit_breaker:states old '{"serviceId":"old","state":"open","ts":1000,"forcedOpen":false,"recovered":false,"retryAfterMs":5000}']])
     assert.equals("closed", breaker(b, "old"):state())
+    -- nor a forced-open older than the TTL: the hash's own TTL is refreshed
+    -- by every write, so its entries are aged by their ts
+    server:cli([[hset circuit_breaker:states stale '{"serviceId":"stale","state":"open","ts":1000,"forcedOpen":true,"recovered":false}']])
+    assert.equals("closed", breaker(b, "stale"):state())
+    local fresh = ('{"serviceId":"fresh","state":"open","ts":%d,"forcedOpen":true,"recovered":false}')
+      :format(os.time() * 1000)
+    server:cli("hset circuit_breaker:states fresh '" .. fresh .. "'")
+    assert.equals("forced-open", breaker(b, "fresh"):state())
   end)
 
   it("gives every key it writes a TTL (seed 003's key layout)", function()

@@ -466,10 +466,13 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
     if (!a) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
-    if (boot && m->retry_after_ms >= 0 && m->ts > 0) {
-        double age = wall_ms() - m->ts;
-        open_for -= age > 0 ? age / 1000 : 0;
-        if (open_for <= 0) return 0;  /* that opening is over */
+    if (boot && m->ts > 0) {
+        double age = (wall_ms() - m->ts) / 1000;
+        if (age > p->ttl) return 0;  /* the hash outlives its entries: a stale one */
+        if (m->retry_after_ms >= 0) {
+            open_for -= age > 0 ? age : 0;
+            if (open_for <= 0) return 0;  /* that opening is over */
+        }
     }
     for (; a; a = next_named(a)) {
         a->seen = 1;
