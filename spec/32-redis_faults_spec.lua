@@ -140,6 +140,27 @@ describe("#redis faults", function()
     assert.equals("closed", bb:state())
   end)
 
+  it("sends again a `recovered` whose server died before answering", function()
+    local a, b = store("A"), store("B")
+    local ba, bb = breaker(a), breaker(b)
+    ba:force_open()
+    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { b }))
+    local saved = server:cli("hget circuit_breaker:states svc")
+    assert.matches('"forcedOpen":true', saved)
+    server:pause()  -- the write lands in the socket; no reply will come
+    ba:reset()
+    server:kill()   -- dies with the reset unexecuted
+    a:poll(); b:poll()
+    assert.is_false(a:health().connected)
+    server:restart()  -- as a persistent server would come back:
+    server:cli("hset circuit_breaker:states svc '" .. saved .. "'")
+    clock:advance(1)
+    assert.is_true(reconnect({ a }))  -- A sends its `recovered` again
+    assert.equals("", server:cli("hget circuit_breaker:states svc"))
+    assert.is_true(reconnect({ b }))
+    assert.equals("closed", bb:state())
+  end)
+
   it("a hung server costs one timeout, then nothing until the back-off", function()
     local a = store("A", { mode = "shared" })
     local ba = breaker(a)

@@ -36,7 +36,7 @@
 const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 
 #define KEY_MAX (128 + CB_NAME_MAX + 16)  /* prefix, name, field */
-#define MAX_PENDING 4096   /* replies owed on cmd before Redis counts as stuck */
+#define MAX_PENDING 1024   /* replies owed on cmd before Redis counts as stuck */
 #define POLL_EVERY 0.05    /* seconds between automatic polls */
 #define READS_PER_POLL 16  /* bounded work per poll */
 
@@ -52,6 +52,14 @@ typedef struct attach {
     uint8_t seen;         /* reconcile: named in the boot hash */
 } attach;
 
+/* A write whose reply is still owed: if it fails, or the connection drops
+ * before the reply, the event is sent again after reconnecting (at least
+ * once: a `recovered` lost with a dying server must not leave peers stuck). */
+typedef struct inflight {
+    attach *a;      /* NULL once detached */
+    uint8_t what;   /* UNSENT_* */
+} inflight;
+
 typedef struct cb_store_priv {
     cb_store *pub;
     cb_store_mode mode;
@@ -62,7 +70,9 @@ typedef struct cb_store_priv {
     uint32_t quorum;
     cb_clock clock;
     redisContext *cmd, *sub;
-    unsigned pending;     /* replies owed on cmd */
+    unsigned pending;     /* replies owed on cmd: the inflight ring's length */
+    unsigned head;        /* the ring's first entry */
+    inflight ring[MAX_PENDING];
     int unflushed;        /* cmd has bytes the socket did not take yet */
     int broken;           /* a reply asked for a reconnect (NOSCRIPT) */
     int connected, ever_connected, in_poll;
@@ -121,13 +131,28 @@ static void note_error(cb_store_priv *p, const char *what, const char *detail) {
     memcpy(p->pub->errstr, buf, sizeof p->pub->errstr);
 }
 
+/* Records an event to (re)send: a reset's `recovered` is kept over a later
+ * close, a later trip replaces it. */
+static void mark_unsent(attach *a, int what) {
+    if (what == UNSENT_RECOVERED || a->unsent != UNSENT_RECOVERED) a->unsent = (uint8_t)what;
+    else if (a->b->state != CB_CLOSED) a->unsent = UNSENT_STATE;
+}
+
+/* The oldest write owed a reply; its event is re-marked unless it succeeded. */
+static void ring_pop(cb_store_priv *p, int ok) {
+    inflight *e = &p->ring[p->head];
+    if (!ok && e->a) mark_unsent(e->a, e->what);
+    p->head = (p->head + 1) % MAX_PENDING;
+    p->pending--;
+}
+
 /* Drops both connections and schedules the next attempt. */
 static void drop(cb_store_priv *p) {
+    while (p->pending) ring_pop(p, 0);  /* unknown fate: send again */
     if (p->cmd) redisFree(p->cmd);
     if (p->sub) redisFree(p->sub);
     p->cmd = p->sub = NULL;
     p->connected = 0;
-    p->pending = 0;
     p->unflushed = 0;
     p->broken = 0;
     p->failures++;
@@ -215,12 +240,15 @@ static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline
     }
 }
 
-/* A reply nobody waits for (broadcast writes): errors are kept for health. */
+/* The reply to the oldest async write: errors are kept for health, and
+ * the event is sent again. */
 static void settle(cb_store_priv *p, redisReply *r) {
-    if (r && r->type == REDIS_REPLY_ERROR) {
+    int ok = !(r && r->type == REDIS_REPLY_ERROR);
+    if (!ok) {
         note_error(p, "redis", r->str);
         if (strncmp(r->str, "NOSCRIPT", 8) == 0) p->broken = 1;  /* flushed: reload */
     }
+    ring_pop(p, ok);
     freeReplyObject(r);
 }
 
@@ -233,8 +261,7 @@ static redisReply *command(cb_store_priv *p, redisContext *c, double deadline, i
         fail(p, "out of memory", NULL);
         return NULL;
     }
-    unsigned skip = c == p->cmd ? p->pending : 0;
-    if (c == p->cmd) p->pending = 0;
+    int owed = c == p->cmd;  /* async replies come first */
     if (flush_until(p, c, deadline) != CB_OK) {
         drop(p);
         return NULL;
@@ -246,15 +273,15 @@ static redisReply *command(cb_store_priv *p, redisContext *c, double deadline, i
             drop(p);
             return NULL;
         }
-        if (skip == 0) return r;
-        skip--;
+        if (!owed || p->pending == 0) return r;
         settle(p, r);
     }
 }
 
 /* Appends a command on cmd and writes what the socket takes now; its reply
  * is settled by a later poll or command. */
-static int command_async(cb_store_priv *p, int argc, const char **argv, const size_t *lens) {
+static int command_async(cb_store_priv *p, attach *a, int what, int argc, const char **argv,
+                         const size_t *lens) {
     if (p->pending >= MAX_PENDING) {
         fail(p, "redis is not keeping up", NULL);
         return CB_ERR;
@@ -263,6 +290,9 @@ static int command_async(cb_store_priv *p, int argc, const char **argv, const si
         fail(p, "out of memory", NULL);
         return CB_ERR;
     }
+    inflight *e = &p->ring[(p->head + p->pending) % MAX_PENDING];
+    e->a = a;
+    e->what = (uint8_t)what;
     p->pending++;
     int done = 0;
     if (write_some(p->cmd, &done) != REDIS_OK) {
@@ -410,8 +440,7 @@ static void call_lens(script_call *sc) {
 /* Publishes and persists what `a`'s breaker is now (broadcast, and operator
  * actions in shared mode).  Disconnected: remembered and sent on reconnect. */
 static void announce(cb_store_priv *p, attach *a, int what) {
-    if (what == UNSENT_RECOVERED || a->unsent != UNSENT_RECOVERED) a->unsent = (uint8_t)what;
-    else if (a->b->state != CB_CLOSED) a->unsent = UNSENT_STATE;  /* a later trip wins */
+    mark_unsent(a, what);
     if (!p->connected) {
         p->dropped++;
         return;
@@ -451,9 +480,9 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     call_arg(&sc, json);
     call_arg(&sc, left);
     call_lens(&sc);
+    what = a->unsent;
     a->unsent = UNSENT_NONE;
-    if (command_async(p, sc.argc, sc.argv, sc.lens) == CB_OK) p->published++;
-    else a->unsent = (uint8_t)what;
+    if (command_async(p, a, what, sc.argc, sc.argv, sc.lens) == CB_OK) p->published++;
 }
 
 /* ---- applying peers' state ------------------------------------------------ */
@@ -635,9 +664,15 @@ static void hook_tick(void *ud, cb_breaker *b) {
         cb_store_poll(p->pub);
 }
 
+static void forget_inflight(cb_store_priv *p, attach *a) {
+    for (unsigned i = 0; i < p->pending; i++)
+        if (p->ring[(p->head + i) % MAX_PENDING].a == a) p->ring[(p->head + i) % MAX_PENDING].a = NULL;
+}
+
 static void hook_gone(void *ud, cb_breaker *b) {
     attach *a = ud;
     (void)b;
+    forget_inflight(a->p, a);
     unlink_attach(a->p, a);
     free(a);
 }
@@ -875,6 +910,7 @@ void cb_store_detach(cb_store *s, cb_breaker *b) {
     attach *a = b->hook_ud;
     if (a->p != p) return;
     cb_breaker_set_hook(b, NULL, NULL);
+    forget_inflight(p, a);
     unlink_attach(p, a);
     free(a);
 }
@@ -898,7 +934,6 @@ int cb_store_poll(cb_store *s) {
             }
             void *r = NULL;
             while (p->pending && redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
-                p->pending--;
                 settle(p, r);
                 r = NULL;
             }
