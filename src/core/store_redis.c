@@ -77,6 +77,9 @@ typedef struct cb_store_priv {
     int broken;           /* a reply asked for a reconnect (NOSCRIPT) */
     int connected, ever_connected, in_poll;
     double backoff, next_attempt, last_poll;
+    const cb_breaker *budget_b;  /* the breaker call whose I/O shares one deadline */
+    uint64_t budget_seq;
+    double budget_deadline;
     char sha[41];
     attach **buckets;
     size_t nbuckets, count;
@@ -569,8 +572,7 @@ static void reconcile(cb_store_priv *p, redisReply *all) {
 
 /* One attempt, at most timeout_ms: subscribe first, so nothing published
  * between the import and the subscription is missed. */
-static void try_connect(cb_store_priv *p) {
-    double deadline = mono() + p->timeout;
+static void try_connect(cb_store_priv *p, double deadline) {
     p->sub = open_conn(p, deadline);
     if (!p->sub || handshake(p, p->sub, 0, deadline) != CB_OK) goto failed;
     const char *subscribe[] = {"SUBSCRIBE", p->channel};
@@ -619,6 +621,29 @@ failed:
 
 /* ---- hooks ------------------------------------------------------------------- */
 
+/* One breaker call may do I/O twice (allow: a reconnect from the tick, then
+ * the probe lease; record: a quorum vote, then the record): both share one
+ * deadline, so the call as a whole blocks at most timeout_ms.  `seq` names
+ * the call: allow's op count, or the recorded-outcome count. */
+static double call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq) {
+    if (p->budget_b != b || p->budget_seq != seq) {
+        p->budget_b = b;
+        p->budget_seq = seq;
+        p->budget_deadline = mono() + p->timeout;
+    }
+    return p->budget_deadline;
+}
+
+static uint64_t allow_seq(const cb_breaker *b) {
+    return (uint64_t)b->ops << 1;
+}
+
+static uint64_t record_seq(const cb_breaker *b) {
+    return ((b->successes + b->failures) << 1) | 1;
+}
+
+static int poll_until(cb_store_priv *p, double deadline);
+
 static int is_local_count(cb_reason why) {
     return why == CB_REASON_FAILURES || why == CB_REASON_FAILURE_RATE ||
            why == CB_REASON_SLOW_CALL_RATE || why == CB_REASON_RETRY_AFTER ||
@@ -658,10 +683,9 @@ static void hook_reset(void *ud, cb_breaker *b) {
 static void hook_tick(void *ud, cb_breaker *b) {
     attach *a = ud;
     cb_store_priv *p = a->p;
-    (void)b;
     double now = now_of(p);
     if (p->connected ? now - p->last_poll >= POLL_EVERY : now >= p->next_attempt)
-        cb_store_poll(p->pub);
+        poll_until(p, call_deadline(p, b, allow_seq(b)));
 }
 
 static void forget_inflight(cb_store_priv *p, attach *a) {
@@ -671,8 +695,8 @@ static void forget_inflight(cb_store_priv *p, attach *a) {
 
 static void hook_gone(void *ud, cb_breaker *b) {
     attach *a = ud;
-    (void)b;
     forget_inflight(a->p, a);
+    if (a->p->budget_b == b) a->p->budget_b = NULL;  /* its address may come back */
     unlink_attach(a->p, a);
     free(a);
 }
@@ -694,6 +718,7 @@ static void follow_fleet(attach *a, redisReply *r) {
 }
 
 static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, const char *outcome) {
+    double deadline = call_deadline(p, a->b, record_seq(a->b));
     char fth[16], sth[16], tmo[32], quorum[16];
     const cb_breaker_opts *o = &a->b->conf->o;
     snprintf(fth, sizeof fth, "%u", o->failure_threshold ? o->failure_threshold : UINT32_MAX);
@@ -709,7 +734,7 @@ static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, cons
     call_arg(&sc, tmo);
     call_arg(&sc, quorum);
     call_lens(&sc);
-    redisReply *r = command(p, p->cmd, mono() + p->timeout, sc.argc, sc.argv, sc.lens);
+    redisReply *r = command(p, p->cmd, deadline, sc.argc, sc.argv, sc.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
         int noscript = strncmp(r->str, "NOSCRIPT", 8) == 0;
         note_error(p, "redis", r->str);
@@ -746,7 +771,7 @@ static int hook_admit(void *ud, cb_breaker *b) {
     double pt = b->conf->o.probe_timeout > 0 ? b->conf->o.probe_timeout : b->conf->o.reset_timeout;
     snprintf(px, sizeof px, "%.0f", pt * 1000 > 1 ? ceil(pt * 1000) : 1);
     const char *argv[] = {"SET", key, p->id, "NX", "PX", px};
-    redisReply *r = command(p, p->cmd, mono() + p->timeout, 6, argv, NULL);
+    redisReply *r = command(p, p->cmd, call_deadline(p, b, allow_seq(b)), 6, argv, NULL);
     if (!r) return 1;
     int got = r->type == REDIS_REPLY_STATUS;  /* OK; nil when another holds it */
     freeReplyObject(r);
@@ -846,7 +871,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     if (o->id) snprintf(p->id, sizeof p->id, "%s", o->id);
     else make_id(p);
     p->last_poll = now_of(p);
-    try_connect(p);
+    try_connect(p, mono() + p->timeout);
     return s;
 }
 
@@ -911,18 +936,23 @@ void cb_store_detach(cb_store *s, cb_breaker *b) {
     if (a->p != p) return;
     cb_breaker_set_hook(b, NULL, NULL);
     forget_inflight(p, a);
+    if (p->budget_b == b) p->budget_b = NULL;
     unlink_attach(p, a);
     free(a);
 }
 
 int cb_store_poll(cb_store *s) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
-    cb_store_priv *p = s->priv;
+    return poll_until(s->priv, mono() + s->priv->timeout);
+}
+
+/* cb_store_poll, a reconnect bounded by `deadline`. */
+static int poll_until(cb_store_priv *p, double deadline) {
     if (p->in_poll) return 0;  /* an on_change callback polled again */
     p->in_poll = 1;
     p->last_poll = now_of(p);
     int applied = 0;
-    if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p);
+    if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p, deadline);
     for (int round = 0; p->connected && round < READS_PER_POLL; round++) {
         struct pollfd pf[2] = {{p->cmd->fd, (short)(POLLIN | (p->unflushed ? POLLOUT : 0)), 0},
                                {p->sub->fd, POLLIN, 0}};
