@@ -250,6 +250,13 @@ CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
  * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
  * "origin" (the sending instance) and "retryAfterMs".
  *
+ * Seed 002's rules: only local decisions are published (a state applied
+ * from a peer never is, so no instance re-publishes a stale force-open);
+ * cb_breaker_reset always publishes `recovered` and deletes the boot entry,
+ * also when the breaker was closed already; `recovered` clears a peer's
+ * state, forced-open included; a plain `closed` never clears a forced-open.
+ * Writes that fail or find Redis down are sent again after reconnecting.
+ *
  * Thread safety: a store and its attached breakers are one object: use them
  * from one thread at a time. */
 
@@ -269,14 +276,19 @@ CB_API void cb_breaker_apply_peer(cb_breaker *b, cb_peer_state peer, double open
 
 typedef enum cb_store_mode {
     CB_STORE_BROADCAST = 0,  /* local counting; transitions published, no I/O on the hot path */
-    CB_STORE_SHARED          /* counts and transitions in Redis, one round trip per record */
+    CB_STORE_SHARED          /* the fleet's counts and transitions in Redis (its TIME), one
+                                EVALSHA round trip per recorded outcome; half-open admits one
+                                probe fleet-wide (a SET NX PX lease); each instance still
+                                trips on its own counts */
 } cb_store_mode;
 
 CB_API extern const char *const cb_store_mode_names[];  /* "broadcast", "shared", NULL */
 
 typedef struct cb_store_opts {
     const char *url;          /* redis://[:pw@]host:port/db or unix:///path[?db=N]
-                                 ("redis://127.0.0.1:6379/0") */
+                                 ("redis://127.0.0.1:6379/0"); a host name is
+                                 resolved by getaddrinfo, which no timeout
+                                 bounds: prefer an address or a socket */
     const char *password;     /* overrides the URL's; NULL = the URL's */
     const char *prefix;       /* key prefix ("circuit_breaker") */
     const char *channel;      /* pub/sub channel ("circuit_breaker:events") */
@@ -319,8 +331,10 @@ CB_API void cb_store_free(cb_store *s);
 /* Attaches `b`: its transitions are published and persisted, its peers'
  * messages applied to it by poll, its open or forced-open state in the
  * boot-recovery hash imported now (when connected; else on reconnect).
- * Several breakers may share a name.  Returns CB_ERR when `b` is attached
- * elsewhere, out of memory, or s->err is CB_STORE_EOPTS.  The store does not
+ * Several breakers may share a name.  The import costs one round trip
+ * (at most timeout_ms).  Returns CB_ERR when `b` is attached
+ * elsewhere, its name has 256 bytes or more, out of memory, or s->err is
+ * CB_STORE_EOPTS.  The store does not
  * own `b`; destroying `b` detaches it. */
 CB_API int cb_store_attach(cb_store *s, cb_breaker *b);
 
@@ -330,7 +344,8 @@ CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
 /* Applies the peers' messages waiting on the subscription, reads
  * outstanding replies, reconnects when the back-off has elapsed.  Does not
  * block, except for a reconnect (at most timeout_ms).  Also run by attached
- * breakers every CB_HOOK_TICK calls once 50 ms have passed.  Returns the
+ * breakers every 64th cb_breaker_allow once 50 ms have passed on the store's
+ * clock (or, disconnected, once the back-off has elapsed).  Returns the
  * number of messages applied, or CB_ERR when not connected. */
 CB_API int cb_store_poll(cb_store *s);
 
@@ -355,7 +370,7 @@ typedef struct cb_store_health {
     uint64_t applied;         /* ... applied to an attached breaker */
     uint64_t own;             /* ... skipped as our own */
     uint64_t malformed;       /* ... ignored: not seed 002's JSON or too long */
-    uint64_t dropped;         /* writes lost while disconnected (reconciled later) */
+    uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */
     double retry_in;          /* seconds until the next reconnect attempt */
