@@ -404,7 +404,7 @@ enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TR
 static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
                                          "successes", "lease", "tripped"};
 
-/* argv[0..3] = EVALSHA sha 8 keys..., argv[11..14] = op name ttl channel. */
+/* EVALSHA sha 8, the eight keys, then op name ttl channel and the op's own. */
 typedef struct script_call {
     const char *argv[24];
     size_t lens[24];
