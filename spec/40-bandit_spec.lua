@@ -189,6 +189,27 @@ describe("cb.bandit", function()
     assert.equal("c", b:select{ "c" })
   end)
 
+  it("finds arms by name however the name string was made", function()
+    local long = ("provider-"):rep(8)  -- long strings are not interned in Lua 5.4
+    local b = cb.bandit{ arms = { "a", long }, seed = 2 }
+    local same = ("provider-"):rep(7) .. "provider-"
+    assert.equal(long, b:select{ same })
+    b:update(same, 1)
+    assert.equal(1, b:stats(long).updates)
+    -- a long list with repeats, and all 256 arms
+    local many = {}
+    for i = 1, 256 do many[i] = "arm" .. i end
+    local big = cb.bandit{ arms = many, seed = 3 }
+    local list = {}
+    for i = 1, 1000 do list[i] = many[i % 5 + 1] end
+    for _ = 1, 50 do
+      local arm = big:select(list)
+      assert.is_true(arm == "arm1" or arm == "arm2" or arm == "arm3" or arm == "arm4"
+        or arm == "arm5", arm)
+    end
+    assert.matches("too many arms %(at most 256%)", errmsg(big.add_arm, big, "arm257"))
+  end)
+
   it("takes fractional rewards", function()
     local b = cb.bandit{ arms = { "a" }, prior = { 2, 3 } }
     b:update("a", 0.25)

@@ -3,18 +3,45 @@
  *
  * Arms are named in Lua and numbered in C.  The box keeps, as user values,
  * the names as Lua strings (index -> name) and the reverse map (name ->
- * index), so select() turns names into indices with one rawget each and
- * returns the chosen name with one rawgeti: no string or table is created
- * per call. */
+ * index), so select() returns the chosen name with one rawgeti: no string or
+ * table is created per call.  To turn the eligible names into indices,
+ * select() first looks up each string's address in a small table in the box:
+ * Lua 5.4 interns short strings, so a name equal to an arm's is the very
+ * string the names table keeps alive.  A miss (a long string, which is not
+ * interned) falls back to the reverse map, so the cache is never wrong. */
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lcbreaker.h"
 
+#define SLOTS (2 * CB_BANDIT_MAX_ARMS)  /* a power of two, at most half full */
+
 typedef struct lbandit {
-    cb_bandit *b;  /* NULL once closed */
+    cb_bandit *b;              /* NULL once closed */
+    const char *key[SLOTS];    /* an arm name's string address, or NULL */
+    uint16_t arm[SLOTS];       /* its arm index */
 } lbandit;
+
+static unsigned slot_of(const char *s) {
+    uint64_t h = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL;  /* Fibonacci hashing */
+    return (unsigned)(h >> 55) & (SLOTS - 1);
+}
+
+static void cache_arm(lbandit *box, const char *s, int i) {
+    unsigned k = slot_of(s);
+    while (box->key[k]) k = (k + 1) & (SLOTS - 1);
+    box->key[k] = s;
+    box->arm[k] = (uint16_t)i;
+}
+
+/* The arm whose name string is at `s`, or -1 (then ask the reverse map). */
+static int cached_arm(const lbandit *box, const char *s) {
+    for (unsigned k = slot_of(s); box->key[k]; k = (k + 1) & (SLOTS - 1))
+        if (box->key[k] == s) return box->arm[k];
+    return -1;
+}
 
 /* User values of a bandit box. */
 enum { UV_NAMES = 1, UV_INDEX, UV_CLOCK, UV_COUNT = 3 };
@@ -34,14 +61,18 @@ static lbandit *checkbox_slow(lua_State *L, int idx) {
 }
 
 /* `self` of a method: one metatable comparison against the upvalue. */
-static cb_bandit *self(lua_State *L) {
+static lbandit *self_box(lua_State *L) {
     lbandit *box = lua_touserdata(L, 1);
     if (box && lua_getmetatable(L, 1)) {
         int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
         lua_pop(L, 1);
-        if (same && box->b) return box->b;
+        if (same && box->b) return box;
     }
-    return checkbox_slow(L, 1)->b;  /* raises the right error */
+    return checkbox_slow(L, 1);  /* raises the right error */
+}
+
+static cb_bandit *self(lua_State *L) {
+    return self_box(L)->b;
 }
 
 /* Raises "CTX: unknown arm 'NAME' (did you mean 'ARM'?)". */
@@ -158,7 +189,8 @@ static void read_opts(lua_State *L, int idx, cb_bandit_opts *o, const char *ctx,
 
 /* Adds the arm named by the value at the top of the stack (popped), keeping
  * the names and index tables (box user values) in step. */
-static void add_arm(lua_State *L, int box, cb_bandit *b, const char *ctx, const char *what) {
+static void add_arm(lua_State *L, int box, lbandit *lb, const char *ctx, const char *what) {
+    cb_bandit *b = lb->b;
     size_t len;
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "%s: %s must be a name (got %s)", ctx, what, luaL_typename(L, -1));
@@ -171,6 +203,7 @@ static void add_arm(lua_State *L, int box, cb_bandit *b, const char *ctx, const 
     int i = cb_bandit_add_arm(b, name);
     if (i < 0) luaL_error(L, "%s: out of memory", ctx);
     lua_getiuservalue(L, box, UV_NAMES);  /* name, names */
+    cache_arm(lb, name, i);  /* `name` is the string the names table keeps */
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, i + 1);
     lua_getiuservalue(L, box, UV_INDEX);  /* name, names, index */
@@ -190,6 +223,7 @@ static int bandit_new(lua_State *L) {
     /* The box first, closed: a raised error below leaks nothing. */
     lbandit *box = lua_newuserdatauv(L, sizeof *box, UV_COUNT);
     box->b = NULL;
+    memset(box->key, 0, sizeof box->key);
     luaL_setmetatable(L, CB_BANDIT_MT);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_NAMES);
@@ -213,7 +247,7 @@ static int bandit_new(lua_State *L) {
         for (lua_Unsigned k = 1; k <= n; k++) {
             snprintf(what, sizeof what, "arms[%u]", (unsigned)k);
             lua_rawgeti(L, 3, (lua_Integer)k);
-            add_arm(L, 2, box->b, ctx, what);
+            add_arm(L, 2, box, ctx, what);
         }
     }
     lua_settop(L, 2);
@@ -251,7 +285,8 @@ static int bandit_sample(lua_State *L) {
 
 /* b:select([names]) -> the chosen name, or nil, "no eligible arms". */
 static int bandit_select(lua_State *L) {
-    cb_bandit *b = self(L);
+    lbandit *box = self_box(L);
+    cb_bandit *b = box->b;
     int chosen;
     if (lua_isnoneornil(L, 2)) {
         chosen = cb_bandit_select(b, NULL, 0);
@@ -260,7 +295,7 @@ static int bandit_select(lua_State *L) {
             return luaL_error(L, "bandit:select: eligible arms must be a list of names (got %s)",
                               luaL_typename(L, 2));
         lua_settop(L, 2);
-        lua_getiuservalue(L, 1, UV_INDEX);  /* self, list, index */
+        luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
         int idx[CB_BANDIT_MAX_ARMS];
         uint64_t seen[CB_BANDIT_MAX_ARMS / 64] = {0};  /* keeps n within idx */
         size_t n = 0;
@@ -269,12 +304,18 @@ static int bandit_select(lua_State *L) {
             if (lua_rawgeti(L, 2, (lua_Integer)k) != LUA_TSTRING)
                 return luaL_error(L, "bandit:select: eligible[%d] must be an arm name (got %s)",
                                   (int)k, luaL_typename(L, -1));
-            if (lua_rawget(L, 3) != LUA_TNUMBER) {  /* the name is replaced by its index */
-                lua_rawgeti(L, 2, (lua_Integer)k);
-                return unknown_arm(L, b, "bandit:select", lua_tostring(L, -1));
+            const char *name = lua_tolstring(L, -1, NULL);
+            int i = cached_arm(box, name);
+            if (i < 0) {  /* not an interned arm name: ask the reverse map */
+                lua_getiuservalue(L, 1, UV_INDEX);
+                lua_pushvalue(L, -2);
+                if (lua_rawget(L, -2) != LUA_TNUMBER)
+                    return unknown_arm(L, b, "bandit:select", name);
+                i = (int)lua_tointeger(L, -1) - 1;
+                lua_settop(L, 2);
+            } else if (lua_gettop(L) >= 2 + 32) {
+                lua_settop(L, 2);  /* one pop for many names */
             }
-            int i = (int)lua_tointeger(L, -1) - 1;
-            lua_pop(L, 1);
             uint64_t bit = (uint64_t)1 << (i & 63);
             if (!(seen[i >> 6] & bit)) {
                 seen[i >> 6] |= bit;
@@ -358,9 +399,9 @@ static int bandit_arms(lua_State *L) {
 }
 
 static int bandit_add_arm(lua_State *L) {
-    cb_bandit *b = self(L);
+    lbandit *box = self_box(L);
     lua_settop(L, 2);
-    add_arm(L, 1, b, "bandit:add_arm", "arm");
+    add_arm(L, 1, box, "bandit:add_arm", "arm");
     return 0;
 }
 
