@@ -124,21 +124,27 @@ static void check_moments(double a, double c) {
         if (!(x[i] >= 0 && x[i] <= 1)) out++;
         sum += x[i];
     }
-    double m = sum / N, m2 = 0, m4 = 0;
+    double m = sum / N, m2 = 0, m3 = 0, m4 = 0;
     for (int i = 0; i < N; i++) {
         double d = x[i] - m;
         m2 += d * d;
+        m3 += d * d * d;
         m4 += d * d * d * d;
     }
     m2 /= N;
+    m3 /= N;
     m4 /= N;
     double mean = a / (a + c);
     double var = a * c / ((a + c) * (a + c) * (a + c + 1));
+    double skew = 2 * (c - a) * sqrt(a + c + 1) / ((a + c + 2) * sqrt(a * c));
     double se_mean = sqrt(var / N), se_var = sqrt((m4 - m2 * m2) / N);
-    printf("    Beta(%g, %g): mean %.5f (%.5f), var %.6f (%.6f)\n", a, c, m, mean, m2, var);
+    double g = m3 / pow(m2, 1.5);
+    printf("    Beta(%g, %g): mean %.5f (%.5f), var %.6f (%.6f), skewness %.4f (%.4f)\n",
+           a, c, m, mean, m2, var, g, skew);
     test_cond(out == 0);
     test_cond(near(m, mean, 5 * se_mean));
     test_cond(near(m2, var, 5 * se_var));
+    test_cond(near(g, skew, 0.03 + 0.02 * fabs(skew)));  /* the shape, loosely */
     cb_bandit_free(b);
 }
 
