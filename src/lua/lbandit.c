@@ -295,11 +295,12 @@ static int bandit_select(lua_State *L) {
             return luaL_error(L, "bandit:select: eligible arms must be a list of names (got %s)",
                               luaL_typename(L, 2));
         lua_settop(L, 2);
-        luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
+        lua_Unsigned len = lua_rawlen(L, 2);
+        if (len > 12) luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
         int idx[CB_BANDIT_MAX_ARMS];
         uint64_t seen[CB_BANDIT_MAX_ARMS / 64] = {0};  /* keeps n within idx */
         size_t n = 0;
-        lua_Unsigned len = lua_rawlen(L, 2);
+        int piled = 0;  /* names left on the stack */
         for (lua_Unsigned k = 1; k <= len; k++) {
             if (lua_rawgeti(L, 2, (lua_Integer)k) != LUA_TSTRING)
                 return luaL_error(L, "bandit:select: eligible[%d] must be an arm name (got %s)",
@@ -313,8 +314,10 @@ static int bandit_select(lua_State *L) {
                     return unknown_arm(L, b, "bandit:select", name);
                 i = (int)lua_tointeger(L, -1) - 1;
                 lua_settop(L, 2);
-            } else if (lua_gettop(L) >= 2 + 32) {
+                piled = 0;
+            } else if (++piled == 32) {
                 lua_settop(L, 2);  /* one pop for many names */
+                piled = 0;
             }
             uint64_t bit = (uint64_t)1 << (i & 63);
             if (!(seen[i >> 6] & bit)) {
