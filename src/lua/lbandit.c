@@ -9,8 +9,8 @@
  * Lua 5.4 interns short strings, so a name equal to an arm's is the very
  * string the names table keeps alive.  A miss (a long string, which is not
  * interned) falls back to the reverse map, so the cache is never wrong. */
-#include <stdint.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +18,7 @@
 
 #define SLOTS (2 * CB_BANDIT_MAX_ARMS)  /* a power of two, at most half full */
 
+/* About 5 KB a bandit: a few per program, each consulted on every select. */
 typedef struct lbandit {
     cb_bandit *b;              /* NULL once closed */
     const char *key[SLOTS];    /* an arm name's string address, or NULL */
