@@ -375,9 +375,9 @@ double cb_breaker_retry_after(cb_breaker *b) {
         break;
     }
     if (b->state == CB_OPEN) return b->open_until - now;
-    if (b->state == CB_HALF_OPEN && b->permits_out >= b->conf->o.half_open_max_calls)
-        return b->permit_expiry - now;
-    return cb_breaker_retry_after(b);  /* closed, or a callback moved it */
+    if (b->state == CB_HALF_OPEN)
+        return b->permits_out >= b->conf->o.half_open_max_calls ? b->permit_expiry - now : 0;
+    return cb_breaker_retry_after(b);  /* a callback moved it elsewhere */
 }
 
 void cb_breaker_reset(cb_breaker *b) {
