@@ -4,6 +4,25 @@
 #include "cbreaker.h"
 #include "test.h"
 
+/* Counts allocations by interposing malloc (glibc's __libc_* do the work).
+ * ASan brings its own malloc, so a sanitizer build skips the count. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__clang__)
+#define COUNTS_ALLOCATIONS 0
+static unsigned long allocations;
+#else
+#define COUNTS_ALLOCATIONS 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static unsigned long allocations;
+void *malloc(size_t n);
+void *calloc(size_t n, size_t m);
+void *realloc(void *p, size_t n);
+void *malloc(size_t n) { allocations++; return __libc_malloc(n); }
+void *calloc(size_t n, size_t m) { allocations++; return __libc_calloc(n, m); }
+void *realloc(void *p, size_t n) { allocations++; return __libc_realloc(p, n); }
+#endif
+
 typedef struct changes {
     int n;
     cb_state last_from, last_to;
@@ -108,6 +127,36 @@ int main(void) {
     double ra = cb_breaker_retry_after(b);
     cb_breaker_reset(b);
     test_cond(v == CB_REJECT_FORCED_OPEN && isinf(ra) && cb_breaker_allow(b) == CB_ALLOWED);
+
+    test(COUNTS_ALLOCATIONS ? "allow/record/state do not allocate, window or not"
+                            : "allow/record/state (allocation count needs a plain build)");
+    {
+        cb_breaker_opts w;
+        cb_breaker_opts_init(&w);
+        w.failure_rate = 0.9;
+        w.window_seconds = 10;
+        w.clock.now = cb_manual_clock_now;
+        w.clock.ud = &mc;
+        cb_breaker *wb = cb_breaker_new(&w);
+        unsigned long before = allocations;
+        for (int i = 0; i < 100000; i++) {
+            cb_breaker *x = i % 2 ? wb : b;
+            if (cb_breaker_allow(x) == CB_ALLOWED)
+                cb_breaker_record(x, i % 3 ? CB_SUCCESS : CB_FAILURE, i % 50, 0);
+            cb_breaker_state(x);
+            mc.now += 0.01;
+        }
+        test_cond(allocations == before);
+        cb_breaker_free(wb);
+    }
+
+    test("the allocation counter sees allocations");
+    {
+        unsigned long before = allocations;
+        cb_breaker *tmp = cb_breaker_new(&o);
+        test_cond(!COUNTS_ALLOCATIONS || allocations > before);
+        cb_breaker_free(tmp);
+    }
 
     test("free(NULL) is a no-op");
     cb_breaker_free(NULL);
