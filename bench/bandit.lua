@@ -1,10 +1,14 @@
 -- bench/bandit.lua -- ns per Thompson-sampling select over 8 eligible arms:
--- cb.bandit (C core) against a straightforward pure-Lua sampler (the same
--- algorithms: Marsaglia-Tsang gamma with the a < 1 boost, polar normals,
--- Beta as X / (X + Y), on math.random), measured in the same run.
+-- cb.bandit (C core) against a straightforward pure-Lua sampler (Marsaglia-
+-- Tsang gamma with the a < 1 boost, Marsaglia's polar normals, Beta as
+-- X / (X + Y), on math.random), measured in the same run.
 --
---   build/cbreaker bench/bandit.lua [selects]
+--   CB_BUILD_DIR=build build/cbreaker bench/bandit.lua [selects]
+package.path = "bench/?.lua;" .. package.path
+local h = require("harness")
+h.cpath(os.getenv("CB_BUILD_DIR"))
 local cb = require("cbreaker")
+local nop = require("nop")()
 
 local N = tonumber(arg and arg[1]) or 200000  -- the pure-Lua sampler runs N / 10
 local now = cb.now
@@ -16,7 +20,7 @@ local rates = { 0.9, 0.85, 0.8, 0.7, 0.6, 0.95, 0.5, 0.75 }
 -- ---- a straightforward Thompson sampler in Lua ---------------------------------
 
 local function lua_bandit(seed)
-  local random, log, sqrt, exp = math.random, math.log, math.sqrt, math.exp
+  local random, log, sqrt = math.random, math.log, math.sqrt
   math.randomseed(seed)
   local alpha, beta = {}, {}
   for _, n in ipairs(names) do alpha[n], beta[n] = 1, 1 end
@@ -72,7 +76,6 @@ local function lua_bandit(seed)
     end
     return best
   end
-  local _ = exp
   return self
 end
 
@@ -108,12 +111,12 @@ local variants = {
     local select = l_bandit.select
     for _ = 1, n do sink = select(eligible) end
   end },
-  { name = "empty", n = N, fn = function(n)
-    local b = c_bandit
-    for _ = 1, n do sink = b.options and b end
+  { name = "nop", n = N, fn = function(n)
+    local o = nop
+    for _ = 1, n do sink = o:nop() or o end
   end },
 }
-local ROUNDS = 7
+local ROUNDS = h.rounds
 local best = {}
 for _, v in ipairs(variants) do
   v.fn(v.n // 10)  -- warm up
@@ -128,13 +131,12 @@ for _ = 1, ROUNDS do
   end
 end
 assert(sink)
-local c_list, c_all, lua_list, empty = best.c_list, best.c_all, best.lua_list, best.empty
+local c_list, c_all, lua_list, nop1 = best.c_list, best.c_all, best.lua_list, best.nop
 
-print(("Thompson select over 8 eligible arms, best of %d interleaved rounds of %d selects"
-  .. " (pure Lua: %d) (%s)"):format(ROUNDS, N, N // 10, _VERSION))
-print(("  cb.bandit  b:select(list)   %7.1f ns"):format(c_list))
-print(("  cb.bandit  b:select()       %7.1f ns"):format(c_all))
-print(("  pure Lua   select(list)     %7.1f ns"):format(lua_list))
-print(("  loop overhead               %7.1f ns"):format(empty))
-print(("  pure Lua / cb.bandit        %7.1fx"):format(lua_list / c_list))
-print(("  goal < 400 ns: %s"):format(c_list < 400 and "met" or "MISSED"))
+print(("cbreaker %s, Thompson select over 8 eligible arms, N = %d (pure Lua: N / 10),"
+  .. " best of %d interleaved rounds"):format(cb._VERSION, N, ROUNDS))
+h.row("b:select(list of 8 names)", c_list, "pure-Lua sampler", lua_list)
+h.row("b:select() (all 8 arms)", c_all, "b:select(list of 8 names)", c_list)
+h.row("b:select(list of 8 names)", c_list, "1x o:nop()", nop1)
+print(("pure Lua / cb.bandit = %.1fx; b:select(list) %.0f ns, goal < 400 ns: %s"):format(
+  lua_list / c_list, c_list, c_list < 400 and "met" or "MISSED"))
