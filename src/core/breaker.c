@@ -349,7 +349,8 @@ static void record_closed(cb_breaker *b, int failed, int slow) {
 
 void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
                        double retry_after) {
-    if (outcome == CB_SUCCESS && b->state == CB_CLOSED && !b->win && !(retry_after > 0)) {
+    if (outcome == CB_SUCCESS && b->state == CB_CLOSED && !b->win && !b->hook_records &&
+        !(retry_after > 0)) {  /* a shared store sees every outcome */
         b->successes++;  /* the common case; no window means no slow tracking */
         b->consecutive_failures = 0;
         return;
