@@ -186,6 +186,9 @@ describe("#redis broadcast mode", function()
       :format(os.time() * 1000)
     server:cli("hset circuit_breaker:states fresh '" .. fresh .. "'")
     assert.equals("forced-open", breaker(b, "fresh"):state())
+    -- a process restarted under the same id imports its own earlier states
+    local again = store("A")
+    assert.equals("forced-open", breaker(again, "x"):state())
   end)
 
   it("gives every key it writes a TTL (seed 003's key layout)", function()

@@ -918,8 +918,10 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
         const char *argv[] = {"HGET", states, b->name};
         redisReply *r = command(p, p->cmd, mono() + p->timeout, 3, argv, NULL);
         cb_message m;
+        /* Our own entries too: a process restarted with a fixed id imports
+         * what its previous life published (a reconnect does not: see import). */
         if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
-            m.open && !m.recovered && strcmp(m.origin, p->id) != 0) {
+            m.open && !m.recovered) {
             p->in_poll = 1;
             apply_message(p, &m, 1);
             p->in_poll = 0;
