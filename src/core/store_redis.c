@@ -644,10 +644,13 @@ static uint64_t record_seq(const cb_breaker *b) {
 
 static int poll_until(cb_store_priv *p, double deadline);
 
+/* Transitions the shared script decides for the fleet.  A Retry-After is
+ * not among them: the server asked every caller to wait, so it is
+ * announced like an operator's action. */
 static int is_local_count(cb_reason why) {
     return why == CB_REASON_FAILURES || why == CB_REASON_FAILURE_RATE ||
-           why == CB_REASON_SLOW_CALL_RATE || why == CB_REASON_RETRY_AFTER ||
-           why == CB_REASON_PROBE_FAILURE || why == CB_REASON_PROBE_SUCCESS;
+           why == CB_REASON_SLOW_CALL_RATE || why == CB_REASON_PROBE_FAILURE ||
+           why == CB_REASON_PROBE_SUCCESS;
 }
 
 static void shared_trip(cb_store_priv *p, attach *a);
