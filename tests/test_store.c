@@ -8,6 +8,7 @@
 #include "breaker_impl.h"
 #include "store_impl.h"
 #include "test.h"
+#include "alloc_count.h"
 
 /* Many checks per topic: each is one numbered test named after its topic. */
 static const char *topic = "";
@@ -191,8 +192,22 @@ static void test_unreachable(void) {
     }
     check(cb_breaker_state(b) == CB_OPEN);
     check(cb_store_poll(s) == CB_ERR);  /* within the back-off: no attempt */
+
+    section(COUNTS_ALLOCATIONS ? "an attached breaker's allow/record/trip/reset do not allocate"
+                               : "attached hot path (allocation count needs a plain build)");
+    {
+        unsigned long before = allocations;
+        for (int i = 0; i < 1000; i++) {  /* ticks included: every 64 allows */
+            cb_breaker_allow(b);
+            cb_breaker_record(b, i % 7 ? CB_SUCCESS : CB_FAILURE, 1, 0);
+        }
+        cb_breaker_force_open(b);
+        cb_breaker_reset(b);
+        check(allocations == before);
+    }
+    for (int i = 0; i < 5; i++) cb_breaker_record(b, CB_FAILURE, -1, 0);
     cb_store_get_health(s, &h);
-    check(h.failures == 1 && h.dropped == 1 && h.attached == 1);
+    check(h.failures == 1 && h.dropped == 4 && h.attached == 1);
     mc.now += 0.1;
     check(cb_store_poll(s) == CB_ERR);  /* one attempt, failed: back-off doubles */
     cb_store_get_health(s, &h);
