@@ -359,6 +359,13 @@ CB_API int cb_bandit_get_stats(cb_bandit *b, int arm, cb_bandit_arm_stats *st);
  * state, forced-open included; a plain `closed` never clears a forced-open.
  * Writes that fail or find Redis down are sent again after reconnecting.
  *
+ * A peer cannot grow an instance's memory: messages are applied to attached
+ * breakers only (nothing is kept for other names), at most 4096 bytes each,
+ * and a subscription reply growing past 64 KiB drops the connection.  With
+ * a secret, messages carry "sig" (see opts.secret); the transitions shared
+ * mode's script decides in Redis are then not signed, so peers ignore those
+ * messages and learn the fleet's state on their next call instead.
+ *
  * Thread safety: a store and its attached breakers are one object: use them
  * from one thread at a time. */
 
@@ -403,6 +410,11 @@ typedef struct cb_store_opts {
     double backoff_min;       /* first reconnect delay, seconds (0.1) */
     double backoff_max;       /* longest reconnect delay, seconds (5) */
     const char *id;           /* this instance's origin id; NULL = host:pid:random */
+    const char *secret;       /* shared secret, 16 to 1024 bytes: channel and boot-hash
+                                 messages are signed with HMAC-SHA256 and unsigned or
+                                 badly signed ones rejected; NULL = seed 002's plain JSON */
+    double replay_window_ms;  /* with a secret: a channel message whose ts is further
+                                 than this from our wall clock is rejected (30000) */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
 } cb_store_opts;
 
@@ -472,6 +484,9 @@ typedef struct cb_store_health {
     uint64_t applied;         /* ... applied to an attached breaker */
     uint64_t own;             /* ... skipped as our own */
     uint64_t malformed;       /* ... ignored: not seed 002's JSON or too long */
+    uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
+    uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
+    uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */

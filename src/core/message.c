@@ -5,9 +5,13 @@
  * the rest (extra fields are allowed, so other services can share the
  * channel). */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "store_impl.h"
 
@@ -102,6 +106,57 @@ const char *cb_message_decode(const char *s, size_t len, cb_message *m) {
     const char *why = decode_object(o, m);
     cJSON_Delete(o);
     return why;
+}
+
+/* ---- signatures ------------------------------------------------------------ */
+
+static const char sig_head[] = ",\"sig\":\"";
+
+static int mac(const char *body, size_t len, const unsigned char *key, size_t keylen,
+               char hex[65]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (keylen > INT32_MAX ||
+        !HMAC(EVP_sha256(), key, (int)keylen, (const unsigned char *)body, len, md, &mdlen) ||
+        mdlen != 32)
+        return -1;
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+    return 0;
+}
+
+int cb_message_sign(char *json, size_t len, size_t cap, const unsigned char *key,
+                    size_t keylen) {
+    char hex[65];
+    if (len < 2 || json[len - 1] != '}' || cap < len + CB_SIG_SUFFIX_LEN + 1 ||
+        mac(json, len, key, keylen, hex) != 0)
+        return -1;
+    char *at = json + len - 1;  /* overwrites the closing brace */
+    memcpy(at, sig_head, sizeof sig_head - 1);
+    at += sizeof sig_head - 1;
+    memcpy(at, hex, 64);
+    memcpy(at + 64, "\"}", 3);
+    return (int)(len - 1 + CB_SIG_SUFFIX_LEN);  /* its closing brace became the suffix's */
+}
+
+cb_sig_check cb_message_verify(const char *s, size_t len, const unsigned char *key,
+                               size_t keylen) {
+    /* The signed body is everything before the suffix, closed by '}'. */
+    if (len < CB_SIG_SUFFIX_LEN + 2 || len > CB_MESSAGE_MAX) return CB_SIG_MISSING;
+    const char *suffix = s + len - CB_SIG_SUFFIX_LEN;
+    if (memcmp(suffix, sig_head, sizeof sig_head - 1) != 0 || s[len - 2] != '"' ||
+        s[len - 1] != '}')
+        return CB_SIG_MISSING;
+    char body[CB_MESSAGE_MAX + 1], hex[65];
+    size_t blen = len - CB_SIG_SUFFIX_LEN;
+    memcpy(body, s, blen);
+    body[blen++] = '}';
+    if (mac(body, blen, key, keylen, hex) != 0) return CB_SIG_BAD;
+    return CRYPTO_memcmp(hex, suffix + sizeof sig_head - 1, 64) == 0 ? CB_SIG_OK : CB_SIG_BAD;
 }
 
 cb_peer_state cb_message_peer_state(const cb_message *m) {

@@ -37,6 +37,30 @@ int cb_message_encode(const cb_message *m, char *buf, size_t cap);
  * saying why the input is malformed ("not JSON", "serviceId missing" ...). */
 const char *cb_message_decode(const char *s, size_t len, cb_message *m);
 
+/* ---- signatures ------------------------------------------------------------
+ * With a shared secret, a message is the unsigned JSON `B` (ending in '}')
+ * with `,"sig":"<64 hex>"` inserted before that last '}', the hex being
+ * HMAC-SHA256(secret, B) over B's exact bytes.  An unsigned peer reads it as
+ * seed 002's JSON with one extra field, which the seed allows. */
+
+#define CB_SIG_SUFFIX_LEN 74  /* strlen(",\"sig\":\"<64 hex>\"}"), replacing the body's "}" */
+
+/* Signs the message json[len] in place (json must end in '}' and have
+ * room for CB_SIG_SUFFIX_LEN more bytes and the NUL in cap).  Returns the
+ * new length, or -1 when it does not fit or libcrypto failed. */
+int cb_message_sign(char *json, size_t len, size_t cap, const unsigned char *key,
+                    size_t keylen);
+
+typedef enum cb_sig_check {
+    CB_SIG_OK = 0,
+    CB_SIG_MISSING,  /* no trailing "sig" field */
+    CB_SIG_BAD       /* a "sig" that does not match */
+} cb_sig_check;
+
+/* Checks the signature of s[len] in constant time over the hex. */
+cb_sig_check cb_message_verify(const char *s, size_t len, const unsigned char *key,
+                               size_t keylen);
+
 /* What a message asks of a peer's breaker. */
 cb_peer_state cb_message_peer_state(const cb_message *m);
 

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 
 #include "breaker_impl.h"
 #include "store_impl.h"
@@ -39,6 +40,9 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define MAX_PENDING 1024   /* replies owed on cmd before Redis counts as stuck */
 #define POLL_EVERY 0.05    /* seconds between automatic polls */
 #define READS_PER_POLL 16  /* bounded work per poll */
+#define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
+#define SECRET_MIN 16
+#define SECRET_MAX 1024
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 
@@ -65,6 +69,9 @@ typedef struct cb_store_priv {
     cb_store_mode mode;
     cb_redis_url url;
     char *prefix, *channel;
+    unsigned char *secret;  /* NULL: seed 002's plain messages */
+    size_t secret_len;
+    double replay_window;   /* ms */
     char id[CB_ORIGIN_MAX];
     double timeout, ttl, backoff_min, backoff_max;  /* seconds */
     uint32_t quorum;
@@ -85,7 +92,7 @@ typedef struct cb_store_priv {
     size_t nbuckets, count;
     char last_error[128];
     uint64_t reconnects, failures, published, received, applied, own, malformed,
-        dropped;
+        dropped, unsigned_msgs, bad_signature, stale;
 } cb_store_priv;
 
 /* ---- small things --------------------------------------------------------- */
@@ -476,7 +483,10 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     snprintf(m.origin, sizeof m.origin, "%s", p->id);
     m.ts = wall_ms();
     char json[CB_MESSAGE_MAX + 1], left[32];
-    if (cb_message_encode(&m, json, sizeof json) < 0) return;  /* cannot happen: bounded */
+    int jlen = cb_message_encode(&m, json, sizeof json);
+    if (jlen > 0 && p->secret)
+        jlen = cb_message_sign(json, (size_t)jlen, sizeof json, p->secret, p->secret_len);
+    if (jlen < 0) return;  /* cannot happen: bounded */
     snprintf(left, sizeof left, "%.0f", ceil(left_ms));
     script_call sc;
     call_init(p, &sc, op, b->name);
@@ -513,6 +523,16 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
     return 1;
 }
 
+/* With a secret: 1 when `v` carries a valid signature (else counted). */
+static int authentic(cb_store_priv *p, const redisReply *v) {
+    if (!p->secret) return 1;
+    switch (cb_message_verify(v->str, v->len, p->secret, p->secret_len)) {
+    case CB_SIG_OK: return 1;
+    case CB_SIG_MISSING: p->unsigned_msgs++; return 0;
+    default: p->bad_signature++; return 0;
+    }
+}
+
 /* A message from the subscription: ["message", channel, payload]. */
 static int on_sub_reply(cb_store_priv *p, redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -524,6 +544,11 @@ static int on_sub_reply(cb_store_priv *p, redisReply *r) {
     if (payload->type != REDIS_REPLY_STRING ||
         cb_message_decode(payload->str, payload->len, &m) != NULL) {
         p->malformed++;
+        return 0;
+    }
+    if (!authentic(p, payload)) return 0;
+    if (p->secret && !(fabs(wall_ms() - m.ts) <= p->replay_window)) {
+        p->stale++;  /* a replay of an old signed message, or a clock far off */
         return 0;
     }
     if (strcmp(m.origin, p->id) == 0) {
@@ -545,7 +570,9 @@ static void import(cb_store_priv *p, redisReply *all) {
     for (size_t i = 0; all && i + 1 < all->elements; i += 2) {
         redisReply *v = all->element[i + 1];
         cb_message m;
-        if (v->type != REDIS_REPLY_STRING || cb_message_decode(v->str, v->len, &m)) continue;
+        if (v->type != REDIS_REPLY_STRING || cb_message_decode(v->str, v->len, &m) ||
+            !authentic(p, v))
+            continue;
         if (strcmp(m.origin, p->id) == 0 || !m.open || m.recovered) continue;
         apply_message(p, &m, 1);
     }
@@ -798,6 +825,7 @@ void cb_store_opts_init(cb_store_opts *o) {
     o->ttl = 3600;
     o->backoff_min = 0.1;
     o->backoff_max = 5;
+    o->replay_window_ms = 30000;
 }
 
 static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err, size_t cap) {
@@ -823,6 +851,10 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
     if (o->quorum > 10000) return "quorum must be at most 10000";
     if (o->id && (!o->id[0] || strlen(o->id) >= CB_ORIGIN_MAX))
         return "id must be a non-empty string shorter than 64 bytes";
+    if (o->secret && (strlen(o->secret) < SECRET_MIN || strlen(o->secret) > SECRET_MAX))
+        return "secret must be a string of 16 to 1024 bytes";
+    if (!(o->replay_window_ms >= 1000 && o->replay_window_ms <= 86400000))
+        return "replay_window_ms must be in [1000, 86400000]";
     return NULL;
 }
 
@@ -860,7 +892,12 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     p->channel = dupstr(o->channel);
     p->nbuckets = 64;
     p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
-    if (!p->prefix || !p->channel || !p->buckets) {
+    if (o->secret) {
+        p->secret_len = strlen(o->secret);
+        p->secret = (unsigned char *)dupstr(o->secret);
+    }
+    p->replay_window = o->replay_window_ms;
+    if (!p->prefix || !p->channel || !p->buckets || (o->secret && !p->secret)) {
         cb_store_free(s);
         return NULL;
     }
@@ -894,6 +931,8 @@ void cb_store_free(cb_store *s) {
         free(p->buckets);
         free(p->prefix);
         free(p->channel);
+        if (p->secret) OPENSSL_cleanse(p->secret, p->secret_len);
+        free(p->secret);
         free(p);
     }
     free(s);
@@ -924,7 +963,7 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
         /* Our own entries too: a process restarted with a fixed id imports
          * what its previous life published (a reconnect does not: see import). */
         if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
-            m.open && !m.recovered) {
+            authentic(p, r) && m.open && !m.recovered) {
             p->in_poll = 1;
             apply_message(p, &m, 1);
             p->in_poll = 0;
@@ -996,6 +1035,13 @@ static int poll_until(cb_store_priv *p, double deadline) {
                 freeReplyObject(r);
                 r = NULL;
             }
+            /* What is left is one reply in progress: hiredis keeps a bulk
+             * string whole, so a huge one published by a peer would. */
+            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX) {
+                p->malformed++;
+                fail(p, "subscription", "a channel message over 64 KiB");
+                break;
+            }
         }
     }
     p->in_poll = 0;
@@ -1033,6 +1079,9 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->own = p->own;
     h->malformed = p->malformed;
     h->dropped = p->dropped;
+    h->unsigned_msgs = p->unsigned_msgs;
+    h->bad_signature = p->bad_signature;
+    h->stale = p->stale;
     h->attached = p->count;
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);

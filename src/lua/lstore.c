@@ -22,7 +22,7 @@ static lstore *checkstore(lua_State *L, int idx) {
 
 static const char *const store_options[] = {
     "url", "prefix", "channel", "timeout_ms", "password", "mode", "quorum", "ttl",
-    "id", "clock", "backoff_min", "backoff_max", NULL};
+    "id", "clock", "backoff_min", "backoff_max", "secret", "replay_window_ms", NULL};
 
 static const char *optstring(lua_State *L, const char *key) {
     if (lua_type(L, -1) != LUA_TSTRING)
@@ -47,6 +47,13 @@ static void read_option(lua_State *L, const char *key, cb_store_opts *o, int box
     else if (strcmp(key, "channel") == 0) o->channel = optstring(L, key);
     else if (strcmp(key, "password") == 0) o->password = optstring(L, key);
     else if (strcmp(key, "id") == 0) o->id = optstring(L, key);
+    else if (strcmp(key, "secret") == 0) {
+        size_t n;
+        optstring(L, key);
+        o->secret = lua_tolstring(L, -1, &n);
+        if (strlen(o->secret) != n)
+            luaL_error(L, "cbreaker.redis: option 'secret' must not contain a zero byte");
+    } else if (strcmp(key, "replay_window_ms") == 0) o->replay_window_ms = optnumber(L, key);
     else if (strcmp(key, "timeout_ms") == 0) o->timeout_ms = optnumber(L, key);
     else if (strcmp(key, "ttl") == 0) o->ttl = optnumber(L, key);
     else if (strcmp(key, "backoff_min") == 0) o->backoff_min = optnumber(L, key);
@@ -184,7 +191,7 @@ static int store_health(lua_State *L) {
     lstore *st = checkstore(L, 1);
     cb_store_health h;
     cb_store_get_health(st->s, &h);
-    lua_createtable(L, 0, 16);
+    lua_createtable(L, 0, 20);
     lua_pushboolean(L, h.connected);
     lua_setfield(L, -2, "connected");
     lua_pushstring(L, h.last_error);
@@ -193,6 +200,7 @@ static int store_health(lua_State *L) {
     lua_setfield(L, -2, "id");
     SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
     SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
+    SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale);
     SETNUM(backoff); SETNUM(retry_in);
     return 1;
 }
