@@ -98,7 +98,7 @@ static int parse_unix(const char *p, cb_redis_url *u, char *err, size_t errcap) 
     return CB_OK;
 }
 
-int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
+static int parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     memset(u, 0, sizeof *u);
     u->port = 6379;
     if (!url) FAIL("url: missing");
@@ -112,4 +112,29 @@ int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errca
     if (colon && colon - url < 16)
         FAIL("url: unsupported scheme '%.*s' (use redis:// or unix://)", (int)(colon - url), url);
     FAIL("url: expected redis://host:port/db or unix:///path/to/socket");
+}
+
+/* 1 when the user info may hold more than the parser took: a '/' or an
+ * '@' before the last '@'. */
+static int ambiguous(const char *url) {
+    if (!url) return 0;
+    const char *rest = strstr(url, "://");
+    rest = rest ? rest + 3 : url;
+    const char *last = strrchr(rest, '@');
+    if (!last) return 0;
+    size_t n = (size_t)(last - rest);
+    return memchr(rest, '/', n) != NULL || memchr(rest, '@', n) != NULL;
+}
+
+int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
+    if (parse(url, u, err, errcap) == CB_OK) return CB_OK;
+    /* Which part of a URL with user info is the password is a guess when
+     * it holds '/' or '@' ("redis://:pa/ss@host" reads as host ":pa"), and
+     * the password may be written again later ("redis://:pw@h/pw"): quote
+     * nothing of such a URL. */
+    char *quote;
+    if ((ambiguous(url) || (u->password[0] && strstr(err, u->password))) && errcap > 0 &&
+        (quote = strstr(err, " '")) != NULL)
+        snprintf(quote, errcap - (size_t)(quote - err), " (not quoted: the URL has user info)");
+    return CB_ERR;
 }

@@ -81,4 +81,26 @@ typedef struct cb_redis_url {
  * that never contains the password. */
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap);
 
+/* ---- replies ------------------------------------------------------------------
+ * What the store makes of a Redis reply, apart from the connection that got
+ * it: for the fuzzer (fuzz/fuzz_store_reply.c) and the C tests. */
+
+struct redisReply;
+
+typedef enum cb_reply_kind {
+    CB_REPLY_SUBSCRIPTION = 0,  /* a reply on the subscription (["message", ch, payload]) */
+    CB_REPLY_BOOT_HASH,         /* HGETALL of the boot-recovery hash, on (re)connecting */
+    CB_REPLY_BOOT_ENTRY,        /* HGET of one name's entry, on attaching */
+    CB_REPLY_FLEET,             /* the script's {state, ms left} for breaker b (shared) */
+    CB_REPLY_KIND_COUNT
+} cb_reply_kind;
+
+/* Interprets `r` as a reply of `kind` would be, applying what it says to
+ * the attached breakers (b: the one the reply is for, CB_REPLY_FLEET only).
+ * Returns the messages applied, or CB_ERR (bad options, NULL r, b not
+ * attached).  Does no I/O of its own: disconnected, what breakers publish in
+ * response is kept to send after reconnecting, as usual. */
+int cb_store_interpret(cb_store *s, cb_reply_kind kind, const struct redisReply *r,
+                       cb_breaker *b);
+
 #endif

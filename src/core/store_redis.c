@@ -534,11 +534,11 @@ static int authentic(cb_store_priv *p, const redisReply *v) {
 }
 
 /* A message from the subscription: ["message", channel, payload]. */
-static int on_sub_reply(cb_store_priv *p, redisReply *r) {
+static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0)
         return 0;  /* subscribe confirmations */
-    redisReply *payload = r->element[2];
+    const redisReply *payload = r->element[2];
     p->received++;
     cb_message m;
     if (payload->type != REDIS_REPLY_STRING ||
@@ -564,7 +564,7 @@ static int on_sub_reply(cb_store_priv *p, redisReply *r) {
 
 /* Imports the boot hash and drops peer states it no longer holds (their
  * `recovered` may have been lost while we were away). */
-static void import(cb_store_priv *p, redisReply *all) {
+static void import(cb_store_priv *p, const redisReply *all) {
     for (size_t i = 0; i < p->nbuckets; i++)
         for (attach *a = p->buckets[i]; a; a = a->next) a->seen = 0;
     for (size_t i = 0; all && i + 1 < all->elements; i += 2) {
@@ -732,7 +732,7 @@ static void hook_gone(void *ud, cb_breaker *b) {
 }
 
 /* Applies the fleet's answer {state, ms left} to the local breaker. */
-static void follow_fleet(attach *a, redisReply *r) {
+static void follow_fleet(attach *a, const redisReply *r) {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
         return;
@@ -938,6 +938,19 @@ void cb_store_free(cb_store *s) {
     free(s);
 }
 
+/* The boot-hash entry HGET found for a breaker being attached (r may be
+ * NULL).  Our own entries too: a process restarted with a fixed id imports
+ * what its previous life published (a reconnect does not: see import). */
+static void import_one(cb_store_priv *p, const redisReply *r) {
+    cb_message m;
+    if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
+        authentic(p, r) && m.open && !m.recovered) {
+        p->in_poll = 1;
+        apply_message(p, &m, 1);
+        p->in_poll = 0;
+    }
+}
+
 int cb_store_attach(cb_store *s, cb_breaker *b) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
     cb_store_priv *p = s->priv;
@@ -959,15 +972,7 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
         snprintf(states, sizeof states, "%s:states", p->prefix);
         const char *argv[] = {"HGET", states, b->name};
         redisReply *r = command(p, p->cmd, mono() + p->timeout, 3, argv, NULL);
-        cb_message m;
-        /* Our own entries too: a process restarted with a fixed id imports
-         * what its previous life published (a reconnect does not: see import). */
-        if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
-            authentic(p, r) && m.open && !m.recovered) {
-            p->in_poll = 1;
-            apply_message(p, &m, 1);
-            p->in_poll = 0;
-        }
+        import_one(p, r);
         freeReplyObject(r);
     }
     return CB_OK;
@@ -1086,4 +1091,26 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);
     h->retry_in = p->connected || left < 0 ? 0 : left;
+}
+
+/* ---- replies from elsewhere (store_impl.h) ----------------------------------- */
+
+int cb_store_interpret(cb_store *s, cb_reply_kind kind, const struct redisReply *r,
+                       cb_breaker *b) {
+    cb_store_priv *p = s->priv;
+    if (s->err == CB_STORE_EOPTS || !r) return CB_ERR;
+    int n = 0;
+    p->in_poll = 1;  /* as in poll: callbacks polling again are no-ops */
+    switch (kind) {
+    case CB_REPLY_SUBSCRIPTION: n = on_sub_reply(p, r); break;
+    case CB_REPLY_BOOT_HASH: import(p, r); break;
+    case CB_REPLY_BOOT_ENTRY: p->in_poll = 0; import_one(p, r); break;
+    case CB_REPLY_FLEET:
+        if (!b || (b->hook != &broadcast_hook && b->hook != &shared_hook)) n = CB_ERR;
+        else follow_fleet(b->hook_ud, r);
+        break;
+    default: n = CB_ERR;
+    }
+    p->in_poll = 0;
+    return n;
 }
