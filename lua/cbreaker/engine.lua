@@ -1,0 +1,555 @@
+--- cbreaker.engine: routes calls across providers under a policy.
+--
+--   local engine = cb.engine(policy)          -- a table or a policy file
+--   local ok, reply = engine:call(tenant, session, function(provider, req)
+--     return http_post(endpoints[provider], req)
+--   end, request)
+--
+-- Each call passes the session's guardrail breaker (seeds 000/001: one
+-- session in an error loop is stopped without touching the others), picks a
+-- provider whose breaker allows a call (Thompson sampling, seed 002), runs
+-- the function under that provider's breaker, and records the outcome on the
+-- session, the provider and the selector.  Permits are never leaked: every
+-- allow() that succeeds is followed by exactly one record().
+local core = require("cbreaker.core")
+local policy = require("cbreaker.policy")
+
+local M = {}
+
+local huge, pack, unpack = math.huge, table.pack, table.unpack
+
+-- ---- the parts built by other modules ------------------------------------------
+-- The engine's only contact with the bandit, the registry and the store.
+
+local parts = {}
+
+--- Thompson sampling over the provider names, in C.
+function parts.thompson(sel, names)
+  return core.bandit{arms = names, prior = sel.prior, decay = sel.decay, seed = sel.seed}
+end
+
+--- Round robin over the eligible providers: the selector interface
+-- (select/update/discount/reset/stats) without learning.
+function parts.round_robin(_, names)
+  local next_i, picks = 0, {}
+  local rr = {}
+  function rr.select(_, eligible)
+    if #eligible == 0 then return nil, "no eligible arms" end
+    next_i = next_i % #eligible + 1
+    return eligible[next_i]
+  end
+  function rr.update() end
+  function rr.discount() end
+  function rr.reset() end
+  function rr.stats()
+    local t = {}
+    for _, n in ipairs(names) do t[n] = {picks = picks[n] or 0} end
+    return t
+  end
+  return rr
+end
+
+--- The per-session guardrail breakers.
+function parts.registry(sessions, clock, store)
+  local o = {}
+  for k, v in pairs(sessions) do o[k] = v end
+  local defaults = {}
+  for k, v in pairs(sessions.defaults) do defaults[k] = v end
+  o.defaults = defaults
+  o.clock = clock
+  o.store = store
+  return core.registry(o)
+end
+
+function parts.store(redis)
+  return core.redis(redis)
+end
+
+-- ---- rejections ------------------------------------------------------------------
+
+--- The error of a call the engine refused: a table whose metatable tells it
+-- apart from errors raised by the function (cb.is_rejection).
+local Rejection = {__name = "cbreaker.EngineRejection"}
+Rejection.__index = Rejection
+Rejection.__tostring = function(r) return r.message end
+
+local function rejection(reason, retry_after, tenant, session)
+  local msg
+  if retry_after == huge then
+    msg = reason
+  else
+    msg = ("%s (retry in %.3fs)"):format(reason, retry_after)
+  end
+  return setmetatable({
+    reason = reason, retry_after = retry_after, message = msg,
+    tenant = tenant, session = session,
+  }, Rejection)
+end
+
+function M.is_rejection(e)
+  return getmetatable(e) == Rejection
+end
+
+-- ---- helpers ------------------------------------------------------------------------
+
+local OUTCOMES = {success = true, failure = true, ignore = true}
+
+--- Runs a classifier on a packed pcall result: outcome, retry_after (or
+-- false, message when the classifier misbehaves).
+local function classify(fn, res)
+  if not fn then return res[1] and "success" or "failure" end
+  local ok, outcome, ra = pcall(fn, unpack(res, 1, res.n))
+  if not ok then return false, "classify failed: " .. tostring(outcome) end
+  if not OUTCOMES[outcome] then
+    return false, ("classify must return \"success\", \"failure\" or \"ignore\" (got %s)"):format(tostring(outcome))
+  end
+  if ra ~= nil and (type(ra) ~= "number" or not (ra >= 0) or ra == huge) then
+    return false, "classify: retry_after must be a finite number of seconds >= 0"
+  end
+  return outcome, ra
+end
+
+local function copy(t)
+  local o = {}
+  for k, v in pairs(t) do o[k] = v end
+  return o
+end
+
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+local function checkkey(v, what, level)
+  local t = type(v)
+  if t ~= "string" and t ~= "number" then
+    error(("%s must be a string (got %s)"):format(what, t), level + 1)
+  end
+end
+
+-- ---- construction ---------------------------------------------------------------------
+
+local Engine = {}
+Engine.__index = Engine
+Engine.__name = "cbreaker.Engine"
+
+--- The breaker options the engine hands to the core for `name`.
+local function provider_options(p, name)
+  local o = policy.provider_options(p, name)
+  o.on_change = nil  -- the engine's own callback calls the user's
+  return o
+end
+
+function Engine:_on_change(name, from, to, reason)
+  local t = self.transitions[name]
+  t[to] = (t[to] or 0) + 1
+  if to == "open" or to == "forced-open" then
+    -- Wins from before an outage must not route traffic back into it.
+    self.selector:discount(name, self.policy.selection.discount)
+  end
+  local hook = self.hooks[name]
+  if hook then hook(name, from, to, reason) end
+end
+
+local function new_breaker(self, name)
+  local p = self.policy
+  local o = provider_options(p, name)
+  o.name = name
+  o.clock = p.clock
+  o.store = self.store
+  local br = core.new(o)
+  self.hooks[name] = policy.provider_options(p, name).on_change
+  br:on_change(function(...) return self:_on_change(...) end)
+  return br
+end
+
+--- cb.engine(policy): policy is a table or the path of a Lua file returning
+-- one (see cbreaker.policy).  Raises on an invalid policy, naming the option.
+function M.new(src)
+  local p = policy.load(src, 2)
+  local self = setmetatable({
+    policy = p,
+    names = p.names,
+    breakers = {},
+    hooks = {},
+    transitions = {},
+    selected = {},
+    bypassed = {},
+    probes = {},
+    requests = {ok = 0, error = 0, all_open = 0, session_open = 0, registry_full = 0},
+    scratch = {},
+  }, Engine)
+  local clock = p.clock
+  self.now = clock and function() return clock:now() end or core.now
+  self.store = p.redis and parts.store(p.redis) or nil
+  self.selector = parts[p.selection.strategy](p.selection, p.names)
+  for _, name in ipairs(p.names) do
+    self.transitions[name] = {}
+    self.selected[name] = 0
+    self.bypassed[name] = 0
+    self.probes[name] = {failures = 0}
+    self.breakers[name] = new_breaker(self, name)
+  end
+  self.sessions = p.sessions and parts.registry(p.sessions, clock, nil) or nil
+  self:_classifiers()
+  return self
+end
+
+-- ---- selection --------------------------------------------------------------------------
+
+--- The breaker of `provider`; raises for a provider not in the policy.
+function Engine:breaker(provider)
+  local br = self.breakers[provider]
+  if br then return br end
+  local set = {}
+  for _, n in ipairs(self.names) do set[n] = true end
+  local near = type(provider) == "string" and policy.closest(provider, set)
+  error(("unknown provider '%s'%s"):format(tostring(provider),
+    near and (" (did you mean '%s'?)"):format(near) or ""), 2)
+end
+
+--- The selector's choice among the providers that may take a call now and
+-- are not in `tried`, or nil and the seconds until the soonest may.  Takes
+-- no permit: retry_after() is 0 exactly when allow() would grant one.
+function Engine:_choose(tried)
+  local list, n, soonest = self.scratch, 0, huge
+  for _, name in ipairs(self.names) do
+    if not (tried and tried[name]) then
+      local ra = self.breakers[name]:retry_after()
+      if ra == 0 then
+        n = n + 1
+        list[n] = name
+      elseif ra < soonest then
+        soonest = ra
+      end
+    end
+  end
+  for i = n + 1, #list do list[i] = nil end
+  if n == 0 then return nil, soonest end
+  if n == 1 then return list[1] end
+  return (self.selector:select(list))
+end
+
+--- The provider for this session's next request: a provider name, or nil,
+-- "all providers open" (or "session open"), and the seconds until a call
+-- may be allowed.  Takes no permit and records nothing.
+function Engine:pick(tenant, session)
+  if self.sessions and tenant ~= nil then
+    checkkey(tenant, "tenant", 2)
+    checkkey(session, "session", 2)
+    local sbr = self.sessions:get(tenant, session)
+    if sbr then
+      local ra = sbr:retry_after()
+      if ra > 0 then return nil, "session open", ra end
+    end
+  end
+  local name, soonest = self:_choose(nil)
+  if name then return name end
+  return nil, "all providers open", soonest
+end
+
+-- ---- calls ------------------------------------------------------------------------------------
+
+--- One attempt on `name`: a packed pcall result and the provider's outcome
+-- (false, message when its classifier misbehaved).
+function Engine:_attempt(name, br, fn, ...)
+  local t0 = self.now()
+  local res = pack(pcall(fn, name, ...))
+  local ms = (self.now() - t0) * 1000
+  local outcome, ra = classify(self.classify[name], res)
+  if not outcome then
+    br:record("failure", ms)
+    self.selector:update(name, 0)
+    return res, false, ra
+  end
+  br:record(outcome, ms, ra)
+  if outcome ~= "ignore" then self.selector:update(name, outcome == "success" and 1 or 0) end
+  return res, outcome
+end
+
+--- When no provider may take the call: the policy's on_all_open.  Returns
+-- a packed result, or nil to give up.
+function Engine:_all_open(soonest, waited, fn, ...)
+  local p = self.policy
+  if p.on_all_open == "wait" and soonest ~= huge and waited + soonest <= p.max_wait then
+    p.sleep(soonest)
+    return nil, waited + soonest
+  end
+  if p.on_all_open == "bypass" then
+    local best, best_ra = nil, huge  -- the provider due back first; never a forced-open one
+    for _, name in ipairs(self.names) do
+      local ra = self.breakers[name]:retry_after()
+      if ra < best_ra then best, best_ra = name, ra end
+    end
+    if best then
+      self.bypassed[best] = self.bypassed[best] + 1
+      return pack(pcall(fn, best, ...))
+    end
+  end
+  return false
+end
+
+--- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
+-- fn(provider, ...)'s results, or `false, err` with fn's error or a
+-- rejection (cb.is_rejection(err); err.reason is "session open", "all
+-- providers open" or "registry full").
+function Engine:call(tenant, session, fn, ...)
+  checkkey(tenant, "tenant", 2)
+  checkkey(session, "session", 2)
+  if type(fn) ~= "function" then
+    local mt = getmetatable(fn)
+    if not (mt and mt.__call) then
+      error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 2)
+    end
+  end
+  local sbr
+  if self.sessions then
+    local err
+    sbr, err = self.sessions:get(tenant, session)
+    if not sbr then
+      self.requests.registry_full = self.requests.registry_full + 1
+      return false, rejection(err or "registry full", huge, tenant, session)
+    end
+    if not sbr:allow() then
+      self.requests.session_open = self.requests.session_open + 1
+      return false, rejection("session open", sbr:retry_after(), tenant, session)
+    end
+  end
+  -- From here a session permit may be out: every path records on sbr.
+  local p = self.policy
+  local tried, res, bad, attempts, waited = nil, nil, nil, 0, 0
+  while attempts < p.max_attempts do
+    local name, soonest = self:_choose(tried)
+    if not name then
+      if attempts > 0 then break end
+      local r
+      r, waited = self:_all_open(soonest, waited, fn, ...)
+      if r == false then
+        self.requests.all_open = self.requests.all_open + 1
+        if sbr then sbr:record("ignore") end
+        return false, rejection("all providers open", soonest, tenant, session)
+      end
+      if r then res = r; break end
+    else
+      local br = self.breakers[name]
+      tried = tried or {}
+      tried[name] = true
+      if br:allow() then
+        attempts = attempts + 1
+        self.selected[name] = self.selected[name] + 1
+        local outcome
+        res, outcome, bad = self:_attempt(name, br, fn, ...)
+        if outcome ~= "failure" then break end  -- success, ignore or a bad classifier
+      end
+    end
+  end
+  if sbr then
+    local outcome, ra = classify(self.session_classify, res)
+    if not outcome then
+      sbr:record("failure")
+      bad = bad or ra
+    else
+      sbr:record(outcome, nil, ra)
+    end
+  end
+  if bad then error(bad, 2) end
+  if res[1] then
+    self.requests.ok = self.requests.ok + 1
+  else
+    self.requests.error = self.requests.error + 1
+  end
+  return unpack(res, 1, res.n)
+end
+
+-- ---- sentinel ----------------------------------------------------------------------------
+
+--- engine:probe(provider, healthy): a health probe's verdict (seed 002).
+-- The verdict comes from the probe alone, never from the breakers' states,
+-- so open breakers cannot keep a provider down by themselves.  A healthy
+-- probe resets a forced-open provider (with a store, peers hear
+-- "recovered") and gives its selector statistics a fresh start; failed
+-- probes force it open after sentinel.force_open_after in a row.  Returns
+-- what it did: "recovered", "healthy", "forced-open" or "unhealthy".
+function Engine:probe(provider, healthy)
+  local br = self:breaker(provider)
+  if type(healthy) ~= "boolean" then
+    error(("bad argument #2 to 'probe' (boolean expected, got %s)"):format(type(healthy)), 2)
+  end
+  local pr = self.probes[provider]
+  pr.last, pr.healthy = self.now(), healthy
+  if healthy then
+    pr.failures = 0
+    if br:state() == "forced-open" then
+      br:reset()
+      self.selector:reset(provider)
+      return "recovered"
+    end
+    return "healthy"
+  end
+  pr.failures = pr.failures + 1
+  local limit = self.policy.sentinel.force_open_after
+  if limit > 0 and pr.failures >= limit and br:state() ~= "forced-open" then
+    br:force_open()
+    return "forced-open"
+  end
+  return "unhealthy"
+end
+
+-- ---- reload ------------------------------------------------------------------------------
+
+local function configure_options(p, name)
+  local o = provider_options(p, name)
+  o.clock = nil
+  return o
+end
+
+--- engine:reload(policy): new thresholds for the same providers; breaker
+-- states, counters and selector statistics are kept.  Raises (changing
+-- nothing) when the new policy is invalid or changes what cannot change.
+function Engine:reload(src)
+  local p = policy.load(src, 2)
+  local old = self.policy
+  if not same(p.names, old.names) then
+    error("reload: the provider set cannot change (was " .. table.concat(old.names, ", ") ..
+      "; now " .. table.concat(p.names, ", ") .. ")", 2)
+  end
+  local sel_old, sel_new = copy(old.selection), copy(p.selection)
+  sel_old.discount, sel_new.discount = nil, nil
+  if not same(sel_old, sel_new) then
+    error("reload: 'selection' cannot change except 'selection.discount'", 2)
+  end
+  if p.clock ~= old.clock then error("reload: 'clock' cannot change", 2) end
+  if not same(p.redis, old.redis) then error("reload: 'redis' cannot change", 2) end
+  if not same(p.sessions, old.sessions) then
+    if not (self.sessions and self.sessions.configure) then
+      error("reload: 'sessions' cannot change", 2)
+    end
+  end
+  -- Check every provider's options before changing any.
+  for _, name in ipairs(p.names) do
+    local ok, err = pcall(core.new, configure_options(p, name))
+    if not ok then error("reload: providers." .. name .. ": " .. tostring(err), 2) end
+  end
+  for _, name in ipairs(p.names) do
+    self.breakers[name]:configure(configure_options(p, name))
+    self.hooks[name] = policy.provider_options(p, name).on_change
+  end
+  if not same(p.sessions, old.sessions) then self.sessions:configure(p.sessions) end
+  self.policy = p
+  self:_classifiers()
+  return true
+end
+
+function Engine:_classifiers()
+  local p = self.policy
+  self.classify = {}
+  for _, name in ipairs(p.names) do
+    self.classify[name] = policy.provider_options(p, name).classify
+  end
+  self.session_classify = p.sessions and p.sessions.defaults.classify or nil
+end
+
+-- ---- reporting ------------------------------------------------------------------------------
+
+--- A table: per provider its breaker's stats plus selections, traffic
+-- share, transitions and bypasses; the request totals; the sessions.
+function Engine:stats()
+  local out = {providers = {}, requests = copy(self.requests)}
+  local total = 0
+  for _, name in ipairs(self.names) do total = total + self.selected[name] end
+  local sel = self.selector:stats()
+  for _, name in ipairs(self.names) do
+    local st = self.breakers[name]:stats()
+    st.selected = self.selected[name]
+    st.share = total > 0 and self.selected[name] / total or 0
+    st.transitions = copy(self.transitions[name])
+    st.bypassed = self.bypassed[name]
+    st.selector = type(sel) == "table" and sel[name] or nil
+    st.probe = copy(self.probes[name])
+    out.providers[name] = st
+  end
+  out.names = copy(self.names)
+  if self.sessions then out.sessions = self.sessions:stats() end
+  return out
+end
+
+local STATES = {"closed", "open", "half-open", "forced-open", "disabled"}
+
+local function label(v)
+  return (tostring(v):gsub("[\\\"\n]", {["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n"}))
+end
+
+local function num(v)
+  if v == huge then return "+Inf" end
+  if math.type(v) == "integer" then return tostring(v) end
+  return ("%.17g"):format(v)
+end
+
+--- Prometheus text exposition (format 0.0.4) of the engine's state.
+function Engine:metrics()
+  local out = {}
+  local function family(name, kind, help)
+    out[#out + 1] = ("# HELP %s %s\n# TYPE %s %s"):format(name, help, name, kind)
+  end
+  local function sample(name, labels, v)
+    out[#out + 1] = ("%s{%s} %s"):format(name, labels, num(v))
+  end
+  local stats = {}
+  for _, name in ipairs(self.names) do stats[name] = self.breakers[name]:stats() end
+
+  family("cbreaker_provider_state", "gauge", "1 for the state the provider's breaker is in.")
+  for _, name in ipairs(self.names) do
+    for _, s in ipairs(STATES) do
+      sample("cbreaker_provider_state", ('provider="%s",state="%s"'):format(label(name), s),
+        stats[name].state == s and 1 or 0)
+    end
+  end
+  family("cbreaker_provider_calls_total", "counter", "Calls recorded on the provider's breaker, by outcome.")
+  for _, name in ipairs(self.names) do
+    local st = stats[name]
+    for _, o in ipairs({"success", "failure", "ignored"}) do
+      local v = o == "success" and st.successes or o == "failure" and st.failures or st.ignored
+      sample("cbreaker_provider_calls_total", ('provider="%s",outcome="%s"'):format(label(name), o), v)
+    end
+  end
+  family("cbreaker_provider_slow_calls_total", "counter", "Calls slower than slow_call_ms.")
+  for _, name in ipairs(self.names) do
+    sample("cbreaker_provider_slow_calls_total", ('provider="%s"'):format(label(name)), stats[name].slow_calls)
+  end
+  family("cbreaker_provider_rejections_total", "counter", "Calls the provider's breaker refused.")
+  for _, name in ipairs(self.names) do
+    sample("cbreaker_provider_rejections_total", ('provider="%s"'):format(label(name)), stats[name].rejections)
+  end
+  family("cbreaker_provider_transitions_total", "counter", "State changes of the provider's breaker, by new state.")
+  for _, name in ipairs(self.names) do
+    for _, s in ipairs(STATES) do
+      sample("cbreaker_provider_transitions_total", ('provider="%s",to="%s"'):format(label(name), s),
+        self.transitions[name][s] or 0)
+    end
+  end
+  family("cbreaker_provider_selections_total", "counter", "Calls the selector routed to the provider.")
+  for _, name in ipairs(self.names) do
+    sample("cbreaker_provider_selections_total", ('provider="%s"'):format(label(name)), self.selected[name])
+  end
+  family("cbreaker_provider_bypasses_total", "counter", "Calls sent past an open breaker (on_all_open = \"bypass\").")
+  for _, name in ipairs(self.names) do
+    sample("cbreaker_provider_bypasses_total", ('provider="%s"'):format(label(name)), self.bypassed[name])
+  end
+  family("cbreaker_requests_total", "counter", "engine:call results.")
+  for _, r in ipairs({"ok", "error", "all_open", "session_open", "registry_full"}) do
+    sample("cbreaker_requests_total", ('result="%s"'):format(r), self.requests[r])
+  end
+  if self.sessions then
+    family("cbreaker_sessions", "gauge", "Per-session guardrail breakers held.")
+    out[#out + 1] = "cbreaker_sessions " .. num(self.sessions:size())
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+function Engine:__tostring()
+  return ("cbreaker.Engine (%s)"):format(table.concat(self.names, ", "))
+end
+
+return M
