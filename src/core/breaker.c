@@ -377,6 +377,7 @@ double cb_breaker_retry_after(cb_breaker *b) {
     if (b->state == CB_OPEN) return b->open_until - now;
     if (b->state == CB_HALF_OPEN && b->permits_out >= b->conf->o.half_open_max_calls)
         return b->permit_expiry - now;
+    if (b->state == CB_HALF_OPEN) return 0;  /* a permit is free */
     return cb_breaker_retry_after(b);  /* closed, or a callback moved it */
 }
 
