@@ -5,7 +5,19 @@
 -- cannot push out another's sessions.
 --
 --   cbreaker check examples/policy_sessions.lua
+
+-- The provider's breaker counts only the provider's faults (5xx, timeouts);
+-- an agent's own errors (a tool loop, a bad request) are its session's.
+local function provider_fault(ok, err)
+  if ok then return "success" end
+  if type(err) == "table" and ((err.status or 0) >= 500 or err.timeout) then
+    return "failure"
+  end
+  return "ignore"
+end
+
 return {
+  defaults = {classify = provider_fault},
   providers = {
     assistant = {},  -- the orchestrator's one model endpoint
   },
