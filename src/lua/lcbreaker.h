@@ -47,6 +47,7 @@ static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
 /* ---- breaker box ------------------------------------------------------------ */
 
 typedef struct lbreaker {
+    void *self;           /* the box's own address: see self() in lbreaker.c */
     cb_breaker *b;        /* NULL once closed or removed from its registry */
     cb_lua_module *m;
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
