@@ -21,11 +21,25 @@ local huge, pack, unpack = math.huge, table.pack, table.unpack
 -- ---- the parts built by other modules ------------------------------------------
 -- The engine's only contact with the bandit, the registry and the store.
 
+local function copy(t)
+  local o = {}
+  for k, v in pairs(t) do o[k] = v end
+  return o
+end
+
 local parts = {}
 
 --- Thompson sampling over the provider names, in C.
-function parts.thompson(sel, names)
-  return core.bandit{arms = names, prior = sel.prior, decay = sel.decay, seed = sel.seed}
+function parts.thompson(sel, names, clock)
+  return core.bandit{arms = names, prior = sel.prior, decay = sel.decay,
+                     half_life = sel.half_life, seed = sel.seed, clock = clock}
+end
+
+--- Hot reload of the selector's priors and forgetting.
+function parts.configure_selector(selector, sel)
+  if selector.configure then
+    selector:configure{prior = sel.prior, decay = sel.decay or 1, half_life = sel.half_life or 0}
+  end
 end
 
 --- Round robin over the eligible providers: the selector interface
@@ -61,8 +75,10 @@ function parts.registry(sessions, clock, store)
   return core.registry(o)
 end
 
-function parts.store(redis)
-  return core.redis(redis)
+function parts.store(redis, clock)
+  local o = copy(redis)
+  o.clock = clock
+  return core.redis(o)
 end
 
 -- ---- rejections ------------------------------------------------------------------
@@ -107,12 +123,6 @@ local function classify(fn, res)
     return false, "classify: retry_after must be a finite number of seconds >= 0"
   end
   return outcome, ra
-end
-
-local function copy(t)
-  local o = {}
-  for k, v in pairs(t) do o[k] = v end
-  return o
 end
 
 local function same(a, b)
@@ -183,8 +193,8 @@ function M.new(src)
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
-  self.store = p.redis and parts.store(p.redis) or nil
-  self.selector = parts[p.selection.strategy](p.selection, p.names)
+  self.store = p.redis and parts.store(p.redis, clock) or nil
+  self.selector = parts[p.selection.strategy](p.selection, p.names, clock)
   for _, name in ipairs(p.names) do
     self.transitions[name] = {}
     self.selected[name] = 0
@@ -415,10 +425,8 @@ function Engine:reload(src)
     error("reload: the provider set cannot change (was " .. table.concat(old.names, ", ") ..
       "; now " .. table.concat(p.names, ", ") .. ")", 2)
   end
-  local sel_old, sel_new = copy(old.selection), copy(p.selection)
-  sel_old.discount, sel_new.discount = nil, nil
-  if not same(sel_old, sel_new) then
-    error("reload: 'selection' cannot change except 'selection.discount'", 2)
+  if p.selection.strategy ~= old.selection.strategy or p.selection.seed ~= old.selection.seed then
+    error("reload: 'selection.strategy' and 'selection.seed' cannot change", 2)
   end
   if p.clock ~= old.clock then error("reload: 'clock' cannot change", 2) end
   if not same(p.redis, old.redis) then error("reload: 'redis' cannot change", 2) end
@@ -437,6 +445,7 @@ function Engine:reload(src)
     self.hooks[name] = policy.provider_options(p, name).on_change
   end
   if not same(p.sessions, old.sessions) then self.sessions:configure(p.sessions) end
+  parts.configure_selector(self.selector, p.selection)
   self.policy = p
   self:_classifiers()
   return true

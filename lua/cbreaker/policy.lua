@@ -240,23 +240,32 @@ local function prior(v, path)
   for k in pairs(v) do
     if k ~= 1 and k ~= 2 then fail("'%s' must be a pair {alpha, beta} (got key %s)", path, tostring(k)) end
   end
-  local pos = number(0, huge - 1, "a number > 0", true)
+  local pos = number(0.001, 1e6, "a number in [0.001, 1e6]")
   return {pos(v[1], path .. "[1]"), pos(v[2], path .. "[2]")}
 end
 
 local selection_fields = {
   strategy = oneof("thompson", "round_robin"),
   prior = prior,
-  decay = number(0, 1, "a number in (0, 1]", true),
-  discount = number(0, 1, "a number in (0, 1]", true),
+  decay = number(0, 1, "a number in (0, 1]", true),     -- per update, every arm
+  half_life = seconds,                                   -- evidence halves in this time
+  discount = number(0, 1, "a number in [0, 1]"),         -- on a breaker opening
   seed = integer(math.mininteger, math.maxinteger, "an integer"),
 }
 
+-- cb.redis options (src/lua/lstore.c); the clock is the policy's.
 local redis_fields = {
   url = oftype("string"),
   prefix = oftype("string"),
   channel = oftype("string"),
+  password = oftype("string"),
+  id = oftype("string"),
   timeout_ms = number(0, MAX_TIMEOUT, "a number of milliseconds > 0", true),
+  ttl = number(0, MAX_TIMEOUT, "a number of seconds > 0", true),
+  backoff_min = seconds,
+  backoff_max = seconds,
+  mode = oneof("broadcast", "shared"),
+  quorum = integer(1, 10000, "a whole number in [1, 10000]"),
 }
 
 local sentinel_fields = {

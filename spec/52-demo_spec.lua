@@ -1,0 +1,90 @@
+local cb = require("cbreaker")
+
+local host = os.getenv("CB_HOST") or "build/cbreaker"
+local source = os.getenv("CB_SOURCE_DIR") or "."
+
+--- Runs the host with `args`; returns its exit status and output (both streams).
+local function run(args)
+  local f = assert(io.popen(("%s %s 2>&1; echo \"exit=$?\""):format(host, args)))
+  local out = f:read("a")
+  f:close()
+  local status = tonumber(out:match("exit=(%d+)\n$"))
+  return status, out:gsub("exit=%d+\n$", "")
+end
+
+describe("cbreaker demo", function()
+  it("runs a small simulation and every claim of the summary holds", function()
+    local status, out = run("demo --requests 600 --seed 3")
+    assert.equal(0, status, out)
+    assert.matches("summary %(seed 3, 600 requests", out)
+    assert.matches("%[ok%] traffic moved off openai within %d+ requests? of its outage", out)
+    assert.matches("%[ok%] openai came back after recovery", out)
+    assert.matches("%[ok%] the runaway session tenant%-3/agent%-loop was stopped after 5 failed calls", out)
+    assert.matches("%[ok%] other sessions unaffected: %d+ requests, 0 refused by a guardrail", out)
+    assert.not_matches("%[!!%]", out)
+    assert.not_matches("\27%[", out)  -- not a terminal: plain lines, no redraw
+    assert.matches("100%%  request 600/600", out)
+    for _, p in ipairs({"openai", "anthropic", "mistral", "local%-llama"}) do
+      assert.matches("\n  " .. p .. " +%a", out)
+    end
+  end)
+
+  it("is reproducible with the same seed", function()
+    local _, a = run("demo --requests 300 --seed 9")
+    local _, b = run("demo --requests 300 --seed 9")
+    assert.equal(a, b)
+  end)
+
+  it("holds its claims across seeds (in process)", function()
+    local demo = require("cbreaker.demo")
+    local sink = {write = function() end, flush = function() end}
+    for seed = 1, 8 do
+      local r = demo.run{requests = 1000, seed = seed, out = sink}
+      assert.is_true(r.ok, "seed " .. seed)
+      assert.equal(5, r.runaway_stopped_after)
+      assert.is_true(r.moved_after <= 100)
+    end
+  end)
+
+  it("explains its options and rejects bad ones", function()
+    local status, out = run("demo --help")
+    assert.equal(0, status)
+    assert.matches("--requests N", out, 1, true)
+    status, out = run("demo --request 5")
+    assert.equal(2, status)
+    assert.matches("unknown option '--request'", out, 1, true)
+    status, out = run("demo --requests many")
+    assert.equal(2, status)
+    assert.matches("needs a whole number (got 'many')", out, 1, true)
+    status, out = run("demo --requests")
+    assert.equal(2, status)
+    assert.matches("needs a value", out, 1, true)
+  end)
+end)
+
+describe("cbreaker check", function()
+  it("accepts the example policies", function()
+    for _, name in ipairs({"policy_sessions.lua", "policy_routing.lua", "policy_pybreaker.lua"}) do
+      local status, out = run("check " .. source .. "/examples/" .. name)
+      assert.equal(0, status, out)
+      assert.matches(": ok %(providers: ", out)
+    end
+  end)
+
+  it("exits 1 naming the bad option", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write("return {providers = {openai = {failure_treshold = 3}}}\n")
+    f:close()
+    local status, out = run("check " .. path)
+    os.remove(path)
+    assert.equal(1, status)
+    assert.matches("unknown option 'providers.openai.failure_treshold' (did you mean 'failure_threshold'?)", out, 1, true)
+  end)
+
+  it("exits 2 without a file", function()
+    local status, out = run("check")
+    assert.equal(2, status)
+    assert.matches("usage: cbreaker check POLICY.lua", out, 1, true)
+  end)
+end)
