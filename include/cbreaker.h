@@ -237,7 +237,249 @@ CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
 
 /* ---- bandit ------------------------------------------------------------ */
 
+/* Beta-Bernoulli Thompson sampling over named arms (seed 002's provider
+ * selection).  Each arm's posterior is Beta(prior_alpha + S, prior_beta + F)
+ * where S and F are the (decayed) sums of rewards and of 1 - reward.
+ * Randomness comes only from the bandit's own cb_rng.  update, sample and
+ * select never allocate.  Not thread-safe: one thread at a time. */
+
+#define CB_BANDIT_MAX_ARMS 256
+
+typedef struct cb_bandit cb_bandit;
+
+typedef struct cb_bandit_opts {
+    double prior_alpha;  /* Beta prior, both in [0.001, 1e6] (1) */
+    double prior_beta;   /* (1) */
+    double decay;        /* per-update discount in (0, 1]: at every update
+                            every arm's evidence (S, F) is multiplied by it
+                            before the reward is added; 1 = off (1) */
+    double half_life;    /* seconds for every arm's evidence to halve, read
+                            on `clock`; 0 = off (0).  Composes with decay. */
+    uint64_t seed;       /* seeds the generator (0) */
+    cb_clock clock;      /* copied; {NULL} = monotonic; used by half_life */
+} cb_bandit_opts;
+
+/* Fills `o` with the defaults above. */
+CB_API void cb_bandit_opts_init(cb_bandit_opts *o);
+
+/* Checks `o`.  Returns NULL when valid, else a static message naming the
+ * offending option, e.g. "decay must be in (0, 1]". */
+CB_API const char *cb_bandit_opts_check(const cb_bandit_opts *o);
+
+/* Creates a bandit with no arms.  Returns NULL when out of memory or when `o`
+ * is invalid (check with cb_bandit_opts_check first).  The caller owns it. */
+CB_API cb_bandit *cb_bandit_new(const cb_bandit_opts *o);
+
+/* Frees `b` and its arm names.  No-op on NULL. */
+CB_API void cb_bandit_free(cb_bandit *b);
+
+/* Replaces priors, decay, half-life and clock, keeping arms and evidence (a
+ * hot reload; the generator is not reseeded).  Returns CB_ERR and changes
+ * nothing when `o` is invalid. */
+CB_API int cb_bandit_configure(cb_bandit *b, const cb_bandit_opts *o);
+
+/* Copies the options `b` runs with into `o`. */
+CB_API void cb_bandit_get_opts(const cb_bandit *b, cb_bandit_opts *o);
+
+/* Adds an arm named `name` (copied) with no evidence.  Returns its index
+ * (0, 1, ... in order of addition), or CB_ERR when `name` is NULL or empty,
+ * already an arm, CB_BANDIT_MAX_ARMS arms exist, or out of memory; nothing
+ * is changed then.  May allocate. */
+CB_API int cb_bandit_add_arm(cb_bandit *b, const char *name);
+
+/* The index of the arm named `name`, or CB_ERR.  Linear in the arm count. */
+CB_API int cb_bandit_find_arm(const cb_bandit *b, const char *name);
+
+/* Number of arms. */
+CB_API int cb_bandit_arm_count(const cb_bandit *b);
+
+/* The name of arm `arm` (owned by `b`, valid until it is freed), or NULL
+ * when there is no such arm. */
+CB_API const char *cb_bandit_arm_name(const cb_bandit *b, int arm);
+
+/* Records a reward in [0, 1] for `arm` (1 = success, 0 = failure, between:
+ * a partial success).  Applies decay first.  Returns CB_ERR, changing
+ * nothing, when `arm` does not exist or `reward` is NaN or outside [0, 1]. */
+CB_API int cb_bandit_update(cb_bandit *b, int arm, double reward);
+
+/* One draw from `arm`'s posterior Beta distribution, in [0, 1].  Returns NaN
+ * when `arm` does not exist.  Advances the generator; not counted as a
+ * selection. */
+CB_API double cb_bandit_sample(cb_bandit *b, int arm);
+
+/* Thompson sampling: draws once from the posterior of each arm in
+ * `eligible[0..n)` (NULL: all arms, `n` ignored) and returns the index of
+ * the largest draw (the first on a tie), counting it as a selection.  An
+ * arm listed twice is drawn once.  Returns CB_ERR, drawing nothing, when
+ * there is no eligible arm or an index does not exist. */
+CB_API int cb_bandit_select(cb_bandit *b, const int *eligible, size_t n);
+
+/* Shrinks `arm`'s evidence (S, F) by `factor` in [0, 1]: 0 forgets it all
+ * (the posterior is the prior again), 1 changes nothing.  Used when a
+ * provider's breaker opens, so stale wins do not route traffic back into an
+ * outage.  Returns CB_ERR when `arm` does not exist or `factor` is bad. */
+CB_API int cb_bandit_discount(cb_bandit *b, int arm, double factor);
+
+/* Forgets `arm`'s evidence and zeroes its counters.  CB_ERR when there is
+ * no such arm. */
+CB_API int cb_bandit_reset(cb_bandit *b, int arm);
+
+/* cb_bandit_reset on every arm. */
+CB_API void cb_bandit_reset_all(cb_bandit *b);
+
+typedef struct cb_bandit_arm_stats {
+    const char *name;     /* owned by the bandit */
+    double alpha, beta;   /* the posterior now: prior + decayed evidence */
+    double mean;          /* alpha / (alpha + beta) */
+    uint64_t updates;     /* rewards recorded */
+    uint64_t selections;  /* times select chose it */
+    double rewards;       /* sum of the rewards recorded, not decayed */
+} cb_bandit_arm_stats;
+
+/* Fills `st` for `arm`.  Returns CB_ERR when there is no such arm. */
+CB_API int cb_bandit_get_stats(cb_bandit *b, int arm, cb_bandit_arm_stats *st);
+
 /* ---- store ------------------------------------------------------------- */
+
+/* A store shares breaker state between processes through Redis (seeds 002,
+ * 003).  Attached breakers keep working on local state whatever Redis does;
+ * no store call blocks longer than the timeout, and after a failure no call
+ * blocks again until a back-off has elapsed.
+ *
+ * Keys: <prefix>:<name>:state|counter|opened_at|open_until|successes|lease|
+ * tripped, the boot-recovery hash <prefix>:states (field = name, value = the
+ * channel message), all with a TTL.  Channel messages are seed 002's JSON:
+ * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
+ * "origin" (the sending instance) and "retryAfterMs".
+ *
+ * Seed 002's rules: only local decisions are published (a state applied
+ * from a peer never is, so no instance re-publishes a stale force-open);
+ * cb_breaker_reset always publishes `recovered` and deletes the boot entry,
+ * also when the breaker was closed already; `recovered` clears a peer's
+ * state, forced-open included; a plain `closed` never clears a forced-open.
+ * Writes that fail or find Redis down are sent again after reconnecting.
+ *
+ * Thread safety: a store and its attached breakers are one object: use them
+ * from one thread at a time. */
+
+/* What a peer says about a breaker (seed 002's subscriber). */
+typedef enum cb_peer_state {
+    CB_PEER_OPEN = 0,      /* opened: open for `open_for`, the later deadline wins */
+    CB_PEER_FORCED_OPEN,   /* forced open */
+    CB_PEER_CLOSED,        /* closed by a probe: never clears a forced-open */
+    CB_PEER_RECOVERED      /* reset by an operator: clears everything */
+} cb_peer_state;
+
+/* Applies a peer's state to `b` through the normal transitions (on_change
+ * sees reason CB_REASON_PEER).  `open_for` (seconds, CB_PEER_OPEN only; < 0:
+ * b's own open timeout).  A disabled breaker ignores peers.  Does not
+ * allocate; not thread-safe (as any cb_breaker_* call). */
+CB_API void cb_breaker_apply_peer(cb_breaker *b, cb_peer_state peer, double open_for);
+
+typedef enum cb_store_mode {
+    CB_STORE_BROADCAST = 0,  /* local counting; transitions published, no I/O on the hot path */
+    CB_STORE_SHARED          /* the fleet's counts and transitions in Redis (its TIME), one
+                                EVALSHA round trip per recorded outcome; half-open admits one
+                                probe fleet-wide (a SET NX PX lease); each instance still
+                                trips on its own counts */
+} cb_store_mode;
+
+CB_API extern const char *const cb_store_mode_names[];  /* "broadcast", "shared", NULL */
+
+typedef struct cb_store_opts {
+    const char *url;          /* redis://[:pw@]host:port/db or unix:///path[?db=N]
+                                 ("redis://127.0.0.1:6379/0"); a host name is
+                                 resolved by getaddrinfo, which no timeout
+                                 bounds: prefer an address or a socket */
+    const char *password;     /* overrides the URL's; NULL = the URL's */
+    const char *prefix;       /* key prefix ("circuit_breaker") */
+    const char *channel;      /* pub/sub channel ("circuit_breaker:events") */
+    cb_store_mode mode;       /* (CB_STORE_BROADCAST) */
+    double timeout_ms;        /* longest a call may block on Redis (100) */
+    uint32_t quorum;          /* shared: instances that must report a trip
+                                 before the fleet opens; 0/1 = fleet-wide
+                                 counting (0) */
+    double ttl;               /* seconds every written key lives (3600) */
+    double backoff_min;       /* first reconnect delay, seconds (0.1) */
+    double backoff_max;       /* longest reconnect delay, seconds (5) */
+    const char *id;           /* this instance's origin id; NULL = host:pid:random */
+    cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
+} cb_store_opts;
+
+/* Fills `o` with the defaults above. */
+CB_API void cb_store_opts_init(cb_store_opts *o);
+
+#define CB_STORE_EOPTS 1  /* invalid options: the store is unusable */
+#define CB_STORE_EIO 2    /* Redis unreachable or failing: retried after a back-off */
+
+/* As hiredis's redisContext: err is 0 or one of the above, errstr says what
+ * (never a password).  An I/O error clears once reconnected. */
+typedef struct cb_store {
+    int err;
+    char errstr[128];
+    struct cb_store_priv *priv;  /* the rest is private */
+} cb_store;
+
+/* Creates a store and tries to connect once (blocking at most timeout_ms).
+ * Returns NULL only when out of memory.  Check s->err: CB_STORE_EOPTS with
+ * s->errstr naming the bad option (every call then fails), CB_STORE_EIO when
+ * Redis could not be reached (the store retries by itself).  Strings are
+ * copied.  The caller owns the store. */
+CB_API cb_store *cb_store_new(const cb_store_opts *o);
+
+/* Detaches every breaker, closes the connections, frees `s`.  No-op on NULL. */
+CB_API void cb_store_free(cb_store *s);
+
+/* Attaches `b`: its transitions are published and persisted, its peers'
+ * messages applied to it by poll, its open or forced-open state in the
+ * boot-recovery hash imported now (when connected; else on reconnect).
+ * Several breakers may share a name.  The import costs one round trip
+ * (at most timeout_ms).  Returns CB_ERR when `b` is attached
+ * elsewhere, its name has 256 bytes or more, out of memory, or s->err is
+ * CB_STORE_EOPTS.  The store does not
+ * own `b`; destroying `b` detaches it. */
+CB_API int cb_store_attach(cb_store *s, cb_breaker *b);
+
+/* Detaches `b` (no-op when it is not attached to `s`). */
+CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
+
+/* Applies the peers' messages waiting on the subscription, reads
+ * outstanding replies, reconnects when the back-off has elapsed.  Does not
+ * block, except for a reconnect (at most timeout_ms).  Also run by attached
+ * breakers every 64th cb_breaker_allow once 50 ms have passed on the store's
+ * clock (or, disconnected, once the back-off has elapsed).  Returns the
+ * number of messages applied, or CB_ERR when not connected. */
+CB_API int cb_store_poll(cb_store *s);
+
+/* Waits at most `ms` milliseconds (capped at 10 s) for the subscription to
+ * have something for poll.  Returns 1 when it has, 0 on timeout, CB_ERR when
+ * not connected.  Blocks by design: for a thread with nothing else to do,
+ * and for tests. */
+CB_API int cb_store_wait(cb_store *s, double ms);
+
+/* The subscription's file descriptor, readable when poll has work; -1 while
+ * disconnected (it changes across reconnects). */
+CB_API int cb_store_fd(const cb_store *s);
+
+typedef struct cb_store_health {
+    int connected;
+    const char *last_error;   /* points into the store; "" if none; never a password */
+    const char *id;           /* this instance's origin id */
+    uint64_t reconnects;      /* successful connections after the first */
+    uint64_t failures;        /* connection failures and errors */
+    uint64_t published;       /* messages published */
+    uint64_t received;        /* channel messages received */
+    uint64_t applied;         /* ... applied to an attached breaker */
+    uint64_t own;             /* ... skipped as our own */
+    uint64_t malformed;       /* ... ignored: not seed 002's JSON or too long */
+    uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
+    uint64_t attached;        /* breakers attached */
+    double backoff;           /* current reconnect delay, seconds (0 when connected) */
+    double retry_in;          /* seconds until the next reconnect attempt */
+} cb_store_health;
+
+/* Fills `h`.  Pointers in it live until the next call on `s`. */
+CB_API void cb_store_get_health(const cb_store *s, cb_store_health *h);
 
 /* ---- Lua ---------------------------------------------------------------- */
 

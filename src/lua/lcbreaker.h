@@ -12,6 +12,8 @@
 #define CB_BREAKER_MT "cbreaker.Breaker"
 #define CB_CLOCK_MT "cbreaker.ManualClock"
 #define CB_REJECTION_MT "cbreaker.Rejection"
+#define CB_BANDIT_MT "cbreaker.Bandit"
+#define CB_STORE_MT "cbreaker.Store"
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
 
@@ -56,7 +58,8 @@ typedef struct lbreaker {
 } lbreaker;
 
 /* User values of a breaker box. */
-enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_COUNT = 4 };
+enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STORE,
+       CB_UV_COUNT = 5 };
 
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
@@ -103,6 +106,13 @@ void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
 void cb_lua_open_clock(lua_State *L);
 void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
+void cb_lua_open_bandit(lua_State *L);
+void cb_lua_open_store(lua_State *L);
+
+/* Attaches the breaker of box `bidx` to the store at `sidx` (raising, with
+ * `ctx`, when it cannot), keeps the store alive in the box's CB_UV_STORE and
+ * runs the callbacks of what the boot import changed. */
+void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx);
 
 /* Pushes a rejection for `b` refused with `v`. */
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v);
