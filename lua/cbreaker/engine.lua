@@ -64,14 +64,12 @@ function parts.round_robin(_, names)
 end
 
 --- The per-session guardrail breakers.
-function parts.registry(sessions, clock, store)
-  local o = {}
-  for k, v in pairs(sessions) do o[k] = v end
-  local defaults = {}
-  for k, v in pairs(sessions.defaults) do defaults[k] = v end
-  o.defaults = defaults
+--- The per-session guardrail breakers.  Their classifier runs in the engine.
+function parts.registry(sessions, clock)
+  local o = copy(sessions)
+  o.defaults = copy(sessions.defaults)
+  o.defaults.classify = nil
   o.clock = clock
-  o.store = store
   return core.registry(o)
 end
 
@@ -133,9 +131,8 @@ local function same(a, b)
 end
 
 local function checkkey(v, what, level)
-  local t = type(v)
-  if t ~= "string" and t ~= "number" then
-    error(("%s must be a string (got %s)"):format(what, t), level + 1)
+  if type(v) ~= "string" then
+    error(("%s must be a string (got %s)"):format(what, type(v)), level + 1)
   end
 end
 
@@ -202,7 +199,7 @@ function M.new(src)
     self.probes[name] = {failures = 0}
     self.breakers[name] = new_breaker(self, name)
   end
-  self.sessions = p.sessions and parts.registry(p.sessions, clock, nil) or nil
+  self.sessions = p.sessions and parts.registry(p.sessions, clock) or nil
   self:_classifiers()
   return self
 end
@@ -415,6 +412,16 @@ local function configure_options(p, name)
   return o
 end
 
+--- The sessions options a running registry cannot change (the session
+-- classifier runs in the engine and can).
+local function sessions_shape(p)
+  if not p.sessions then return false end
+  local s = copy(p.sessions)
+  s.defaults = copy(s.defaults)
+  s.defaults.classify = nil
+  return s
+end
+
 --- engine:reload(policy): new thresholds for the same providers; breaker
 -- states, counters and selector statistics are kept.  Raises (changing
 -- nothing) when the new policy is invalid or changes what cannot change.
@@ -430,10 +437,8 @@ function Engine:reload(src)
   end
   if p.clock ~= old.clock then error("reload: 'clock' cannot change", 2) end
   if not same(p.redis, old.redis) then error("reload: 'redis' cannot change", 2) end
-  if not same(p.sessions, old.sessions) then
-    if not (self.sessions and self.sessions.configure) then
-      error("reload: 'sessions' cannot change", 2)
-    end
+  if not same(sessions_shape(p), sessions_shape(old)) then
+    error("reload: 'sessions' cannot change, except 'sessions.defaults.classify'", 2)
   end
   -- Check every provider's options before changing any.
   for _, name in ipairs(p.names) do
@@ -444,7 +449,6 @@ function Engine:reload(src)
     self.breakers[name]:configure(configure_options(p, name))
     self.hooks[name] = policy.provider_options(p, name).on_change
   end
-  if not same(p.sessions, old.sessions) then self.sessions:configure(p.sessions) end
   parts.configure_selector(self.selector, p.selection)
   self.policy = p
   self:_classifiers()

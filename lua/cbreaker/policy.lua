@@ -205,6 +205,7 @@ local provider_opts = breaker_opts({
 local session_opts = breaker_opts({
   name = "a session's breaker is named after its tenant and session",
   clock = "set 'clock' at the top of the policy",
+  on_change = "session breakers take no callback; see engine:stats().sessions",
 })
 
 local function providers(t, path)
@@ -222,12 +223,18 @@ local function providers(t, path)
   return out
 end
 
+-- cb.registry options (src/lua/lregistry.c); the clock is the policy's.
 local sessions_fields = {
   defaults = session_opts,
-  max_entries = integer(1, MAX_COUNT, "a whole number >= 1"),
-  max_per_tenant = integer(1, MAX_COUNT, "a whole number >= 1"),
-  idle_ttl = seconds,
-  cleanup_every = integer(1, MAX_COUNT, "a whole number >= 1"),
+  max_entries = integer(0, math.maxinteger, "a whole number >= 0 (0: no cap)"),
+  max_per_tenant = integer(0, math.maxinteger, "a whole number >= 0 (0: no cap)"),
+  idle_ttl = function(v, path)  -- math.huge: never swept
+    if v == huge then return v end
+    return number(0, MAX_TIMEOUT, "a number of seconds > 0 (math.huge: never)", true)(v, path)
+  end,
+  unused_ttl = seconds,
+  cleanup_every = integer(0, MAX_COUNT, "a whole number >= 0 (0: only on request)"),
+  seed = integer(0, math.maxinteger, "an integer >= 0"),
 }
 
 local function sessions(t, path)
