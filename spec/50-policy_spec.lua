@@ -64,7 +64,7 @@ describe("policy", function()
       {{providers = {a = {}}, selection = {strategy = "thomson"}}, "'selection.strategy' must be one of 'thompson', 'round_robin' (got 'thomson'; did you mean 'thompson'?)"},
       {{providers = {a = {}}, selection = {decay = 0}}, "'selection.decay' must be a number in (0, 1] (got 0)"},
       {{providers = {a = {}}, sessions = {max_entries = -1}}, "'sessions.max_entries' must be a whole number >= 0 (0: no cap) (got -1)"},
-      {{providers = {a = {}}, sessions = {idle_ttl = 0}}, "'sessions.idle_ttl' must be a number of seconds > 0 (math.huge: never) (got 0)"}},
+      {{providers = {a = {}}, sessions = {idle_ttl = 0}}, "'sessions.idle_ttl' must be a number of seconds > 0 (math.huge: never) (got 0)"},
       {{providers = {a = {}}, on_all_open = "retry"}, "'on_all_open' must be one of 'fail', 'wait', 'bypass' (got 'retry')"},
       {{providers = {a = {}}, max_attempts = 0}, "'max_attempts' must be a whole number in [1, 100] (got 0)"},
       {{providers = {a = {}}, clock = 5}, "'clock' must be a cbreaker.manual_clock (got number)"},

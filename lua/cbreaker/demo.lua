@@ -56,7 +56,7 @@ function M.policy(clock, seed, redis)
     providers = providers,
     sessions = {max_entries = 2000, cleanup_every = 100, idle_ttl = 600,
                 defaults = {failure_threshold = 5, reset_timeout = 120, classify = session_fault}},
-    selection = {strategy = "thompson", decay = 0.995, seed = seed},
+    selection = {strategy = "thompson", decay = 0.98, seed = seed},
     sentinel = {force_open_after = 2},
     max_attempts = 2,
     redis = redis and {url = redis} or nil,
