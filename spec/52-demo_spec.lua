@@ -88,3 +88,75 @@ describe("cbreaker check", function()
     assert.matches("usage: cbreaker check POLICY.lua", out, 1, true)
   end)
 end)
+
+describe("#redis operators' commands and a shared engine", function()
+  local helper = require("redis_helper")
+  local server
+
+  setup(function() server = helper.start() end)
+  teardown(function() if server then server:stop() end end)
+  before_each(function() server:cli("flushall") end)
+
+  it("force-open, status and reset act on every peer", function()
+    local url = server:url()
+    local peer_store = cb.redis{url = url, id = "peer", timeout_ms = 200}
+    local peer = cb.new{name = "openai", store = peer_store}
+    local status, out = run("force-open openai --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("openai: forced%-open", out)
+    assert.is_true(helper.eventually(function() return peer:state() == "forced-open" end, {peer_store}))
+    status, out = run("status openai anthropic --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("openai%s+forced%-open%s+until reset", out)
+    assert.matches("anthropic%s+closed%s+%-", out)
+    status, out = run("reset openai --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("openai: closed", out)
+    assert.is_true(helper.eventually(function() return peer:state() == "closed" end, {peer_store}))
+    status, out = run("status --policy " .. source .. "/examples/policy_routing.lua --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("openai%s+closed", out)
+    assert.matches("deepseek%-chat%s+closed", out)
+    peer:close()
+    peer_store:close()
+  end)
+
+  it("explains what is missing", function()
+    local status, out = run("status openai")
+    assert.equal(2, status)
+    assert.matches("--redis URL is required", out, 1, true)
+    status, out = run("reset --redis " .. server:url())
+    assert.equal(2, status)
+    assert.matches("usage: cbreaker reset NAME --redis URL", out, 1, true)
+    status, out = run("status openai --redis redis://127.0.0.1:1/0")
+    assert.equal(1, status)
+    assert.matches("cannot reach redis://127.0.0.1:1/0", out, 1, true)
+  end)
+
+  it("two engines share a sentinel's verdicts (seed 002 across tasks)", function()
+    local function engine(id)
+      return cb.engine{providers = {deepseek = {}, openai = {}}, sentinel = {force_open_after = 1},
+                       redis = {url = server:url(), id = id, timeout_ms = 200}}
+    end
+    local a, b = engine("task-a"), engine("task-b")
+    assert.equal("forced-open", a:probe("deepseek", false))
+    local sa, sb = a.store, b.store
+    assert.is_true(helper.eventually(function()
+      return b:breaker("deepseek"):state() == "forced-open"
+    end, {sa, sb}))
+    -- task-b's sentinel sees a healthy probe: it resets, and task-a hears it.
+    assert.equal("recovered", b:probe("deepseek", true))
+    assert.is_true(helper.eventually(function()
+      return a:breaker("deepseek"):state() == "closed"
+    end, {sa, sb}))
+    -- task-a's stale view never re-opens it: its own probe says healthy.
+    assert.equal("healthy", a:probe("deepseek", true))
+    assert.equal("closed", b:breaker("deepseek"):state())
+  end)
+
+  it("runs the demo against Redis", function()
+    local status, out = run("demo --requests 400 --seed 2 --redis " .. server:url())
+    assert.equal(0, status, out)
+    assert.not_matches("%[!!%]", out)
+  end)
+end)
