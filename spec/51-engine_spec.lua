@@ -222,6 +222,18 @@ describe("engine", function()
       assert.equal(0, e:breaker("a"):stats().permits_out)
     end)
 
+    it("times calls on the policy's clock for slow-call tracking", function()
+      local clock = cb.manual_clock(0)
+      local e = engine({providers = {a = {slow_call_ms = 100, slow_call_rate = 0.5, min_calls = 2,
+                                          window = 4, failure_threshold = 0}}}, clock)
+      for _ = 1, 2 do
+        assert.is_true((e:call("t", "s", function() clock:advance(0.25) end)))
+      end
+      local st = e:breaker("a"):stats()
+      assert.equal(2, st.slow_calls)
+      assert.equal("open", st.state)
+    end)
+
     it("calls a provider's on_change hook", function()
       local seen = {}
       local e = engine({defaults = {failure_threshold = 1,

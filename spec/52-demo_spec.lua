@@ -155,7 +155,7 @@ describe("#redis operators' commands and a shared engine", function()
   end)
 
   it("runs the demo against Redis", function()
-    local status, out = run("demo --requests 400 --seed 2 --redis " .. server:url())
+    local status, out = run("demo --requests 1000 --seed 2 --redis " .. server:url())
     assert.equal(0, status, out)
     assert.not_matches("%[!!%]", out)
   end)

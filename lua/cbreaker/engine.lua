@@ -186,7 +186,13 @@ function M.new(src)
     bypassed = {},
     probes = {},
     requests = {ok = 0, error = 0, all_open = 0, session_open = 0, registry_full = 0},
+    brs = {},       -- breakers by provider index (the order of names)
+    index = {},     -- provider name -> index
+    measure = {},   -- index -> time calls (slow-call tracking is on)
+    tried = {},     -- index -> number of the call that last tried it
+    calls = 0,
     scratch = {},
+    eligible = {},  -- n -> a reusable list of n names for the selector
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
@@ -198,6 +204,12 @@ function M.new(src)
     self.bypassed[name] = 0
     self.probes[name] = {failures = 0}
     self.breakers[name] = new_breaker(self, name)
+  end
+  for i, name in ipairs(p.names) do
+    self.brs[i] = self.breakers[name]
+    self.index[name] = i
+    self.tried[i] = 0
+    self.eligible[i] = {}
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or nil
   self:_classifiers()
@@ -218,25 +230,28 @@ function Engine:breaker(provider)
 end
 
 --- The selector's choice among the providers that may take a call now and
--- are not in `tried`, or nil and the seconds until the soonest may.  Takes
--- no permit: retry_after() is 0 exactly when allow() would grant one.
-function Engine:_choose(tried)
+-- were not tried by call number `mark`, or nil and the seconds until the
+-- soonest may.  Takes no permit: retry_after() is 0 exactly when allow()
+-- would grant one.  Allocates nothing.
+function Engine:_choose(mark)
+  local names, brs, tried = self.names, self.brs, self.tried
   local list, n, soonest = self.scratch, 0, huge
-  for _, name in ipairs(self.names) do
-    if not (tried and tried[name]) then
-      local ra = self.breakers[name]:retry_after()
+  for i = 1, #names do
+    if tried[i] ~= mark then
+      local ra = brs[i]:retry_after()
       if ra == 0 then
         n = n + 1
-        list[n] = name
+        list[n] = i
       elseif ra < soonest then
         soonest = ra
       end
     end
   end
-  for i = n + 1, #list do list[i] = nil end
   if n == 0 then return nil, soonest end
   if n == 1 then return list[1] end
-  return (self.selector:select(list))
+  local eligible = self.eligible[n]  -- one reusable list per size
+  for k = 1, n do eligible[k] = names[list[k]] end
+  return self.index[self.selector:select(eligible)]
 end
 
 --- The provider for this session's next request: a provider name, or nil,
@@ -252,32 +267,68 @@ function Engine:pick(tenant, session)
       if ra > 0 then return nil, "session open", ra end
     end
   end
-  local name, soonest = self:_choose(nil)
-  if name then return name end
+  local i, soonest = self:_choose(nil)
+  if i then return self.names[i] end
   return nil, "all providers open", soonest
 end
 
 -- ---- calls ------------------------------------------------------------------------------------
 
---- One attempt on `name`: a packed pcall result and the provider's outcome
--- (false, message when its classifier misbehaved).
-function Engine:_attempt(name, br, fn, ...)
-  local t0 = self.now()
-  local res = pack(pcall(fn, name, ...))
-  local ms = (self.now() - t0) * 1000
-  local outcome, ra = classify(self.classify[name], res)
+--- Records provider `i`'s outcome of (ok, ...) on its breaker and the
+-- selector.  Returns the outcome, or false and a message when the
+-- classifier misbehaved (recorded as a failure).
+function Engine:_record(i, t0, ok, ...)
+  local name, br = self.names[i], self.brs[i]
+  local ms = t0 and (self.now() - t0) * 1000 or nil
+  local outcome, ra
+  local cl = self.classify[name]
+  if cl then
+    outcome, ra = classify(cl, pack(ok, ...))
+  else
+    outcome = ok and "success" or "failure"
+  end
   if not outcome then
     br:record("failure", ms)
     self.selector:update(name, 0)
-    return res, false, ra
+    return false, ra
   end
   br:record(outcome, ms, ra)
   if outcome ~= "ignore" then self.selector:update(name, outcome == "success" and 1 or 0) end
-  return res, outcome
+  return outcome
+end
+
+--- Records the final result on the session and the totals, then returns
+-- it.  `bad` is a misbehaving classifier's message, raised after recording.
+function Engine:_finish(sbr, bad, ok, ...)
+  if sbr then
+    local outcome, ra
+    local cl = self.session_classify
+    if cl then
+      outcome, ra = classify(cl, pack(ok, ...))
+    else
+      outcome = ok and "success" or "failure"
+    end
+    if not outcome then
+      sbr:record("failure")
+      bad = bad or ra
+    else
+      sbr:record(outcome, nil, ra)
+    end
+  end
+  if bad then error(bad, 3) end
+  local r = self.requests
+  if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
+  return ok, ...
+end
+
+--- The last attempt: its result flows through as is (no table).
+function Engine:_last(sbr, i, t0, ok, ...)
+  local outcome, bad = self:_record(i, t0, ok, ...)
+  return self:_finish(sbr, not outcome and bad or nil, ok, ...)
 end
 
 --- When no provider may take the call: the policy's on_all_open.  Returns
--- a packed result, or nil to give up.
+-- a packed result, nil and the seconds waited to try again, or false.
 function Engine:_all_open(soonest, waited, fn, ...)
   local p = self.policy
   if p.on_all_open == "wait" and soonest ~= huge and waited + soonest <= p.max_wait then
@@ -301,10 +352,10 @@ end
 --- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
 -- fn(provider, ...)'s results, or `false, err` with fn's error or a
 -- rejection (cb.is_rejection(err); err.reason is "session open", "all
--- providers open" or "registry full").
+-- providers open", "registry full" or "tenant full").
 function Engine:call(tenant, session, fn, ...)
-  checkkey(tenant, "tenant", 2)
-  checkkey(session, "session", 2)
+  if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
+  if type(session) ~= "string" then checkkey(session, "session", 2) end
   if type(fn) ~= "function" then
     local mt = getmetatable(fn)
     if not (mt and mt.__call) then
@@ -312,9 +363,10 @@ function Engine:call(tenant, session, fn, ...)
     end
   end
   local sbr
-  if self.sessions then
+  local sessions = self.sessions
+  if sessions then
     local err
-    sbr, err = self.sessions:get(tenant, session)
+    sbr, err = sessions:get(tenant, session)
     if not sbr then
       self.requests.registry_full = self.requests.registry_full + 1
       return false, rejection(err or "registry full", huge, tenant, session)
@@ -325,11 +377,13 @@ function Engine:call(tenant, session, fn, ...)
     end
   end
   -- From here a session permit may be out: every path records on sbr.
-  local p = self.policy
-  local tried, res, bad, attempts, waited = nil, nil, nil, 0, 0
-  while attempts < p.max_attempts do
-    local name, soonest = self:_choose(tried)
-    if not name then
+  local mark = self.calls + 1
+  self.calls = mark
+  local max_attempts, tried, brs = self.policy.max_attempts, self.tried, self.brs
+  local attempts, waited, res, bad = 0, 0, nil, nil
+  while attempts < max_attempts do
+    local i, soonest = self:_choose(mark)
+    if not i then
       if attempts > 0 then break end
       local r
       r, waited = self:_all_open(soonest, waited, fn, ...)
@@ -340,34 +394,24 @@ function Engine:call(tenant, session, fn, ...)
       end
       if r then res = r; break end
     else
-      local br = self.breakers[name]
-      tried = tried or {}
-      tried[name] = true
-      if br:allow() then
+      tried[i] = mark
+      if brs[i]:allow() then
         attempts = attempts + 1
-        self.selected[name] = self.selected[name] + 1
-        local outcome
-        res, outcome, bad = self:_attempt(name, br, fn, ...)
-        if outcome ~= "failure" then break end  -- success, ignore or a bad classifier
+        local sel = self.selected
+        local name = self.names[i]
+        sel[name] = sel[name] + 1
+        local t0 = self.measure[i] and self.now() or nil
+        if attempts == max_attempts then  -- no fallback after this one
+          return self:_last(sbr, i, t0, pcall(fn, name, ...))
+        end
+        res = pack(pcall(fn, name, ...))
+        local outcome, why = self:_record(i, t0, unpack(res, 1, res.n))
+        if not outcome then bad = why; break end
+        if outcome ~= "failure" then break end  -- success or ignore: no fallback
       end
     end
   end
-  if sbr then
-    local outcome, ra = classify(self.session_classify, res)
-    if not outcome then
-      sbr:record("failure")
-      bad = bad or ra
-    else
-      sbr:record(outcome, nil, ra)
-    end
-  end
-  if bad then error(bad, 2) end
-  if res[1] then
-    self.requests.ok = self.requests.ok + 1
-  else
-    self.requests.error = self.requests.error + 1
-  end
-  return unpack(res, 1, res.n)
+  return self:_finish(sbr, bad, unpack(res, 1, res.n))
 end
 
 -- ---- sentinel ----------------------------------------------------------------------------
@@ -458,8 +502,10 @@ end
 function Engine:_classifiers()
   local p = self.policy
   self.classify = {}
-  for _, name in ipairs(p.names) do
-    self.classify[name] = policy.provider_options(p, name).classify
+  for i, name in ipairs(p.names) do
+    local o = policy.provider_options(p, name)
+    self.classify[name] = o.classify
+    self.measure[i] = (o.slow_call_ms or 0) > 0
   end
   self.session_classify = p.sessions and p.sessions.defaults.classify or nil
 end
