@@ -65,6 +65,10 @@ end
 
 -- ---- display ------------------------------------------------------------------------
 
+local function plural(n, word)
+  return ("%d %s%s"):format(n, word, n == 1 and "" or "s")
+end
+
 local function bar(share, width)
   local n = floor(share * width + 0.5)
   return ("#"):rep(n) .. ("."):rep(width - n)
@@ -225,11 +229,12 @@ function M.run(opts)
   }
   local claims = {
     {moved_after ~= nil and moved_after <= 100,
-     ("traffic moved off %s within %s requests of its outage (it took %d of %d outage requests)"):format(
-       M.outage, moved_after and tostring(moved_after) or "(never)", outage_calls, outage_to - outage_from + 1)},
+     ("traffic moved off %s within %s of its outage (it took %d of %d outage requests)"):format(
+       M.outage, moved_after and plural(moved_after, "request") or "(never)", outage_calls,
+       outage_to - outage_from + 1)},
     {back_at ~= nil and tail >= 0.05,
-     ("%s came back after recovery: first call %s requests later, %.1f%% of traffic at the end (%.1f%% before)"):format(
-       M.outage, back_at and tostring(back_at) or "(never)", tail * 100, before * 100)},
+     ("%s came back after recovery: first call %s later, %.1f%% of traffic at the end (%.1f%% before)"):format(
+       M.outage, back_at and plural(back_at, "request") or "(never)", tail * 100, before * 100)},
     {runaway_stopped_after == 5,
      ("the runaway session %s/%s was stopped after %s failed calls; %d more were refused, %d half-open probes let through"):format(
        runaway.tenant, runaway.session, tostring(runaway_stopped_after), runaway_refused,
