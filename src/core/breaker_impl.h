@@ -21,23 +21,24 @@ cb_conf *cb_conf_new(const cb_breaker_opts *o);
 cb_conf *cb_conf_ref(cb_conf *c);
 void cb_conf_unref(cb_conf *c);
 
-struct cb_breaker {
+struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
     cb_conf *conf;
     char *name;
-    uint8_t state;          /* cb_state */
-    uint8_t owns_name;
-    uint32_t consecutive_failures;
-    uint32_t half_open_successes;
-    uint32_t permits_out;
-    uint32_t reopens;       /* opens since the last close, for back-off */
+    cb_window *win;         /* NULL unless conf->tracks_window */
+    cb_change_fn on_change;
+    void *change_ud;
     double open_until;
     double permit_expiry;   /* permits out lapse at this time */
     double open_timeout;    /* current back-off timeout */
     double last_change;
-    cb_window *win;         /* NULL unless conf->tracks_window */
-    cb_change_fn on_change;
-    void *change_ud;
-    uint64_t successes, failures, slow_calls, ignored, rejections, opens;
+    uint64_t successes, failures;
+    uint32_t slow_calls, ignored, rejections, opens;  /* secondary counters */
+    uint32_t consecutive_failures;
+    uint32_t half_open_successes;
+    uint32_t permits_out;
+    uint32_t reopens;       /* opens since the last close, for back-off */
+    uint8_t state;          /* cb_state */
+    uint8_t owns_name;
 };
 
 /* Initialises a breaker in place with a new reference to `conf`.  `name` is
