@@ -357,6 +357,108 @@ CB_API void cb_registry_get_stats(const cb_registry *r, cb_registry_stats *st);
 
 /* ---- bandit ------------------------------------------------------------ */
 
+/* Beta-Bernoulli Thompson sampling over named arms (seed 002's provider
+ * selection).  Each arm's posterior is Beta(prior_alpha + S, prior_beta + F)
+ * where S and F are the (decayed) sums of rewards and of 1 - reward.
+ * Randomness comes only from the bandit's own cb_rng.  update, sample and
+ * select never allocate.  Not thread-safe: one thread at a time. */
+
+#define CB_BANDIT_MAX_ARMS 256
+
+typedef struct cb_bandit cb_bandit;
+
+typedef struct cb_bandit_opts {
+    double prior_alpha;  /* Beta prior, both in [0.001, 1e6] (1) */
+    double prior_beta;   /* (1) */
+    double decay;        /* per-update discount in (0, 1]: at every update
+                            every arm's evidence (S, F) is multiplied by it
+                            before the reward is added; 1 = off (1) */
+    double half_life;    /* seconds for every arm's evidence to halve, read
+                            on `clock`; 0 = off (0).  Composes with decay. */
+    uint64_t seed;       /* seeds the generator (0) */
+    cb_clock clock;      /* copied; {NULL} = monotonic; used by half_life */
+} cb_bandit_opts;
+
+/* Fills `o` with the defaults above. */
+CB_API void cb_bandit_opts_init(cb_bandit_opts *o);
+
+/* Checks `o`.  Returns NULL when valid, else a static message naming the
+ * offending option, e.g. "decay must be in (0, 1]". */
+CB_API const char *cb_bandit_opts_check(const cb_bandit_opts *o);
+
+/* Creates a bandit with no arms.  Returns NULL when out of memory or when `o`
+ * is invalid (check with cb_bandit_opts_check first).  The caller owns it. */
+CB_API cb_bandit *cb_bandit_new(const cb_bandit_opts *o);
+
+/* Frees `b` and its arm names.  No-op on NULL. */
+CB_API void cb_bandit_free(cb_bandit *b);
+
+/* Replaces priors, decay, half-life and clock, keeping arms and evidence (a
+ * hot reload; the generator is not reseeded).  Returns CB_ERR and changes
+ * nothing when `o` is invalid. */
+CB_API int cb_bandit_configure(cb_bandit *b, const cb_bandit_opts *o);
+
+/* Copies the options `b` runs with into `o`. */
+CB_API void cb_bandit_get_opts(const cb_bandit *b, cb_bandit_opts *o);
+
+/* Adds an arm named `name` (copied) with no evidence.  Returns its index
+ * (0, 1, ... in order of addition), or CB_ERR when `name` is NULL or empty,
+ * already an arm, CB_BANDIT_MAX_ARMS arms exist, or out of memory; nothing
+ * is changed then.  May allocate. */
+CB_API int cb_bandit_add_arm(cb_bandit *b, const char *name);
+
+/* The index of the arm named `name`, or CB_ERR.  Linear in the arm count. */
+CB_API int cb_bandit_find_arm(const cb_bandit *b, const char *name);
+
+/* Number of arms. */
+CB_API int cb_bandit_arm_count(const cb_bandit *b);
+
+/* The name of arm `arm` (owned by `b`, valid until it is freed), or NULL
+ * when there is no such arm. */
+CB_API const char *cb_bandit_arm_name(const cb_bandit *b, int arm);
+
+/* Records a reward in [0, 1] for `arm` (1 = success, 0 = failure, between:
+ * a partial success).  Applies decay first.  Returns CB_ERR, changing
+ * nothing, when `arm` does not exist or `reward` is NaN or outside [0, 1]. */
+CB_API int cb_bandit_update(cb_bandit *b, int arm, double reward);
+
+/* One draw from `arm`'s posterior Beta distribution, in [0, 1].  Returns NaN
+ * when `arm` does not exist.  Advances the generator; not counted as a
+ * selection. */
+CB_API double cb_bandit_sample(cb_bandit *b, int arm);
+
+/* Thompson sampling: draws once from the posterior of each arm in
+ * `eligible[0..n)` (NULL: all arms, `n` ignored) and returns the index of
+ * the largest draw (the first on a tie), counting it as a selection.  An
+ * arm listed twice is drawn once.  Returns CB_ERR, drawing nothing, when
+ * there is no eligible arm or an index does not exist. */
+CB_API int cb_bandit_select(cb_bandit *b, const int *eligible, size_t n);
+
+/* Shrinks `arm`'s evidence (S, F) by `factor` in [0, 1]: 0 forgets it all
+ * (the posterior is the prior again), 1 changes nothing.  Used when a
+ * provider's breaker opens, so stale wins do not route traffic back into an
+ * outage.  Returns CB_ERR when `arm` does not exist or `factor` is bad. */
+CB_API int cb_bandit_discount(cb_bandit *b, int arm, double factor);
+
+/* Forgets `arm`'s evidence and zeroes its counters.  CB_ERR when there is
+ * no such arm. */
+CB_API int cb_bandit_reset(cb_bandit *b, int arm);
+
+/* cb_bandit_reset on every arm. */
+CB_API void cb_bandit_reset_all(cb_bandit *b);
+
+typedef struct cb_bandit_arm_stats {
+    const char *name;     /* owned by the bandit */
+    double alpha, beta;   /* the posterior now: prior + decayed evidence */
+    double mean;          /* alpha / (alpha + beta) */
+    uint64_t updates;     /* rewards recorded */
+    uint64_t selections;  /* times select chose it */
+    double rewards;       /* sum of the rewards recorded, not decayed */
+} cb_bandit_arm_stats;
+
+/* Fills `st` for `arm`.  Returns CB_ERR when there is no such arm. */
+CB_API int cb_bandit_get_stats(cb_bandit *b, int arm, cb_bandit_arm_stats *st);
+
 /* ---- store ------------------------------------------------------------- */
 
 /* ---- Lua ---------------------------------------------------------------- */

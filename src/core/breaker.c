@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "breaker_impl.h"
+#include "clock.h"
 
 const char *const cb_state_names[] = {
     "closed", "open", "half-open", "forced-open", "disabled", NULL};
@@ -273,6 +274,11 @@ cb_verdict cb_breaker_allow(cb_breaker *b) {
         b->rejections++;
         return CB_REJECT_FORCED_OPEN;
     case CB_OPEN:
+        if (!b->conf->o.clock.now && cb_clock_upper_bound() < b->open_until) {
+            b->rejections++;  /* surely still open: no precise clock read */
+            return CB_REJECT_OPEN;
+        }
+        break;
     case CB_HALF_OPEN:
         break;
     }
@@ -322,6 +328,11 @@ static void record_closed(cb_breaker *b, int failed, int slow) {
 
 void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
                        double retry_after) {
+    if (outcome == CB_SUCCESS && b->state == CB_CLOSED && !b->win && !(retry_after > 0)) {
+        b->successes++;  /* the common case; no window means no slow tracking */
+        b->consecutive_failures = 0;
+        return;
+    }
     if (b->state == CB_DISABLED) {
         b->ignored++;
         return;
@@ -375,9 +386,9 @@ double cb_breaker_retry_after(cb_breaker *b) {
         break;
     }
     if (b->state == CB_OPEN) return b->open_until - now;
-    if (b->state == CB_HALF_OPEN && b->permits_out >= b->conf->o.half_open_max_calls)
-        return b->permit_expiry - now;
-    return cb_breaker_retry_after(b);  /* closed, or a callback moved it */
+    if (b->state == CB_HALF_OPEN)
+        return b->permits_out >= b->conf->o.half_open_max_calls ? b->permit_expiry - now : 0;
+    return cb_breaker_retry_after(b);  /* a callback moved it elsewhere */
 }
 
 void cb_breaker_reset(cb_breaker *b) {

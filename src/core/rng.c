@@ -1,10 +1,6 @@
 /* rng.c -- xoshiro256** (Blackman & Vigna), seeded through splitmix64 so
  * that any 64-bit seed, 0 included, gives a well-mixed state. */
-#include "cbreaker.h"
-
-static uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
+#include "rng_impl.h"
 
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
@@ -18,18 +14,9 @@ void cb_rng_seed(cb_rng *r, uint64_t seed) {
 }
 
 uint64_t cb_rng_next(cb_rng *r) {
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    return cb_rng_next_inline(r);
 }
 
 double cb_rng_uniform(cb_rng *r) {
-    return (double)(cb_rng_next(r) >> 11) * 0x1.0p-53;  /* 53 random bits */
+    return cb_rng_uniform_inline(r);
 }

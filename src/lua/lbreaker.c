@@ -25,19 +25,18 @@ cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx) {
     return checkbox_slow(L, idx)->b;
 }
 
-/* `self` of a method: one metatable comparison against the upvalue. */
+/* `self` of a hot method in two API calls.  A full userdata of exactly our
+ * size whose first word holds its own address is one of our boxes: Lua code
+ * cannot write into a userdata, and no other type here is laid out so.
+ * Everything else takes the checked path, which raises the right error. */
 static lbreaker *self(lua_State *L) {
     lbreaker *box = lua_touserdata(L, 1);
-    if (box && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
-        lua_pop(L, 1);
-        if (same && box->b) return box;
-    }
-    return checkbox_slow(L, 1);  /* raises the right error */
+    if (box && lua_rawlen(L, 1) == sizeof *box && box->self == box && box->b) return box;
+    return checkbox_slow(L, 1);
 }
 
 static double optlatency(lua_State *L, int idx) {
-    if (lua_isnoneornil(L, idx)) return -1;
+    if (lua_gettop(L) < idx || lua_isnil(L, idx)) return -1;  /* gettop is cheapest */
     double ms = luaL_checknumber(L, idx);
     if (!(ms >= 0) || isinf(ms)) luaL_argerror(L, idx, "latency must be a finite number of ms >= 0");
     return ms;
@@ -78,6 +77,7 @@ static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
 
 lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
+    box->self = box;
     box->b = b;
     box->m = cb_lua_module_get(L);
     box->owned = (unsigned char)(owned != 0);
@@ -138,6 +138,7 @@ static int breaker_new(lua_State *L) {
     lua_settop(L, 1);
     /* The box first, closed: a raised error below leaks nothing. */
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
+    box->self = box;
     box->b = NULL;
     box->m = cb_lua_module_get(L);
     box->owned = 1;

@@ -12,6 +12,7 @@
 #define CB_BREAKER_MT "cbreaker.Breaker"
 #define CB_CLOCK_MT "cbreaker.ManualClock"
 #define CB_REJECTION_MT "cbreaker.Rejection"
+#define CB_BANDIT_MT "cbreaker.Bandit"
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
 
@@ -47,6 +48,7 @@ static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
 /* ---- breaker box ------------------------------------------------------------ */
 
 typedef struct lbreaker {
+    void *self;           /* the box's own address: see self() in lbreaker.c */
     cb_breaker *b;        /* NULL once closed or removed from its registry */
     cb_lua_module *m;
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
@@ -102,6 +104,7 @@ void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
 void cb_lua_open_clock(lua_State *L);
 void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
+void cb_lua_open_bandit(lua_State *L);
 
 /* Pushes a rejection for `b` refused with `v`. */
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v);

@@ -120,8 +120,8 @@ static void read_field(lua_State *L, const optfield *f, cb_breaker_opts *o,
             *(uint64_t *)p = (uint64_t)v;
         } else {
             if (v < 0 || v > (lua_Integer)UINT32_MAX)
-                luaL_error(L, "%s: option '%s' must be in [0, %u] (got %I)", ctx, f->name,
-                           (unsigned)UINT32_MAX, (LUAI_UACINT)v);
+                luaL_error(L, "%s: option '%s' must be in [0, %I] (got %I)", ctx, f->name,
+                           (LUAI_UACINT)UINT32_MAX, (LUAI_UACINT)v);
             *(uint32_t *)p = (uint32_t)v;
         }
         break;

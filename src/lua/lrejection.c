@@ -2,6 +2,7 @@
  * refused: a table {name, state, retry_after, message} whose metatable tells
  * it apart from errors raised by the protected function. */
 #include <math.h>
+#include <stdio.h>
 
 #include "lcbreaker.h"
 
@@ -15,11 +16,14 @@ void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v) {
     lua_setfield(L, -2, "state");
     lua_pushnumber(L, ra);
     lua_setfield(L, -2, "retry_after");
-    if (isinf(ra))
+    if (isinf(ra)) {
         lua_pushfstring(L, "circuit '%s' is %s", cb_breaker_name(b), cb_verdict_names[v]);
-    else
-        lua_pushfstring(L, "circuit '%s' is %s (retry in %.3fs)", cb_breaker_name(b),
-                        cb_verdict_names[v], ra);
+    } else {
+        char secs[32];  /* lua_pushfstring has no precision */
+        snprintf(secs, sizeof secs, "%.3f", ra);
+        lua_pushfstring(L, "circuit '%s' is %s (retry in %ss)", cb_breaker_name(b),
+                        cb_verdict_names[v], secs);
+    }
     lua_setfield(L, -2, "message");
     luaL_setmetatable(L, CB_REJECTION_MT);
 }

@@ -1,0 +1,99 @@
+local cb = require("cbreaker")
+
+describe("breaker misuse raises clear errors", function()
+  it("names unknown options and suggests the closest", function()
+    assert.has_error(function() cb.new{ failure_treshold = 3 } end,
+      "cbreaker.new: unknown option 'failure_treshold' (did you mean 'failure_threshold'?)")
+    assert.has_error(function() cb.new{ reset_timout = 3 } end,
+      "cbreaker.new: unknown option 'reset_timout' (did you mean 'reset_timeout'?)")
+    assert.has_error(function() cb.new{ banana = 1 } end, "cbreaker.new: unknown option 'banana'")
+    assert.has_error(function() cb.new{ [1] = 5 } end)
+  end)
+
+  it("names options with wrong types or values", function()
+    local bad = {
+      { { failure_threshold = "5" }, "option 'failure_threshold' must be an integer" },
+      { { failure_threshold = 2.5 }, "option 'failure_threshold' must be an integer %(got a fraction%)" },
+      { { failure_threshold = -1 }, "option 'failure_threshold' must be in" },
+      { { reset_timeout = 0 / 0 }, "option 'reset_timeout' must be finite" },
+      { { reset_timeout = math.huge }, "option 'reset_timeout' must be finite" },
+      { { reset_timeout = -1 }, "reset_timeout must be" },
+      { { failure_rate = 1.5 }, "failure_rate must be in %[0, 1%]" },
+      { { slow_call_rate = 0 }, "slow_call_rate must be in %(0, 1%]" },
+      { { success_threshold = 0 }, "success_threshold must be at least 1" },
+      { { half_open_max_calls = 0 }, "half_open_max_calls must be at least 1" },
+      { { window = 0 }, "window must be" },
+      { { window = 10 ^ 7 }, "window must be" },
+      { { backoff_factor = 0.5 }, "backoff_factor must be" },
+      { { jitter = 2 }, "jitter must be in" },
+      { { name = 7 }, "option 'name' must be a string" },
+      { { classify = "x" }, "option 'classify' must be a function" },
+      { { on_change = true }, "option 'on_change' must be a function" },
+      { { clock = os.time }, "option 'clock' must be a cbreaker.manual_clock" },
+    }
+    for _, case in ipairs(bad) do
+      local ok, err = pcall(cb.new, case[1])
+      assert.is_false(ok)
+      assert.matches(case[2], err)
+    end
+    assert.has_error(function() cb.new("name") end)
+  end)
+
+  it("rejects a wrong self and wrong arguments without crashing", function()
+    local br = cb.new{ name = "x" }
+    local clock = cb.manual_clock()
+    for _, m in ipairs({ "allow", "success", "failure", "state", "stats", "reset",
+                         "force_open", "disable", "call", "retry_after", "name" }) do
+      assert.has_error(function() br[m](nil) end)
+      assert.has_error(function() br[m]({}) end)
+      assert.has_error(function() br[m](clock) end)
+      assert.has_error(function() br[m](42) end)
+    end
+    assert.has_error(function() br:success("fast") end)
+    assert.has_error(function() br:success(-1) end)
+    assert.has_error(function() br:failure(0 / 0) end)
+    assert.has_error(function() br:record("maybe") end)
+    assert.has_error(function() br:record("failure", 1, -3) end)
+    assert.has_error(function() br:on_change(42) end)
+    assert.has_error(function() br:call() end)
+    assert.equal("closed", br:state())
+  end)
+
+  it("a closed breaker raises on use", function()
+    local br = cb.new{ name = "x" }
+    br:close()
+    br:close()  -- idempotent
+    local ok, err = pcall(br.allow, br)
+    assert.is_false(ok)
+    assert.matches("attempt to use a closed breaker", err)
+    assert.equal("cbreaker.Breaker (closed)", tostring(br))
+    do
+      local scoped <close> = cb.new{ name = "scoped" }
+      br = scoped
+    end
+    assert.has_error(function() br:state() end)
+  end)
+
+  it("a breaker closed inside its own call is reported, not used", function()
+    local br = cb.new{ name = "x" }
+    local ok, err = pcall(br.call, br, function() br:close() end)
+    assert.is_false(ok)
+    assert.matches("breaker was closed during call", err)
+  end)
+
+  it("200k breakers created and dropped leave memory flat", function()
+    local function churn(n)
+      for i = 1, n do
+        local br = cb.new{ name = "b" .. (i % 100), failure_rate = 0.5, window = 20 }
+        br:on_change(function() end)
+        br:failure()
+      end
+      collectgarbage("collect")
+      collectgarbage("collect")
+      return collectgarbage("count")
+    end
+    local before = churn(20000)
+    local after = churn(200000)
+    assert.is_true(after < before * 1.1 + 64, ("%.0f KiB -> %.0f KiB"):format(before, after))
+  end)
+end)
