@@ -339,6 +339,18 @@ static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
         r->st.evicted++;
         return 1;
     }
+    /* Pinned breakers that closed since (a reset, a kept handle's successes)
+     * are evictable again; the rest rotate, so each look makes progress. */
+    list *p = &r->lists[L_PINNED];
+    for (size_t n = p->len; budget-- > 0 && n-- > 0;) {
+        e = p->tail;
+        if ((!t || (e->tlen == tl && memcmp(e->bytes, t, tl) == 0)) && is_closed(e)) {
+            destroy(r, e);
+            r->st.evicted++;
+            return 1;
+        }
+        list_move(r, e, L_PINNED, 0);
+    }
     return 0;
 }
 
