@@ -296,6 +296,9 @@ CB_API cb_registry *cb_registry_new(const cb_registry_opts *o);
  * each).  No-op on NULL. */
 CB_API void cb_registry_free(cb_registry *r);
 
+/* Copies the options `r` was made with into `o` (defaults.name is NULL). */
+CB_API void cb_registry_get_opts(const cb_registry *r, cb_registry_opts *o);
+
 /* Sets the remove hook (NULL to remove it). */
 CB_API void cb_registry_on_remove(cb_registry *r, cb_registry_remove_fn fn, void *ud);
 

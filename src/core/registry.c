@@ -465,6 +465,10 @@ void cb_registry_free(cb_registry *r) {
     free(r);
 }
 
+void cb_registry_get_opts(const cb_registry *r, cb_registry_opts *o) {
+    *o = r->o;
+}
+
 void cb_registry_on_remove(cb_registry *r, cb_registry_remove_fn fn, void *ud) {
     r->on_remove = fn;
     r->remove_ud = fn ? ud : NULL;
