@@ -15,9 +15,11 @@
  *    from stepping over them again and again.  A get moves an entry back.
  * The sweep and the evictions start at the oldest ends, so an idle entry is
  * found in a few steps and a sweep stops at the first entry still in use. */
+#define _DEFAULT_SOURCE  /* CLOCK_MONOTONIC_COARSE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "breaker_impl.h"
 
@@ -25,7 +27,7 @@
 #define HT_EMPTY_VISITS 10    /* empty buckets a rehash step may skip */
 #define EVICT_SCAN 64         /* entries max_entries looks at to evict one */
 #define TENANT_SCAN 256       /* entries max_per_tenant looks at */
-#define SWEEP_SCAN 64         /* entries a sweep step looks at */
+#define SWEEP_SCAN 32         /* entries a sweep step looks at: ~0.3 us each, cold */
 #define PINNED_SCAN 4         /* pinned entries a sweep step re-checks */
 
 /* ---- SipHash-1-3 (Aumasson & Bernstein; Redis uses it for its dict) ------ */
@@ -194,6 +196,19 @@ struct cb_registry {
     void *remove_ud;
     cb_registry_stats st;    /* the counters; sizes are filled on demand */
 };
+
+/* The registry's time, for last use and idleness only.  The default clock
+ * is read coarse (a few ms resolution, the same epoch as CLOCK_MONOTONIC):
+ * five times cheaper than a precise read, which would be a third of a get.
+ * The breakers themselves keep the precise clock. */
+static double reg_now(const cb_registry *r) {
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec ts;
+    if (!r->o.clock.now && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+    return cb_clock_read(&r->o.clock);
+}
 
 static entry *entry_of(cb_breaker *b) {
     return (entry *)(void *)((char *)b - offsetof(entry, b));
@@ -451,7 +466,7 @@ cb_registry *cb_registry_new(const cb_registry_opts *o) {
     cb_rng_seed(&rng, o->seed ? o->seed : random_seed(r));
     r->k0 = cb_rng_next(&rng);
     r->k1 = cb_rng_next(&rng);
-    r->epoch = cb_clock_read(&r->o.clock);
+    r->epoch = reg_now(r);
     return r;
 }
 
@@ -549,7 +564,7 @@ cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tlen,
         return NULL;
     }
     const char *t = tlen ? tenant : "", *k = klen ? key : "";
-    double now = cb_clock_read(&r->o.clock);
+    double now = reg_now(r);
     uint64_t h = key_hash(r, t, tlen, k, klen);
     entry *e = find(r, h, t, tlen, k, klen);
     if (e) {
@@ -579,7 +594,7 @@ int cb_registry_remove(cb_registry *r, const void *tenant, size_t tlen,
         destroy(r, entry_of(b));
         r->st.removed++;
     }
-    housekeeping(r, cb_clock_read(&r->o.clock));
+    housekeeping(r, reg_now(r));
     return b ? CB_OK : CB_ERR;
 }
 
@@ -588,7 +603,7 @@ size_t cb_registry_size(const cb_registry *r) {
 }
 
 size_t cb_registry_cleanup(cb_registry *r) {
-    double now = cb_clock_read(&r->o.clock);
+    double now = reg_now(r);
     size_t n = 0;
     for (int i = 0; i < L_COUNT; i++) {
         for (entry *e = r->lists[i].tail, *newer; e; e = newer) {

@@ -21,16 +21,20 @@
 #include "lcbreaker.h"
 
 typedef struct lregistry {
+    void *self;      /* the userdata's own address: see self() */
     cb_registry *r;  /* NULL once closed */
     lua_State *L;    /* the thread of the running method, for the hook */
     cb_lua_module *m;
 } lregistry;
 
+/* self() tells the types apart by size, as lbreaker.c does. */
+_Static_assert(sizeof(lregistry) != sizeof(lbreaker), "registry and breaker boxes must differ in size");
+
 /* User values of a registry. */
 enum { UV_BOXES = 1, UV_CLOCK, UV_COUNT = 2 };
 
-/* Upvalues of every method: the metatable, then get's refusals. */
-enum { UP_MT = 1, UP_FULL, UP_TENANT_FULL, UP_COUNT = 3 };
+/* Upvalues of every method: get's refusals. */
+enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
 
 #define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
 
@@ -44,15 +48,14 @@ static lregistry *checkreg_slow(lua_State *L, int idx) {
     return lr;
 }
 
-/* `self` of a method: one metatable comparison against the upvalue. */
+/* `self` of a method in two API calls, as lbreaker.c's: a full userdata of
+ * exactly our size whose first word holds its own address is a registry
+ * (Lua code cannot write into a userdata).  Anything else takes the checked
+ * path, which raises the right error. */
 static lregistry *self(lua_State *L) {
     lregistry *lr = lua_touserdata(L, 1);
-    int ok = 0;
-    if (lr && lua_getmetatable(L, 1)) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(UP_MT)) && lr->r;
-        lua_pop(L, 1);
-    }
-    if (!ok) lr = checkreg_slow(L, 1);  /* raises the right error */
+    if (!(lr && lua_rawlen(L, 1) == sizeof *lr && lr->self == lr && lr->r))
+        lr = checkreg_slow(L, 1);
     lr->L = L;
     return lr;
 }
@@ -154,6 +157,7 @@ static int registry_new(lua_State *L) {
     lua_settop(L, 1);
     /* The userdata first, closed: a raised error below leaks nothing. */
     lregistry *lr = lua_newuserdatauv(L, sizeof *lr, UV_COUNT);
+    lr->self = lr;
     lr->r = NULL;
     lr->L = L;
     lr->m = cb_lua_module_get(L);
@@ -200,8 +204,8 @@ static int registry_tostring(lua_State *L) {
 /* ---- methods ---------------------------------------------------------------- */
 
 static const char *checkkey(lua_State *L, int idx, size_t *len, const char *what) {
-    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len)
-                                                   : luaL_checklstring(L, idx, len);
+    const char *s = lua_tolstring(L, idx, len);  /* a number becomes a string */
+    if (!s) luaL_typeerror(L, idx, "string");
     if (*len > CB_REGISTRY_MAX_KEY)
         luaL_argerror(L, idx, lua_pushfstring(L, "%s is %I bytes long, more than %d", what,
                                               (LUAI_UACINT)*len, CB_REGISTRY_MAX_KEY));
@@ -381,12 +385,10 @@ static const luaL_Reg registry_funcs[] = {
 void cb_lua_open_registry(lua_State *L) {
     luaL_newmetatable(L, CB_REGISTRY_MT);  /* module, mt */
     int mt = lua_gettop(L);
-    lua_pushvalue(L, mt);
     lua_pushliteral(L, "registry full");
     lua_pushliteral(L, "tenant full");
     luaL_setfuncs(L, registry_meta, UP_COUNT);
     lua_newtable(L);  /* methods */
-    lua_pushvalue(L, mt);
     lua_pushliteral(L, "registry full");
     lua_pushliteral(L, "tenant full");
     luaL_setfuncs(L, registry_methods, UP_COUNT);
