@@ -133,6 +133,9 @@ int cb_breaker_init(cb_breaker *b, cb_conf *conf, char *name, int owns_name) {
 }
 
 void cb_breaker_destroy(cb_breaker *b) {
+    if (b->hook && b->hook->gone) b->hook->gone(b->hook_ud, b);  /* a store forgets it */
+    b->hook = NULL;
+    b->hook_records = 0;
     cb_window_free(b->win);
     b->win = NULL;
     cb_conf_unref(b->conf);
@@ -201,6 +204,21 @@ void cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud) {
     b->change_ud = ud;
 }
 
+int cb_breaker_set_hook(cb_breaker *b, const cb_breaker_hook *hook, void *ud) {
+    if (hook && b->hook && (b->hook != hook || b->hook_ud != ud)) return CB_ERR;
+    b->hook = hook;
+    b->hook_ud = hook ? ud : NULL;
+    b->hook_records = (uint8_t)(hook && hook->record);  /* one flag on the hot path */
+    return CB_OK;
+}
+
+/* A store polls its peers' messages every CB_HOOK_TICK allow calls
+ * (store_redis.c); one increment and a mask when a hook is set. */
+static inline void tick(cb_breaker *b) {
+    if (b->hook && __builtin_expect((++b->ops & (CB_HOOK_TICK - 1)) == 0, 0) && b->hook->tick)
+        b->hook->tick(b->hook_ud, b);
+}
+
 /* ---- transitions ------------------------------------------------------------ */
 
 /* Moves to `to` and tells the callback.  The callback runs last: whatever it
@@ -218,6 +236,7 @@ static void transition(cb_breaker *b, cb_state to, cb_reason why, double now) {
         if (b->win) cb_window_clear(b->win);
     }
     if (to == CB_OPEN) b->opens++;
+    if (b->hook && b->hook->change) b->hook->change(b->hook_ud, b, from, to, why);
     if (b->on_change) b->on_change(b->change_ud, b, from, to, why);
 }
 
@@ -266,6 +285,7 @@ cb_state cb_breaker_state(cb_breaker *b) {
 }
 
 cb_verdict cb_breaker_allow(cb_breaker *b) {
+    tick(b);
     switch ((cb_state)b->state) {
     case CB_CLOSED:
     case CB_DISABLED:
@@ -291,7 +311,8 @@ cb_verdict cb_breaker_allow(cb_breaker *b) {
         }
         return cb_breaker_allow(b);  /* a callback moved it elsewhere */
     }
-    if (b->permits_out >= b->conf->o.half_open_max_calls) {
+    if (b->permits_out >= b->conf->o.half_open_max_calls ||
+        (b->hook && b->hook->admit && !b->hook->admit(b->hook_ud, b))) {  /* a fleet's probe lease */
         b->rejections++;
         return CB_REJECT_HALF_OPEN;
     }
@@ -328,7 +349,8 @@ static void record_closed(cb_breaker *b, int failed, int slow) {
 
 void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
                        double retry_after) {
-    if (outcome == CB_SUCCESS && b->state == CB_CLOSED && !b->win && !(retry_after > 0)) {
+    if (outcome == CB_SUCCESS && b->state == CB_CLOSED && !b->win && !b->hook_records &&
+        !(retry_after > 0)) {  /* a shared store sees every outcome */
         b->successes++;  /* the common case; no window means no slow tracking */
         b->consecutive_failures = 0;
         return;
@@ -370,6 +392,8 @@ void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
             trip(b, CB_REASON_RETRY_AFTER, now, retry_after);
         }
     }
+    if (b->hook_records && outcome != CB_IGNORE)  /* shared counting */
+        b->hook->record(b->hook_ud, b, outcome);
 }
 
 double cb_breaker_retry_after(cb_breaker *b) {
@@ -397,9 +421,52 @@ void cb_breaker_reset(cb_breaker *b) {
     if (b->state == CB_CLOSED) {  /* no transition, but forget the past */
         b->consecutive_failures = 0;
         if (b->win) cb_window_clear(b->win);
+    } else {
+        transition(b, CB_CLOSED, CB_REASON_RESET, now_of(b));
+    }
+    /* Seed 002: a reset is announced even when already closed, so peers
+     * drop a stale forced-open of theirs. */
+    if (b->hook && b->hook->reset) b->hook->reset(b->hook_ud, b);
+}
+
+/* Seed 002's subscriber, as a state machine input.  Transitions go through
+ * transition() with CB_REASON_PEER, so on_change sees them like any other;
+ * a store never re-publishes them (that echo kept seed 002 stuck). */
+void cb_breaker_apply_peer(cb_breaker *b, cb_peer_state peer, double open_for) {
+    cb_state s = (cb_state)b->state;
+    if (s == CB_DISABLED) return;  /* a local operator's choice; peers never change it */
+    double now = now_of(b);
+    switch (peer) {
+    case CB_PEER_RECOVERED:  /* authoritative: clears everything, forced-open included */
+        b->open_until = 0;
+        b->reopens = 0;
+        if (s == CB_CLOSED) {
+            b->consecutive_failures = 0;
+            if (b->win) cb_window_clear(b->win);
+            return;
+        }
+        transition(b, CB_CLOSED, CB_REASON_PEER, now);
+        return;
+    case CB_PEER_CLOSED:  /* never clears a forced-open */
+        if (s == CB_OPEN || s == CB_HALF_OPEN) {
+            b->open_until = 0;
+            b->reopens = 0;
+            transition(b, CB_CLOSED, CB_REASON_PEER, now);
+        }
+        return;
+    case CB_PEER_FORCED_OPEN:
+        if (s != CB_FORCED_OPEN) transition(b, CB_FORCED_OPEN, CB_REASON_PEER, now);
+        return;
+    case CB_PEER_OPEN: {
+        if (!(open_for >= 0) || open_for > CB_MAX_TIMEOUT) open_for = b->open_timeout;
+        double until = now + open_for;
+        if (s == CB_FORCED_OPEN) return;
+        if (until > b->open_until) b->open_until = until;  /* the later deadline wins */
+        if (s == CB_OPEN || now >= b->open_until) return;
+        transition(b, CB_OPEN, CB_REASON_PEER, now);
         return;
     }
-    transition(b, CB_CLOSED, CB_REASON_RESET, now_of(b));
+    }
 }
 
 void cb_breaker_force_open(cb_breaker *b) {

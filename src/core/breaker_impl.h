@@ -21,12 +21,35 @@ cb_conf *cb_conf_new(const cb_breaker_opts *o);
 cb_conf *cb_conf_ref(cb_conf *c);
 void cb_conf_unref(cb_conf *c);
 
+/* What a store (or anything that mirrors breakers elsewhere) is told, apart
+ * from the user's on_change callback.  Any member may be NULL.  The hooks
+ * must not change the breaker's state, except `tick`, which runs before
+ * allow/record look at it. */
+typedef struct cb_breaker_hook {
+    /* every transition, before the on_change callback */
+    void (*change)(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_reason why);
+    /* every cb_breaker_reset, also when already closed (seed 002) */
+    void (*reset)(void *ud, cb_breaker *b);
+    /* every outcome recorded, after the local state machine ran */
+    void (*record)(void *ud, cb_breaker *b, cb_outcome outcome);
+    /* half-open, about to hand out a probe permit: 0 refuses it */
+    int (*admit)(void *ud, cb_breaker *b);
+    /* every CB_HOOK_TICK allow calls: a cadence for polling */
+    void (*tick)(void *ud, cb_breaker *b);
+    /* the breaker is being destroyed: forget it */
+    void (*gone)(void *ud, cb_breaker *b);
+} cb_breaker_hook;
+
+#define CB_HOOK_TICK 64u  /* a power of two */
+
 struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
     cb_conf *conf;
     char *name;
     cb_window *win;         /* NULL unless conf->tracks_window */
     cb_change_fn on_change;
     void *change_ud;
+    const cb_breaker_hook *hook;  /* a store's, or NULL */
+    void *hook_ud;
     double open_until;
     double permit_expiry;   /* permits out lapse at this time */
     double open_timeout;    /* current back-off timeout */
@@ -37,8 +60,10 @@ struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
     uint32_t half_open_successes;
     uint32_t permits_out;
     uint32_t reopens;       /* opens since the last close, for back-off */
+    uint32_t ops;           /* allow calls, for hook->tick */
     uint8_t state;          /* cb_state */
     uint8_t owns_name;
+    uint8_t hook_records;   /* hook->record is set */
 };
 
 /* Initialises a breaker in place with a new reference to `conf`.  `name` is
@@ -49,5 +74,7 @@ int cb_breaker_init(cb_breaker *b, cb_conf *conf, char *name, int owns_name);
 void cb_breaker_destroy(cb_breaker *b);
 /* Points `b` at another conf (a hot reload), keeping its state. */
 int cb_breaker_set_conf(cb_breaker *b, cb_conf *conf);
+/* Sets the hook (NULL to remove).  Returns CB_ERR when another one is set. */
+int cb_breaker_set_hook(cb_breaker *b, const cb_breaker_hook *hook, void *ud);
 
 #endif

@@ -105,10 +105,11 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
 typedef struct newctx {
     int box;        /* stack index of the box being built */
     int on_change;  /* stack index of the on_change function, or 0 */
+    int store;      /* a store option was given */
     cb_breaker_opts *o;
 } newctx;
 
-static const char *const new_extra[] = {"classify", "clock", "on_change", NULL};
+static const char *const new_extra[] = {"classify", "clock", "on_change", "store", NULL};
 
 static int new_option(lua_State *L, const char *key, void *ud) {
     newctx *c = ud;
@@ -124,6 +125,13 @@ static int new_option(lua_State *L, const char *key, void *ud) {
         cb_lua_checkclock(L, -1, &c->o->clock, "cbreaker.new");
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, c->box, CB_UV_CLOCK);  /* keeps the clock alive */
+        return 1;
+    }
+    if (strcmp(key, "store") == 0) {  /* attached once the breaker exists */
+        if (!luaL_testudata(L, -1, CB_STORE_MT))
+            luaL_error(L, "cbreaker.new: option 'store' must be a cbreaker.Store (got %s)",
+                       luaL_typename(L, -1));
+        c->store = 1;
         return 1;
     }
     return 0;
@@ -144,7 +152,7 @@ static int breaker_new(lua_State *L) {
     box->owned = 1;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
-    newctx c = {2, 0, &o};
+    newctx c = {2, 0, 0, &o};
     cb_lua_read_breaker_opts(L, 1, &o, "cbreaker.new", new_option, &c, new_extra);
     box->b = cb_breaker_new(&o);
     if (!box->b) return luaL_error(L, "cbreaker.new: out of memory");
@@ -152,6 +160,11 @@ static int breaker_new(lua_State *L) {
     if (lua_getiuservalue(L, 2, CB_UV_ON_CHANGE) == LUA_TFUNCTION)
         set_on_change(L, 2, box, -1);
     lua_pop(L, 1);
+    if (c.store) {
+        lua_getfield(L, 1, "store");
+        cb_lua_store_attach(L, -1, 2, "cbreaker.new");
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -361,7 +374,8 @@ static int breaker_on_change(lua_State *L) {
 static int configure_option(lua_State *L, const char *key, void *ud) {
     (void)ud;
     if (strcmp(key, "classify") != 0) {
-        if (strcmp(key, "clock") == 0 || strcmp(key, "on_change") == 0)
+        if (strcmp(key, "clock") == 0 || strcmp(key, "on_change") == 0 ||
+            strcmp(key, "store") == 0)
             luaL_error(L, "configure: option '%s' cannot be changed here", key);
         return 0;
     }

@@ -14,6 +14,7 @@
 #define CB_REJECTION_MT "cbreaker.Rejection"
 #define CB_BANDIT_MT "cbreaker.Bandit"
 #define CB_REGISTRY_MT "cbreaker.Registry"
+#define CB_STORE_MT "cbreaker.Store"
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
 
@@ -58,7 +59,8 @@ typedef struct lbreaker {
 } lbreaker;
 
 /* User values of a breaker box. */
-enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_COUNT = 4 };
+enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STORE,
+       CB_UV_COUNT = 5 };
 
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
@@ -107,6 +109,12 @@ void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
 void cb_lua_open_bandit(lua_State *L);
 void cb_lua_open_registry(lua_State *L);
+void cb_lua_open_store(lua_State *L);
+
+/* Attaches the breaker of box `bidx` to the store at `sidx` (raising, with
+ * `ctx`, when it cannot), keeps the store alive in the box's CB_UV_STORE and
+ * runs the callbacks of what the boot import changed. */
+void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx);
 
 /* Pushes a rejection for `b` refused with `v`. */
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v);

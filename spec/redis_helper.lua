@@ -1,0 +1,155 @@
+--- A private redis-server for the #redis specs (hiredis's test.sh does the
+-- same): a free loopback port, a temp dir, a pidfile, killed in teardown and
+-- again when busted exits, whatever failed.  Without redis-server the specs
+-- fail loudly: `start` raises.
+local M = {}
+
+local running = {}  -- port -> server, for the exit guard
+
+local function sh(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function have(prog)
+  return sh("command -v " .. prog .. " >/dev/null 2>&1")
+end
+
+local Server = {}
+Server.__index = Server
+
+function Server:url(db)
+  return ("redis://127.0.0.1:%d/%d"):format(self.port, db or 0)
+end
+
+--- Runs redis-cli against this server; returns its output (trimmed).
+function Server:cli(args)
+  local auth = self.password and ("-a '%s' --no-auth-warning "):format(self.password) or ""
+  local p = io.popen(("redis-cli -p %d %s%s 2>&1"):format(self.port, auth, args))
+  local out = p:read("a")
+  p:close()
+  return (out:gsub("%s+$", ""))
+end
+
+function Server:pid()
+  return tonumber(read(self.dir .. "/redis.pid") or "")
+end
+
+local function launch(self)
+  local cmd = ("redis-server --port %d --bind 127.0.0.1 --dir %s --daemonize yes "
+    .. "--pidfile %s/redis.pid --logfile %s/redis.log --save '' --appendonly no "
+    .. "--unixsocket %s/redis.sock --unixsocketperm 700 %s"):format(
+    self.port, self.dir, self.dir, self.dir, self.dir,
+    self.password and ("--requirepass '%s'"):format(self.password) or "")
+  if not sh(cmd) then return false end
+  for _ = 1, 400 do  -- bounded: ~2 s of redis-cli round trips
+    if self:cli("ping") == "PONG" then return true end
+    local log = read(self.dir .. "/redis.log") or ""
+    if log:find("Address already in use", 1, true) then return false end
+  end
+  return false
+end
+
+--- Starts a server on a free port.  `opts.password`: requirepass.
+function M.start(opts)
+  if not have("redis-server") or not have("redis-cli") then
+    error("redis-server/redis-cli not found: install the redis-server package "
+      .. "(the #redis specs need a real server)", 2)
+  end
+  local p = io.popen("mktemp -d /tmp/cbreaker-redis.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp failed")
+  local seed = math.floor(os.time() + os.clock() * 1e6)
+  math.randomseed(seed)
+  for _ = 1, 20 do
+    local self = setmetatable({ port = math.random(20000, 60000), dir = dir,
+      password = opts and opts.password }, Server)
+    if launch(self) then
+      running[self] = true
+      return self
+    end
+    self:kill()
+  end
+  local log = read(dir .. "/redis.log") or ""
+  sh("rm -rf '" .. dir .. "'")
+  error(log:sub(-300) .. "\ncould not start redis-server", 2)
+end
+
+--- kill -9, as a crash would.
+function Server:kill()
+  local pid = self:pid()
+  if pid then sh(("kill -9 %d 2>/dev/null"):format(pid)) end
+  os.remove(self.dir .. "/redis.pid")
+  -- wait until the port is really free (bounded)
+  for _ = 1, 200 do
+    if self:cli("ping") ~= "PONG" then break end
+  end
+end
+
+function Server:restart()
+  self:kill()
+  assert(launch(self), "redis-server did not come back on port " .. self.port)
+end
+
+function Server:pause()  -- a hung server: connections open, no replies
+  sh(("kill -STOP %d"):format(self:pid()))
+end
+
+function Server:resume()
+  sh(("kill -CONT %d"):format(self:pid()))
+end
+
+function Server:stop()
+  if not running[self] then return end
+  running[self] = nil
+  local pid = self:pid()
+  if pid then sh(("kill -CONT %d 2>/dev/null; kill -9 %d 2>/dev/null"):format(pid, pid)) end
+  sh("rm -rf '" .. self.dir .. "'")
+end
+
+function M.stop_all()
+  for s in pairs(running) do s:stop() end
+end
+
+-- The exit guard: a spec that errors before its teardown leaves nothing.
+local ok, busted = pcall(require, "busted")
+if ok and busted.subscribe then
+  busted.subscribe({ "exit" }, function()
+    M.stop_all()
+    return nil, true
+  end)
+end
+
+--- Polls `stores` until cond() holds: at most `rounds` waits of 20 ms on
+-- their subscriptions (so a lost message fails instead of hanging).
+function M.eventually(cond, stores, rounds)
+  for _ = 1, rounds or 50 do
+    if cond() then return true end
+    for _, s in ipairs(stores) do
+      s:wait(20 / #stores)
+      s:poll()
+    end
+  end
+  return cond()
+end
+
+--- Polls every store until each had `quiet` empty polls in a row.
+function M.drain(stores)
+  for _, s in ipairs(stores) do
+    for _ = 1, 20 do
+      if not s:wait(10) then break end
+      s:poll()
+    end
+  end
+end
+
+return M

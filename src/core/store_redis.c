@@ -1,0 +1,1040 @@
+/* store_redis.c -- breaker state shared through Redis (seeds 002 and 003).
+ *
+ * Two connections, both non-blocking hiredis contexts driven by poll(2)
+ * with a deadline, so nothing waits longer than timeout_ms:
+ *  - cmd: EVALSHA of the store's script (store_script.h).  Broadcast mode
+ *    appends a transition's EVALSHA and writes what the socket takes; the
+ *    reply is read by a later poll.  Shared mode waits for each reply (one
+ *    round trip per record).
+ *  - sub: SUBSCRIBE to the channel; poll() reads what is there and applies
+ *    peers' messages through cb_breaker_apply_peer.
+ * A failure drops both and schedules a reconnect after an exponential
+ * back-off; reconnecting re-subscribes, then reconciles (publishes what was
+ * lost, republishes our own open states, re-imports the boot hash).
+ *
+ * Seed 002's stuck-open loop cannot happen: a state applied from a peer is
+ * never published again (only local decisions are), reset() always
+ * publishes `recovered` and clears the boot entry, and on reconnect a state
+ * that came from a peer is dropped when the boot hash no longer has it. */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "breaker_impl.h"
+#include "store_impl.h"
+#include "store_script.h"
+
+const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
+
+#define KEY_MAX (128 + CB_NAME_MAX + 16)  /* prefix, name, field */
+#define MAX_PENDING 1024   /* replies owed on cmd before Redis counts as stuck */
+#define POLL_EVERY 0.05    /* seconds between automatic polls */
+#define READS_PER_POLL 16  /* bounded work per poll */
+
+enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
+
+typedef struct attach {
+    cb_breaker *b;
+    struct cb_store_priv *p;
+    struct attach *next;  /* hash chain */
+    uint32_t hash;
+    uint8_t from_peer;    /* its current open state was a peer's */
+    uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
+    uint8_t seen;         /* reconcile: named in the boot hash */
+} attach;
+
+/* A write whose reply is still owed: if it fails, or the connection drops
+ * before the reply, the event is sent again after reconnecting (at least
+ * once: a `recovered` lost with a dying server must not leave peers stuck). */
+typedef struct inflight {
+    attach *a;      /* NULL once detached */
+    uint8_t what;   /* UNSENT_* */
+} inflight;
+
+typedef struct cb_store_priv {
+    cb_store *pub;
+    cb_store_mode mode;
+    cb_redis_url url;
+    char *prefix, *channel;
+    char id[CB_ORIGIN_MAX];
+    double timeout, ttl, backoff_min, backoff_max;  /* seconds */
+    uint32_t quorum;
+    cb_clock clock;
+    redisContext *cmd, *sub;
+    unsigned pending;     /* replies owed on cmd: the inflight ring's length */
+    unsigned head;        /* the ring's first entry */
+    inflight ring[MAX_PENDING];
+    int unflushed;        /* cmd has bytes the socket did not take yet */
+    int broken;           /* a reply asked for a reconnect (NOSCRIPT) */
+    int connected, ever_connected, in_poll;
+    double backoff, next_attempt, last_poll;
+    const cb_breaker *budget_b;  /* the breaker call whose I/O shares one deadline */
+    uint64_t budget_seq;
+    double budget_deadline;
+    char sha[41];
+    attach **buckets;
+    size_t nbuckets, count;
+    char last_error[128];
+    uint64_t reconnects, failures, published, received, applied, own, malformed,
+        dropped;
+} cb_store_priv;
+
+/* ---- small things --------------------------------------------------------- */
+
+static double mono(void) {
+    return cb_clock_monotonic(NULL);  /* I/O deadlines are real time */
+}
+
+static double now_of(const cb_store_priv *p) {
+    return cb_clock_read(&p->clock);
+}
+
+static double wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1000 + (double)(ts.tv_nsec / 1000000);
+}
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static uint32_t hash_name(const char *s) {
+    uint32_t h = 2166136261u;  /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Keeps the first I/O error of a failure for health(); the password can
+ * only come back in a server's error text, and is cut out there. */
+static void note_error(cb_store_priv *p, const char *what, const char *detail) {
+    char buf[sizeof p->last_error];
+    snprintf(buf, sizeof buf, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    const char *pw = p->url.password;
+    char *hit;
+    if (pw[0] && (hit = strstr(buf, pw)) != NULL) {
+        size_t n = strlen(pw);
+        memmove(hit + 3, hit + n, strlen(hit + n) + 1);
+        memcpy(hit, "***", 3);
+    }
+    memcpy(p->last_error, buf, sizeof buf);
+    p->pub->err = CB_STORE_EIO;
+    memcpy(p->pub->errstr, buf, sizeof p->pub->errstr);
+}
+
+/* Records an event to (re)send: a reset's `recovered` is kept over a later
+ * close, a later trip replaces it. */
+static void mark_unsent(attach *a, int what) {
+    if (what == UNSENT_RECOVERED || a->unsent != UNSENT_RECOVERED) a->unsent = (uint8_t)what;
+    else if (a->b->state != CB_CLOSED) a->unsent = UNSENT_STATE;
+}
+
+/* The oldest write owed a reply; its event is re-marked unless it succeeded. */
+static void ring_pop(cb_store_priv *p, int ok) {
+    inflight *e = &p->ring[p->head];
+    if (!ok && e->a) mark_unsent(e->a, e->what);
+    p->head = (p->head + 1) % MAX_PENDING;
+    p->pending--;
+}
+
+/* Drops both connections and schedules the next attempt. */
+static void drop(cb_store_priv *p) {
+    while (p->pending) ring_pop(p, 0);  /* unknown fate: send again */
+    if (p->cmd) redisFree(p->cmd);
+    if (p->sub) redisFree(p->sub);
+    p->cmd = p->sub = NULL;
+    p->connected = 0;
+    p->unflushed = 0;
+    p->broken = 0;
+    p->failures++;
+    p->backoff = p->backoff > 0 ? p->backoff * 2 : p->backoff_min;
+    if (p->backoff > p->backoff_max) p->backoff = p->backoff_max;
+    p->next_attempt = now_of(p) + p->backoff;
+}
+
+static void fail(cb_store_priv *p, const char *what, const char *detail) {
+    note_error(p, what, detail);
+    drop(p);
+}
+
+/* ---- non-blocking I/O with a deadline ------------------------------------ */
+
+/* 1 when fd is ready for `ev` before `deadline`, 0 on timeout, -1 on error. */
+static int wait_fd(int fd, short ev, double deadline) {
+    for (;;) {
+        double left = deadline - mono();
+        if (left <= 0) return 0;
+        struct pollfd pf = {fd, ev, 0};
+        int r = poll(&pf, 1, (int)ceil(left * 1000));
+        if (r > 0) return 1;
+        if (r < 0 && errno != EINTR) return -1;
+    }
+}
+
+/* hiredis writes with write()/send() and no MSG_NOSIGNAL: writing to a
+ * server that died raises SIGPIPE, which kills a process that did not
+ * ignore it (the stock lua interpreter does not).  Block it for the write
+ * and swallow one that it raised; the EPIPE error says enough. */
+static int write_some(redisContext *c, int *done) {
+    sigset_t pipe_set, old, pend;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    sigpending(&pend);
+    int was_pending = sigismember(&pend, SIGPIPE);
+    int r = redisBufferWrite(c, done);
+    if (!was_pending) {
+        sigpending(&pend);
+        if (sigismember(&pend, SIGPIPE)) {
+            struct timespec zero = {0, 0};
+            sigtimedwait(&pipe_set, NULL, &zero);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+static int flush_until(cb_store_priv *p, redisContext *c, double deadline) {
+    int done = 0;
+    for (;;) {
+        if (write_some(c, &done) != REDIS_OK) {
+            note_error(p, "write", c->errstr);
+            return CB_ERR;
+        }
+        if (done) return CB_OK;
+        if (wait_fd(c->fd, POLLOUT, deadline) <= 0) {
+            note_error(p, "write timed out", NULL);
+            return CB_ERR;
+        }
+    }
+}
+
+static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline) {
+    for (;;) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
+            note_error(p, "protocol", c->errstr);
+            return NULL;
+        }
+        if (r) return r;
+        int w = wait_fd(c->fd, POLLIN, deadline);
+        if (w <= 0) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "no reply within %.0f ms", p->timeout * 1000);
+            note_error(p, msg, NULL);
+            return NULL;
+        }
+        if (redisBufferRead(c) != REDIS_OK) {
+            note_error(p, "read", c->errstr);
+            return NULL;
+        }
+    }
+}
+
+/* The reply to the oldest async write: errors are kept for health, and
+ * the event is sent again. */
+static void settle(cb_store_priv *p, redisReply *r) {
+    int ok = !(r && r->type == REDIS_REPLY_ERROR);
+    if (!ok) {
+        note_error(p, "redis", r->str);
+        if (strncmp(r->str, "NOSCRIPT", 8) == 0) p->broken = 1;  /* flushed: reload */
+    }
+    ring_pop(p, ok);
+    freeReplyObject(r);
+}
+
+/* Sends a command on `c` and waits for its reply, reading first the replies
+ * owed to earlier writes on cmd.  NULL after a failure (the connection is
+ * then dropped); an error reply is returned as such. */
+static redisReply *command(cb_store_priv *p, redisContext *c, double deadline, int argc,
+                           const char **argv, const size_t *lens) {
+    if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
+        fail(p, "out of memory", NULL);
+        return NULL;
+    }
+    int owed = c == p->cmd;  /* async replies come first */
+    if (flush_until(p, c, deadline) != CB_OK) {
+        drop(p);
+        return NULL;
+    }
+    p->unflushed = 0;
+    for (;;) {
+        redisReply *r = read_reply(p, c, deadline);
+        if (!r) {
+            drop(p);
+            return NULL;
+        }
+        if (!owed || p->pending == 0) return r;
+        settle(p, r);
+    }
+}
+
+/* Appends a command on cmd and writes what the socket takes now; its reply
+ * is settled by a later poll or command. */
+static int command_async(cb_store_priv *p, attach *a, int what, int argc, const char **argv,
+                         const size_t *lens) {
+    if (p->pending >= MAX_PENDING) {
+        fail(p, "redis is not keeping up", NULL);
+        return CB_ERR;
+    }
+    if (redisAppendCommandArgv(p->cmd, argc, argv, lens) != REDIS_OK) {
+        fail(p, "out of memory", NULL);
+        return CB_ERR;
+    }
+    inflight *e = &p->ring[(p->head + p->pending) % MAX_PENDING];
+    e->a = a;
+    e->what = (uint8_t)what;
+    p->pending++;
+    int done = 0;
+    if (write_some(p->cmd, &done) != REDIS_OK) {
+        fail(p, "write", p->cmd->errstr);
+        return CB_ERR;
+    }
+    p->unflushed = !done;
+    return CB_OK;
+}
+
+static redisContext *open_conn(cb_store_priv *p, double deadline) {
+    redisContext *c = p->url.unix_socket ? redisConnectUnixNonBlock(p->url.path)
+                                         : redisConnectNonBlock(p->url.host, p->url.port);
+    if (!c) {
+        note_error(p, "out of memory", NULL);
+        return NULL;
+    }
+    char where[300];
+    if (p->url.unix_socket) snprintf(where, sizeof where, "connect %s", p->url.path);
+    else snprintf(where, sizeof where, "connect %s:%d", p->url.host, p->url.port);
+    if (c->err) {
+        note_error(p, where, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    int w = wait_fd(c->fd, POLLOUT, deadline), soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (w > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0)
+        return c;
+    note_error(p, where, w == 0 ? "timed out" : strerror(soerr ? soerr : errno));
+    redisFree(c);
+    return NULL;
+}
+
+/* AUTH (and SELECT on cmd), pipelined.  CB_ERR after a failure. */
+static int handshake(cb_store_priv *p, redisContext *c, int select_db, double deadline) {
+    char db[16];
+    int n = 0;
+    if (p->url.password[0]) {
+        const char *argv[] = {"AUTH", p->url.password};
+        redisAppendCommandArgv(c, 2, argv, NULL);
+        n++;
+    }
+    if (select_db && p->url.db) {
+        snprintf(db, sizeof db, "%d", p->url.db);
+        const char *argv[] = {"SELECT", db};
+        redisAppendCommandArgv(c, 2, argv, NULL);
+        n++;
+    }
+    if (n && flush_until(p, c, deadline) != CB_OK) return CB_ERR;
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = read_reply(p, c, deadline);
+        if (!r) return CB_ERR;
+        if (r->type == REDIS_REPLY_ERROR && ok) {
+            note_error(p, "redis", r->str);
+            ok = 0;
+        }
+        freeReplyObject(r);
+    }
+    return ok ? CB_OK : CB_ERR;
+}
+
+/* ---- attachments ----------------------------------------------------------- */
+
+static attach *first_named(cb_store_priv *p, const char *name, uint32_t h) {
+    for (attach *a = p->buckets[h & (p->nbuckets - 1)]; a; a = a->next)
+        if (a->hash == h && strcmp(a->b->name, name) == 0) return a;
+    return NULL;
+}
+
+static attach *next_named(attach *a) {
+    for (attach *n = a->next; n; n = n->next)
+        if (n->hash == a->hash && strcmp(n->b->name, a->b->name) == 0) return n;
+    return NULL;
+}
+
+static int grow(cb_store_priv *p) {
+    size_t n = p->nbuckets * 2;
+    attach **nb = calloc(n, sizeof *nb);
+    if (!nb) return CB_ERR;
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (attach *a = p->buckets[i], *next; a; a = next) {
+            next = a->next;
+            a->next = nb[a->hash & (n - 1)];
+            nb[a->hash & (n - 1)] = a;
+        }
+    }
+    free(p->buckets);
+    p->buckets = nb;
+    p->nbuckets = n;
+    return CB_OK;
+}
+
+static void unlink_attach(cb_store_priv *p, attach *a) {
+    attach **pp = &p->buckets[a->hash & (p->nbuckets - 1)];
+    while (*pp && *pp != a) pp = &(*pp)->next;
+    if (*pp) *pp = a->next;
+    p->count--;
+}
+
+/* ---- publishing ------------------------------------------------------------ */
+
+enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TRIPPED,
+       K_STATES, K_COUNT };
+static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
+                                         "successes", "lease", "tripped"};
+
+/* EVALSHA sha 8, the eight keys, then op name ttl channel and the op's own. */
+typedef struct script_call {
+    const char *argv[24];
+    size_t lens[24];
+    int argc;
+    char keys[K_COUNT][KEY_MAX];
+    char ttl[32];
+} script_call;
+
+static void call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
+    static const char nkeys[] = "8";
+    sc->argc = 0;
+    sc->argv[sc->argc++] = "EVALSHA";
+    sc->argv[sc->argc++] = p->sha;
+    sc->argv[sc->argc++] = nkeys;
+    for (int k = 0; k < K_STATES; k++) {
+        snprintf(sc->keys[k], KEY_MAX, "%s:%s:%s", p->prefix, name, key_fields[k]);
+        sc->argv[sc->argc++] = sc->keys[k];
+    }
+    snprintf(sc->keys[K_STATES], KEY_MAX, "%s:states", p->prefix);
+    sc->argv[sc->argc++] = sc->keys[K_STATES];
+    snprintf(sc->ttl, sizeof sc->ttl, "%.0f", p->ttl * 1000);
+    sc->argv[sc->argc++] = op;
+    sc->argv[sc->argc++] = name;
+    sc->argv[sc->argc++] = sc->ttl;
+    sc->argv[sc->argc++] = p->channel;
+}
+
+static void call_arg(script_call *sc, const char *s) {
+    sc->argv[sc->argc++] = s;
+}
+
+static void call_lens(script_call *sc) {
+    for (int i = 0; i < sc->argc; i++) sc->lens[i] = strlen(sc->argv[i]);
+}
+
+/* Publishes and persists what `a`'s breaker is now (broadcast, and operator
+ * actions in shared mode).  Disconnected: remembered and sent on reconnect. */
+static void announce(cb_store_priv *p, attach *a, int what) {
+    mark_unsent(a, what);
+    if (!p->connected) {
+        p->dropped++;
+        return;
+    }
+    cb_breaker *b = a->b;
+    cb_message m;
+    memset(&m, 0, sizeof m);
+    m.retry_after_ms = -1;
+    const char *op;
+    double left_ms = 0;
+    if (a->unsent == UNSENT_RECOVERED) {
+        op = "recovered";
+        m.recovered = 1;
+    } else if (b->state == CB_FORCED_OPEN) {
+        op = "forced";
+        m.open = m.forced_open = 1;
+    } else if (b->state == CB_OPEN) {
+        op = "open";
+        m.open = 1;
+        left_ms = (b->open_until - cb_breaker_now(b)) * 1000;
+        if (!(left_ms > 0)) left_ms = 0;
+        m.retry_after_ms = left_ms;
+    } else if (b->state == CB_CLOSED) {
+        op = "closed";
+    } else {
+        a->unsent = UNSENT_NONE;  /* half-open and disabled are local matters */
+        return;
+    }
+    snprintf(m.service_id, sizeof m.service_id, "%s", b->name);
+    snprintf(m.origin, sizeof m.origin, "%s", p->id);
+    m.ts = wall_ms();
+    char json[CB_MESSAGE_MAX + 1], left[32];
+    if (cb_message_encode(&m, json, sizeof json) < 0) return;  /* cannot happen: bounded */
+    snprintf(left, sizeof left, "%.0f", ceil(left_ms));
+    script_call sc;
+    call_init(p, &sc, op, b->name);
+    call_arg(&sc, json);
+    call_arg(&sc, left);
+    call_lens(&sc);
+    what = a->unsent;
+    a->unsent = UNSENT_NONE;
+    if (command_async(p, a, what, sc.argc, sc.argv, sc.lens) == CB_OK) p->published++;
+}
+
+/* ---- applying peers' state ------------------------------------------------ */
+
+/* Applies `m` to every breaker named m->service_id.  `boot`: from the hash,
+ * where ts dates the open deadline. */
+static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
+    uint32_t h = hash_name(m->service_id);
+    attach *a = first_named(p, m->service_id, h);
+    if (!a) return 0;
+    cb_peer_state ps = cb_message_peer_state(m);
+    double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
+    if (boot && m->ts > 0) {
+        double age = (wall_ms() - m->ts) / 1000;
+        if (age > p->ttl) return 0;  /* the hash outlives its entries: a stale one */
+        if (m->retry_after_ms >= 0) {
+            open_for -= age > 0 ? age : 0;
+            if (open_for <= 0) return 0;  /* that opening is over */
+        }
+    }
+    for (; a; a = next_named(a)) {
+        a->seen = 1;
+        cb_breaker_apply_peer(a->b, ps, open_for);
+    }
+    return 1;
+}
+
+/* A message from the subscription: ["message", channel, payload]. */
+static int on_sub_reply(cb_store_priv *p, redisReply *r) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0)
+        return 0;  /* subscribe confirmations */
+    redisReply *payload = r->element[2];
+    p->received++;
+    cb_message m;
+    if (payload->type != REDIS_REPLY_STRING ||
+        cb_message_decode(payload->str, payload->len, &m) != NULL) {
+        p->malformed++;
+        return 0;
+    }
+    if (strcmp(m.origin, p->id) == 0) {
+        p->own++;
+        return 0;
+    }
+    int n = apply_message(p, &m, 0);
+    p->applied += (uint64_t)n;
+    return n;
+}
+
+/* ---- connecting and reconciling -------------------------------------------- */
+
+/* Imports the boot hash and drops peer states it no longer holds (their
+ * `recovered` may have been lost while we were away). */
+static void import(cb_store_priv *p, redisReply *all) {
+    for (size_t i = 0; i < p->nbuckets; i++)
+        for (attach *a = p->buckets[i]; a; a = a->next) a->seen = 0;
+    for (size_t i = 0; all && i + 1 < all->elements; i += 2) {
+        redisReply *v = all->element[i + 1];
+        cb_message m;
+        if (v->type != REDIS_REPLY_STRING || cb_message_decode(v->str, v->len, &m)) continue;
+        if (strcmp(m.origin, p->id) == 0 || !m.open || m.recovered) continue;
+        apply_message(p, &m, 1);
+    }
+    for (size_t i = 0; i < p->nbuckets; i++) {
+        for (attach *a = p->buckets[i]; a; a = a->next) {
+            cb_state s = (cb_state)a->b->state;
+            if (!a->from_peer || a->seen || s == CB_CLOSED) continue;
+            cb_breaker_apply_peer(a->b, s == CB_FORCED_OPEN ? CB_PEER_RECOVERED : CB_PEER_CLOSED, 0);
+        }
+    }
+}
+
+static void reconcile(cb_store_priv *p, redisReply *all) {
+    import(p, all);
+    for (size_t i = 0; i < p->nbuckets && p->connected; i++) {
+        for (attach *a = p->buckets[i]; a && p->connected; a = a->next) {
+            cb_state s = (cb_state)a->b->state;
+            if (a->unsent) announce(p, a, a->unsent);
+            else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
+                announce(p, a, UNSENT_STATE);  /* our own open states, again */
+        }
+    }
+}
+
+/* One attempt, at most timeout_ms: subscribe first, so nothing published
+ * between the import and the subscription is missed. */
+static void try_connect(cb_store_priv *p, double deadline) {
+    p->sub = open_conn(p, deadline);
+    if (!p->sub || handshake(p, p->sub, 0, deadline) != CB_OK) goto failed;
+    const char *subscribe[] = {"SUBSCRIBE", p->channel};
+    redisReply *r = command(p, p->sub, deadline, 2, subscribe, NULL);
+    if (!r) return;
+    int ok = r->type == REDIS_REPLY_ARRAY;
+    if (!ok) note_error(p, "subscribe", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    freeReplyObject(r);
+    if (!ok) goto failed;
+
+    p->cmd = open_conn(p, deadline);
+    if (!p->cmd || handshake(p, p->cmd, 1, deadline) != CB_OK) goto failed;
+    char states[KEY_MAX];
+    snprintf(states, sizeof states, "%s:states", p->prefix);
+    const char *load[] = {"SCRIPT", "LOAD", cb_store_script};
+    const char *hgetall[] = {"HGETALL", states};
+    redisAppendCommandArgv(p->cmd, 3, load, NULL);  /* pipelined: one round trip */
+    redisAppendCommandArgv(p->cmd, 2, hgetall, NULL);
+    if (flush_until(p, p->cmd, deadline) != CB_OK) goto failed;
+    r = read_reply(p, p->cmd, deadline);
+    if (!r) goto failed;
+    ok = r->type == REDIS_REPLY_STRING && r->len == 40;
+    if (ok) memcpy(p->sha, r->str, 41);
+    else note_error(p, "script load", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    freeReplyObject(r);
+    if (!ok) goto failed;
+    r = read_reply(p, p->cmd, deadline);
+    if (!r) goto failed;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        note_error(p, "hgetall", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        freeReplyObject(r);
+        goto failed;
+    }
+    p->connected = 1;
+    if (p->ever_connected) p->reconnects++;
+    p->ever_connected = 1;
+    p->backoff = 0;
+    p->pub->err = 0;
+    p->pub->errstr[0] = '\0';
+    reconcile(p, r);
+    freeReplyObject(r);
+    return;
+failed:
+    drop(p);
+}
+
+/* ---- hooks ------------------------------------------------------------------- */
+
+/* One breaker call may do I/O twice (allow: a reconnect from the tick, then
+ * the probe lease; record: a quorum vote, then the record): both share one
+ * deadline, so the call as a whole blocks at most timeout_ms.  `seq` names
+ * the call: allow's op count, or the recorded-outcome count. */
+static double call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq) {
+    if (p->budget_b != b || p->budget_seq != seq) {
+        p->budget_b = b;
+        p->budget_seq = seq;
+        p->budget_deadline = mono() + p->timeout;
+    }
+    return p->budget_deadline;
+}
+
+static uint64_t allow_seq(const cb_breaker *b) {
+    return (uint64_t)b->ops << 1;
+}
+
+static uint64_t record_seq(const cb_breaker *b) {
+    return ((b->successes + b->failures) << 1) | 1;
+}
+
+static int poll_until(cb_store_priv *p, double deadline);
+
+/* Transitions the shared script decides for the fleet.  A Retry-After is
+ * not among them: the server asked every caller to wait, so it is
+ * announced like an operator's action. */
+static int is_local_count(cb_reason why) {
+    return why == CB_REASON_FAILURES || why == CB_REASON_FAILURE_RATE ||
+           why == CB_REASON_SLOW_CALL_RATE || why == CB_REASON_PROBE_FAILURE ||
+           why == CB_REASON_PROBE_SUCCESS;
+}
+
+static void shared_trip(cb_store_priv *p, attach *a);
+
+static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_reason why) {
+    attach *a = ud;
+    cb_store_priv *p = a->p;
+    (void)b;
+    (void)from;
+    if (why == CB_REASON_PEER) {  /* never echoed: the seed 002 loop */
+        a->from_peer = to != CB_CLOSED;
+        return;
+    }
+    if (why == CB_REASON_TIMEOUT) return;  /* half-open is local */
+    a->from_peer = 0;
+    if (why == CB_REASON_RESET || to == CB_DISABLED) return;  /* hook_reset announces */
+    if (p->mode == CB_STORE_SHARED && is_local_count(why)) {
+        /* The fleet's transitions are the script's; with a quorum this
+         * instance's own trip is one vote. */
+        if (p->quorum > 1 && to == CB_OPEN && why != CB_REASON_PROBE_FAILURE) shared_trip(p, a);
+        return;
+    }
+    announce(p, a, UNSENT_STATE);
+}
+
+static void hook_reset(void *ud, cb_breaker *b) {
+    attach *a = ud;
+    (void)b;
+    a->from_peer = 0;
+    announce(a->p, a, UNSENT_RECOVERED);
+}
+
+static void hook_tick(void *ud, cb_breaker *b) {
+    attach *a = ud;
+    cb_store_priv *p = a->p;
+    double now = now_of(p);
+    if (p->connected ? now - p->last_poll >= POLL_EVERY : now >= p->next_attempt)
+        poll_until(p, call_deadline(p, b, allow_seq(b)));
+}
+
+static void forget_inflight(cb_store_priv *p, attach *a) {
+    for (unsigned i = 0; i < p->pending; i++)
+        if (p->ring[(p->head + i) % MAX_PENDING].a == a) p->ring[(p->head + i) % MAX_PENDING].a = NULL;
+}
+
+static void hook_gone(void *ud, cb_breaker *b) {
+    attach *a = ud;
+    forget_inflight(a->p, a);
+    if (a->p->budget_b == b) a->p->budget_b = NULL;  /* its address may come back */
+    unlink_attach(a->p, a);
+    free(a);
+}
+
+/* Applies the fleet's answer {state, ms left} to the local breaker. */
+static void follow_fleet(attach *a, redisReply *r) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
+        return;
+    const char *st = r->element[0]->str;
+    cb_state local = (cb_state)a->b->state;
+    if (strcmp(st, "open") == 0)
+        cb_breaker_apply_peer(a->b, CB_PEER_OPEN, (double)r->element[1]->integer / 1000);
+    else if (strcmp(st, "forced-open") == 0)
+        cb_breaker_apply_peer(a->b, CB_PEER_FORCED_OPEN, 0);
+    else if (strcmp(st, "closed") == 0 &&
+             (local == CB_HALF_OPEN || (local == CB_OPEN && a->from_peer)))
+        cb_breaker_apply_peer(a->b, CB_PEER_CLOSED, 0);  /* a local trip protects on */
+}
+
+static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, const char *outcome) {
+    double deadline = call_deadline(p, a->b, record_seq(a->b));
+    char fth[16], sth[16], tmo[32], quorum[16];
+    const cb_breaker_opts *o = &a->b->conf->o;
+    snprintf(fth, sizeof fth, "%u", o->failure_threshold ? o->failure_threshold : UINT32_MAX);
+    snprintf(sth, sizeof sth, "%u", o->success_threshold);
+    snprintf(tmo, sizeof tmo, "%.0f", ceil(a->b->open_timeout * 1000));
+    snprintf(quorum, sizeof quorum, "%u", p->quorum);
+    script_call sc;
+    call_init(p, &sc, op, a->b->name);
+    call_arg(&sc, outcome);
+    call_arg(&sc, p->id);
+    call_arg(&sc, fth);
+    call_arg(&sc, sth);
+    call_arg(&sc, tmo);
+    call_arg(&sc, quorum);
+    call_lens(&sc);
+    redisReply *r = command(p, p->cmd, deadline, sc.argc, sc.argv, sc.lens);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        int noscript = strncmp(r->str, "NOSCRIPT", 8) == 0;
+        note_error(p, "redis", r->str);
+        freeReplyObject(r);
+        if (noscript) drop(p);
+        return NULL;
+    }
+    return r;
+}
+
+static void shared_trip(cb_store_priv *p, attach *a) {
+    if (!p->connected) return;
+    redisReply *r = shared_call(p, a, "trip", "failure");
+    freeReplyObject(r);  /* the local breaker is open already */
+}
+
+static void hook_record(void *ud, cb_breaker *b, cb_outcome outcome) {
+    attach *a = ud;
+    cb_store_priv *p = a->p;
+    (void)b;
+    if (!p->connected) return;  /* local counting until Redis is back */
+    redisReply *r = shared_call(p, a, "record", cb_outcome_names[outcome]);
+    follow_fleet(a, r);
+    freeReplyObject(r);
+}
+
+/* Half-open in shared mode: one probe fleet-wide, through an expiring lease. */
+static int hook_admit(void *ud, cb_breaker *b) {
+    attach *a = ud;
+    cb_store_priv *p = a->p;
+    if (!p->connected) return 1;  /* alone, the local permits decide */
+    char key[KEY_MAX], px[32];
+    snprintf(key, sizeof key, "%s:%s:lease", p->prefix, b->name);
+    double pt = b->conf->o.probe_timeout > 0 ? b->conf->o.probe_timeout : b->conf->o.reset_timeout;
+    snprintf(px, sizeof px, "%.0f", pt * 1000 > 1 ? ceil(pt * 1000) : 1);
+    const char *argv[] = {"SET", key, p->id, "NX", "PX", px};
+    redisReply *r = command(p, p->cmd, call_deadline(p, b, allow_seq(b)), 6, argv, NULL);
+    if (!r) return 1;
+    int got = r->type == REDIS_REPLY_STATUS;  /* OK; nil when another holds it */
+    freeReplyObject(r);
+    return got;
+}
+
+static const cb_breaker_hook broadcast_hook = {
+    hook_change, hook_reset, NULL, NULL, hook_tick, hook_gone};
+static const cb_breaker_hook shared_hook = {
+    hook_change, hook_reset, hook_record, hook_admit, hook_tick, hook_gone};
+
+/* ---- public ------------------------------------------------------------------ */
+
+void cb_store_opts_init(cb_store_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->url = "redis://127.0.0.1:6379/0";
+    o->prefix = "circuit_breaker";
+    o->channel = "circuit_breaker:events";
+    o->mode = CB_STORE_BROADCAST;
+    o->timeout_ms = 100;
+    o->ttl = 3600;
+    o->backoff_min = 0.1;
+    o->backoff_max = 5;
+}
+
+static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err, size_t cap) {
+    if (cb_redis_url_parse(o->url, u, err, cap) != CB_OK) return err;
+    if (o->password) {
+        if (strlen(o->password) >= sizeof u->password) return "password too long";
+        memcpy(u->password, o->password, strlen(o->password) + 1);
+    }
+    if (!o->prefix || !o->prefix[0] || strlen(o->prefix) > 128)
+        return "prefix must be a non-empty string of at most 128 bytes";
+    if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
+        return "channel must be a non-empty string of at most 256 bytes";
+    if (o->mode != CB_STORE_BROADCAST && o->mode != CB_STORE_SHARED)
+        return "mode must be \"broadcast\" or \"shared\"";
+    if (!(o->timeout_ms >= 1 && o->timeout_ms <= 60000))
+        return "timeout_ms must be in [1, 60000]";
+    if (!(o->ttl >= 1 && o->ttl <= 1e8)) return "ttl must be a number of seconds in [1, 1e8]";
+    if (!(o->backoff_min > 0 && o->backoff_min <= 3600))
+        return "backoff_min must be in (0, 3600] seconds";
+    if (!(o->backoff_max >= o->backoff_min && o->backoff_max <= 86400))
+        return "backoff_max must be in [backoff_min, 86400] seconds";
+    if (o->quorum > 1 && o->mode != CB_STORE_SHARED) return "quorum needs mode \"shared\"";
+    if (o->quorum > 10000) return "quorum must be at most 10000";
+    if (o->id && (!o->id[0] || strlen(o->id) >= CB_ORIGIN_MAX))
+        return "id must be a non-empty string shorter than 64 bytes";
+    return NULL;
+}
+
+static void make_id(cb_store_priv *p) {
+    char host[33] = "host";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cb_rng rng;
+    cb_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                          ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)p);
+    snprintf(p->id, sizeof p->id, "%s:%ld:%08x", host, (long)getpid(),
+             (unsigned)(cb_rng_next(&rng) >> 32));
+}
+
+cb_store *cb_store_new(const cb_store_opts *o) {
+    cb_store *s = calloc(1, sizeof *s);
+    cb_store_priv *p = calloc(1, sizeof *p);
+    if (!s || !p) {
+        free(s);
+        free(p);
+        return NULL;
+    }
+    s->priv = p;
+    p->pub = s;
+    char err[128];
+    const char *why = check_opts(o, &p->url, err, sizeof err);
+    if (why) {
+        s->err = CB_STORE_EOPTS;
+        snprintf(s->errstr, sizeof s->errstr, "%s", why);
+        return s;
+    }
+    p->prefix = dupstr(o->prefix);
+    p->channel = dupstr(o->channel);
+    p->nbuckets = 64;
+    p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
+    if (!p->prefix || !p->channel || !p->buckets) {
+        cb_store_free(s);
+        return NULL;
+    }
+    p->mode = o->mode;
+    p->timeout = o->timeout_ms / 1000;
+    p->ttl = o->ttl;
+    p->backoff_min = o->backoff_min;
+    p->backoff_max = o->backoff_max;
+    p->quorum = o->quorum;
+    p->clock = o->clock;
+    if (o->id) snprintf(p->id, sizeof p->id, "%s", o->id);
+    else make_id(p);
+    p->last_poll = now_of(p);
+    try_connect(p, mono() + p->timeout);
+    return s;
+}
+
+void cb_store_free(cb_store *s) {
+    if (!s) return;
+    cb_store_priv *p = s->priv;
+    if (p) {
+        for (size_t i = 0; i < p->nbuckets; i++) {
+            for (attach *a = p->buckets[i], *next; a; a = next) {
+                next = a->next;
+                cb_breaker_set_hook(a->b, NULL, NULL);
+                free(a);
+            }
+        }
+        if (p->cmd) redisFree(p->cmd);
+        if (p->sub) redisFree(p->sub);
+        free(p->buckets);
+        free(p->prefix);
+        free(p->channel);
+        free(p);
+    }
+    free(s);
+}
+
+int cb_store_attach(cb_store *s, cb_breaker *b) {
+    if (s->err == CB_STORE_EOPTS) return CB_ERR;
+    cb_store_priv *p = s->priv;
+    if (strlen(b->name) >= CB_NAME_MAX) return CB_ERR;
+    if (b->hook) return CB_ERR;
+    if (p->count >= p->nbuckets * 2 && grow(p) != CB_OK) return CB_ERR;
+    attach *a = calloc(1, sizeof *a);
+    if (!a) return CB_ERR;
+    a->b = b;
+    a->p = p;
+    a->hash = hash_name(b->name);
+    cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook, a);
+    size_t i = a->hash & (p->nbuckets - 1);
+    a->next = p->buckets[i];
+    p->buckets[i] = a;
+    p->count++;
+    if (p->connected && !p->in_poll) {  /* boot import of this name */
+        char states[KEY_MAX];
+        snprintf(states, sizeof states, "%s:states", p->prefix);
+        const char *argv[] = {"HGET", states, b->name};
+        redisReply *r = command(p, p->cmd, mono() + p->timeout, 3, argv, NULL);
+        cb_message m;
+        /* Our own entries too: a process restarted with a fixed id imports
+         * what its previous life published (a reconnect does not: see import). */
+        if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
+            m.open && !m.recovered) {
+            p->in_poll = 1;
+            apply_message(p, &m, 1);
+            p->in_poll = 0;
+        }
+        freeReplyObject(r);
+    }
+    return CB_OK;
+}
+
+void cb_store_detach(cb_store *s, cb_breaker *b) {
+    cb_store_priv *p = s->priv;
+    if (!p || (b->hook != &broadcast_hook && b->hook != &shared_hook)) return;
+    attach *a = b->hook_ud;
+    if (a->p != p) return;
+    cb_breaker_set_hook(b, NULL, NULL);
+    forget_inflight(p, a);
+    if (p->budget_b == b) p->budget_b = NULL;
+    unlink_attach(p, a);
+    free(a);
+}
+
+int cb_store_poll(cb_store *s) {
+    if (s->err == CB_STORE_EOPTS) return CB_ERR;
+    return poll_until(s->priv, mono() + s->priv->timeout);
+}
+
+/* cb_store_poll, a reconnect bounded by `deadline`. */
+static int poll_until(cb_store_priv *p, double deadline) {
+    if (p->in_poll) return 0;  /* an on_change callback polled again */
+    p->in_poll = 1;
+    p->last_poll = now_of(p);
+    int applied = 0;
+    if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p, deadline);
+    for (int round = 0; p->connected && round < READS_PER_POLL; round++) {
+        struct pollfd pf[2] = {{p->cmd->fd, (short)(POLLIN | (p->unflushed ? POLLOUT : 0)), 0},
+                               {p->sub->fd, POLLIN, 0}};
+        if (poll(pf, 2, 0) <= 0) break;
+        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (redisBufferRead(p->cmd) != REDIS_OK) {
+                fail(p, "read", p->cmd->errstr);
+                break;
+            }
+            void *r = NULL;
+            while (p->pending && redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
+                settle(p, r);
+                r = NULL;
+            }
+            if (p->broken) {
+                drop(p);
+                break;
+            }
+        }
+        if (pf[0].revents & POLLOUT) {
+            int done = 0;
+            if (write_some(p->cmd, &done) != REDIS_OK) {
+                fail(p, "write", p->cmd->errstr);
+                break;
+            }
+            p->unflushed = !done;
+        }
+        if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (redisBufferRead(p->sub) != REDIS_OK) {
+                fail(p, "subscription", p->sub->errstr);
+                break;
+            }
+            void *r = NULL;
+            while (p->connected && redisGetReplyFromReader(p->sub, &r) == REDIS_OK && r) {
+                applied += on_sub_reply(p, r);
+                freeReplyObject(r);
+                r = NULL;
+            }
+        }
+    }
+    p->in_poll = 0;
+    return p->connected ? applied : (applied ? applied : CB_ERR);
+}
+
+int cb_store_wait(cb_store *s, double ms) {
+    cb_store_priv *p = s->priv;
+    if (s->err == CB_STORE_EOPTS || !p->connected) return CB_ERR;
+    if (!(ms >= 0)) ms = 0;
+    if (ms > 10000) ms = 10000;
+    int r = wait_fd(p->sub->fd, POLLIN, mono() + ms / 1000);
+    return r < 0 ? CB_ERR : r;
+}
+
+int cb_store_fd(const cb_store *s) {
+    const cb_store_priv *p = s->priv;
+    return p && p->connected ? p->sub->fd : -1;
+}
+
+void cb_store_get_health(const cb_store *s, cb_store_health *h) {
+    const cb_store_priv *p = s->priv;
+    memset(h, 0, sizeof *h);
+    h->last_error = s->err == CB_STORE_EOPTS ? s->errstr : "";
+    h->id = "";
+    if (!p || s->err == CB_STORE_EOPTS) return;
+    h->connected = p->connected;
+    h->last_error = p->last_error;
+    h->id = p->id;
+    h->reconnects = p->reconnects;
+    h->failures = p->failures;
+    h->published = p->published;
+    h->received = p->received;
+    h->applied = p->applied;
+    h->own = p->own;
+    h->malformed = p->malformed;
+    h->dropped = p->dropped;
+    h->attached = p->count;
+    h->backoff = p->connected ? 0 : p->backoff;
+    double left = p->next_attempt - now_of(p);
+    h->retry_in = p->connected || left < 0 ? 0 : left;
+}

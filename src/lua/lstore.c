@@ -1,0 +1,251 @@
+/* lstore.c -- cbreaker.Store: cb.redis{...}, a Redis store breakers attach
+ * to with `cb.new{store = s}` or `s:attach(br)`. */
+#include <math.h>
+#include <string.h>
+
+#include "lcbreaker.h"
+
+typedef struct lstore {
+    cb_store *s;  /* NULL once closed */
+    cb_lua_module *m;
+} lstore;
+
+enum { UV_CLOCK = 1, UV_COUNT = 1 };
+
+static lstore *checkstore(lua_State *L, int idx) {
+    lstore *box = luaL_checkudata(L, idx, CB_STORE_MT);
+    if (!box->s) luaL_error(L, "attempt to use a closed store");
+    return box;
+}
+
+/* ---- cb.redis{...} ---------------------------------------------------------- */
+
+static const char *const store_options[] = {
+    "url", "prefix", "channel", "timeout_ms", "password", "mode", "quorum", "ttl",
+    "id", "clock", "backoff_min", "backoff_max", NULL};
+
+static const char *optstring(lua_State *L, const char *key) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "cbreaker.redis: option '%s' must be a string (got %s)", key,
+                   luaL_typename(L, -1));
+    return lua_tostring(L, -1);
+}
+
+static double optnumber(lua_State *L, const char *key) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "cbreaker.redis: option '%s' must be a number (got %s)", key,
+                   luaL_typename(L, -1));
+    return lua_tonumber(L, -1);
+}
+
+/* Reads the option at the top of the stack (the key below it).  Strings
+ * stay on the Lua stack's table, so pointers into them live as long as the
+ * call. */
+static void read_option(lua_State *L, const char *key, cb_store_opts *o, int box) {
+    if (strcmp(key, "url") == 0) o->url = optstring(L, key);
+    else if (strcmp(key, "prefix") == 0) o->prefix = optstring(L, key);
+    else if (strcmp(key, "channel") == 0) o->channel = optstring(L, key);
+    else if (strcmp(key, "password") == 0) o->password = optstring(L, key);
+    else if (strcmp(key, "id") == 0) o->id = optstring(L, key);
+    else if (strcmp(key, "timeout_ms") == 0) o->timeout_ms = optnumber(L, key);
+    else if (strcmp(key, "ttl") == 0) o->ttl = optnumber(L, key);
+    else if (strcmp(key, "backoff_min") == 0) o->backoff_min = optnumber(L, key);
+    else if (strcmp(key, "backoff_max") == 0) o->backoff_max = optnumber(L, key);
+    else if (strcmp(key, "quorum") == 0) {
+        double q = optnumber(L, key);
+        if (!(q >= 1 && q <= 10000) || q != floor(q))
+            luaL_error(L, "cbreaker.redis: option 'quorum' must be an integer in [1, 10000]");
+        o->quorum = (uint32_t)q;
+    } else if (strcmp(key, "mode") == 0) {
+        const char *m = optstring(L, key);
+        int i = 0;
+        while (cb_store_mode_names[i] && strcmp(cb_store_mode_names[i], m) != 0) i++;
+        if (!cb_store_mode_names[i])
+            luaL_error(L, "cbreaker.redis: option 'mode' must be \"broadcast\" or \"shared\" "
+                       "(got \"%s\")", m);
+        o->mode = (cb_store_mode)i;
+    } else if (strcmp(key, "clock") == 0) {
+        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.redis");
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, box, UV_CLOCK);  /* keeps the clock alive */
+    } else {
+        cb_lua_unknown_option(L, "cbreaker.redis", key, store_options, NULL);
+    }
+}
+
+static int store_new(lua_State *L) {
+    cb_store_opts o;
+    cb_store_opts_init(&o);
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    lstore *box = lua_newuserdatauv(L, sizeof *box, UV_COUNT);  /* closed first */
+    box->s = NULL;
+    box->m = cb_lua_module_get(L);
+    luaL_setmetatable(L, CB_STORE_MT);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {  /* t, box, key, value */
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "cbreaker.redis: option names must be strings");
+        read_option(L, lua_tostring(L, -2), &o, 2);
+        lua_pop(L, 1);
+    }
+    cb_store *s = cb_store_new(&o);
+    if (!s) return luaL_error(L, "cbreaker.redis: out of memory");
+    if (s->err == CB_STORE_EOPTS) {
+        lua_pushfstring(L, "cbreaker.redis: %s", s->errstr);
+        cb_store_free(s);
+        return lua_error(L);
+    }
+    box->s = s;  /* unreachable Redis is no error: the store retries by itself */
+    return 1;
+}
+
+/* ---- attaching ---------------------------------------------------------------- */
+
+void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx) {
+    sidx = lua_absindex(L, sidx);
+    bidx = lua_absindex(L, bidx);
+    lstore *st = luaL_testudata(L, sidx, CB_STORE_MT);
+    if (!st || !st->s) luaL_error(L, "%s: the store is closed", ctx);
+    lbreaker *br = cb_lua_checkbox(L, bidx);
+    if (cb_store_attach(st->s, br->b) != CB_OK)
+        luaL_error(L, "%s: cannot attach breaker '%s' (already attached to a store, a name "
+                   "of 256 bytes or more, or out of memory)", ctx, cb_breaker_name(br->b));
+    lua_pushvalue(L, sidx);
+    lua_setiuservalue(L, bidx, CB_UV_STORE);  /* the breaker keeps its store alive */
+    cb_lua_flush(L, st->m);  /* what the boot import changed */
+}
+
+static int store_attach(lua_State *L) {
+    checkstore(L, 1);
+    cb_lua_store_attach(L, 1, 2, "attach");
+    lua_settop(L, 2);
+    return 1;
+}
+
+static int store_detach(lua_State *L) {
+    lstore *st = checkstore(L, 1);
+    lbreaker *br = cb_lua_checkbox(L, 2);
+    cb_store_detach(st->s, br->b);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 2, CB_UV_STORE);
+    return 0;
+}
+
+/* ---- methods --------------------------------------------------------------- */
+
+static int store_poll(lua_State *L) {
+    lstore *st = checkstore(L, 1);
+    int n = cb_store_poll(st->s);
+    cb_lua_flush(L, st->m);
+    if (n == CB_ERR) {
+        cb_store_health h;
+        cb_store_get_health(st->s, &h);
+        lua_pushnil(L);
+        lua_pushfstring(L, "not connected: %s", h.last_error);
+        return 2;
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* store:wait(ms): true when the subscription has something for poll,
+ * false on timeout, nil, "not connected". */
+static int store_wait(lua_State *L) {
+    lstore *st = checkstore(L, 1);
+    double ms = luaL_checknumber(L, 2);
+    if (!(ms >= 0)) luaL_argerror(L, 2, "milliseconds must be >= 0");
+    int r = cb_store_wait(st->s, ms);
+    if (r == CB_ERR) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not connected");
+        return 2;
+    }
+    lua_pushboolean(L, r);
+    return 1;
+}
+
+static int store_fd(lua_State *L) {
+    int fd = cb_store_fd(checkstore(L, 1)->s);
+    if (fd < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not connected");
+        return 2;
+    }
+    lua_pushinteger(L, fd);
+    return 1;
+}
+
+#define SETINT(f) (lua_pushinteger(L, (lua_Integer)h.f), lua_setfield(L, -2, #f))
+#define SETNUM(f) (lua_pushnumber(L, h.f), lua_setfield(L, -2, #f))
+
+static int store_health(lua_State *L) {
+    lstore *st = checkstore(L, 1);
+    cb_store_health h;
+    cb_store_get_health(st->s, &h);
+    lua_createtable(L, 0, 16);
+    lua_pushboolean(L, h.connected);
+    lua_setfield(L, -2, "connected");
+    lua_pushstring(L, h.last_error);
+    lua_setfield(L, -2, "last_error");
+    lua_pushstring(L, h.id);
+    lua_setfield(L, -2, "id");
+    SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
+    SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
+    SETNUM(backoff); SETNUM(retry_in);
+    return 1;
+}
+
+static int store_close(lua_State *L) {
+    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    cb_store *s = st->s;
+    st->s = NULL;
+    cb_store_free(s);  /* detaches its breakers */
+    return 0;
+}
+
+static int store_tostring(lua_State *L) {
+    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    if (!st->s) {
+        lua_pushliteral(L, "cbreaker.Store (closed)");
+    } else {
+        cb_store_health h;
+        cb_store_get_health(st->s, &h);
+        lua_pushfstring(L, "cbreaker.Store (%s)", h.connected ? "connected" : "disconnected");
+    }
+    return 1;
+}
+
+static const luaL_Reg store_methods[] = {
+    {"poll", store_poll},
+    {"wait", store_wait},
+    {"fd", store_fd},
+    {"health", store_health},
+    {"attach", store_attach},
+    {"detach", store_detach},
+    {"close", store_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg store_meta[] = {
+    {"__gc", store_close},
+    {"__close", store_close},
+    {"__tostring", store_tostring},
+    {"__index", NULL},  /* set below */
+    {NULL, NULL}
+};
+
+static const luaL_Reg store_funcs[] = {
+    {"redis", store_new},
+    {NULL, NULL}
+};
+
+void cb_lua_open_store(lua_State *L) {
+    luaL_newmetatable(L, CB_STORE_MT);
+    luaL_setfuncs(L, store_meta, 0);
+    luaL_newlib(L, store_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, store_funcs, 0);
+}
