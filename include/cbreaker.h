@@ -315,6 +315,11 @@ CB_API cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tl
                                    const void *key, size_t klen,
                                    const cb_breaker_opts *o, cb_registry_status *why);
 
+/* Marks `b`, a breaker of `r`, used now and does a get's housekeeping, as a
+ * get that found it would: for bindings that cache their lookups.  `b` must
+ * be in `r` (removed breakers are told to the remove hook). */
+CB_API void cb_registry_touch(cb_registry *r, cb_breaker *b);
+
 /* The breaker of (tenant, key) or NULL, without creating it, marking it used
  * or doing any housekeeping. */
 CB_API cb_breaker *cb_registry_peek(cb_registry *r, const void *tenant, size_t tlen,

@@ -125,6 +125,69 @@ describe("registry keys", function()
   end)
 end)
 
+describe("registry lookup cache", function()
+  it("long keys (not interned) and number keys find the same breaker", function()
+    local reg = registry()
+    local long = string.rep("k", 60)
+    local a = reg:get("t", long)
+    assert.equal(a, reg:get("t", string.rep("k", 30) .. string.rep("k", 30)))
+    local n = reg:get("t", 123)
+    assert.equal(n, reg:get("t", "123"))
+    assert.equal(n, reg:get("t", 123))
+    assert.equal(2, reg:size())
+  end)
+
+  it("a removed key's next get makes a new breaker", function()
+    local reg = registry()
+    local t, k = "tenant", "session"
+    local first = reg:get(t, k)
+    assert.equal(first, reg:get(t, k))  -- cached
+    fail(first, 5)
+    reg:remove(t, k)
+    local second = reg:get(t, k)
+    assert.are_not.equal(first, second)
+    assert.equal("closed", second:state())
+    assert.has_error(function() first:state() end, "attempt to use a removed registry breaker")
+  end)
+
+  it("agrees with a plain table through random gets, removes, evictions and sweeps", function()
+    local reg, clock = registry{ max_entries = 40, idle_ttl = 3, cleanup_every = 7 }
+    local rng = 12345
+    local function rand(n)
+      rng = (rng * 1103515245 + 12345) % 2147483648
+      return rng % n + 1
+    end
+    local last = {}  -- key -> the handle last returned
+    for _ = 1, 20000 do
+      local k = "s" .. rand(120)
+      local op = rand(10)
+      if op == 1 then
+        reg:remove("t", k)
+        if last[k] then assert.has_error(function() last[k]:state() end) end
+        last[k] = nil
+      elseif op == 2 then
+        clock:advance(0.5)
+      else
+        local br = assert(reg:get("t", k))
+        assert.equal(k, br:name())
+        if last[k] and last[k] ~= br then  -- evicted or swept since: dead
+          assert.has_error(function() last[k]:state() end)
+        end
+        last[k] = br
+        if op == 3 then fail(br, 5) elseif op == 4 then br:reset() end
+      end
+    end
+    local live = 0
+    for k, br in pairs(last) do
+      if pcall(br.state, br) then
+        live = live + 1
+        assert.equal(br, reg:peek("t", k))
+      end
+    end
+    assert.equal(reg:size(), live)
+  end)
+end)
+
 describe("registry hard cap", function()
   it("evicts the least recently used closed breaker", function()
     local reg, clock = registry{ max_entries = 3 }

@@ -95,9 +95,15 @@ static void test_lru(void) {
     check("a, c, d stay", cb_registry_peek(r, S("t"), S("a")) &&
                                   cb_registry_peek(r, S("t"), S("c")) &&
                                   cb_registry_peek(r, S("t"), S("d")));
+    mc.now += 1;
+    cb_registry_touch(r, cb_registry_peek(r, S("t"), S("c")));  /* as a get of c */
+    mc.now += 1;
+    get(r, "t", "e");
+    check("touch counts as use: a went, c stayed",
+          !cb_registry_peek(r, S("t"), S("a")) && cb_registry_peek(r, S("t"), S("c")));
     cb_registry_stats st;
     cb_registry_get_stats(r, &st);
-    check("one eviction", st.evicted == 1 && st.size == 3);
+    check("two evictions", st.evicted == 2 && st.size == 3);
     cb_registry_free(r);
 }
 

@@ -553,6 +553,19 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     return &e->b;
 }
 
+/* A get that found `e`: to the head of its list, used now. */
+static void hit(cb_registry *r, entry *e, double now) {
+    int to = is_used(e) ? L_USED : L_FRESH;
+    if (r->lists[to].head != e) list_move(r, e, to, 0);
+    e->last_used = (float)(now - r->epoch);
+    r->st.hits++;
+    housekeeping(r, now);  /* cannot sweep e: it was used just now */
+}
+
+void cb_registry_touch(cb_registry *r, cb_breaker *b) {
+    hit(r, entry_of(b), reg_now(r));
+}
+
 cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tlen,
                             const void *key, size_t klen, const cb_breaker_opts *o,
                             cb_registry_status *why) {
@@ -568,11 +581,7 @@ cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tlen,
     uint64_t h = key_hash(r, t, tlen, k, klen);
     entry *e = find(r, h, t, tlen, k, klen);
     if (e) {
-        int to = is_used(e) ? L_USED : L_FRESH;
-        if (r->lists[to].head != e) list_move(r, e, to, 0);
-        e->last_used = (float)(now - r->epoch);
-        r->st.hits++;
-        housekeeping(r, now);  /* cannot sweep e: it was used just now */
+        hit(r, e, now);
         return &e->b;
     }
     housekeeping(r, now);

@@ -11,27 +11,58 @@
  * it, so a box lives as long as its entry or its last Lua reference.  Each
  * box keeps the registry alive (CB_UV_OWNER).
  *
+ * get() first looks in a small direct-mapped cache keyed by the addresses
+ * of its two strings (Lua interns short strings, so equal short strings are
+ * one object; the bandit's arm cache does the same).  The cache keeps its
+ * strings and the box in an array in the registry's user value, so an
+ * address cannot be reused by another string while its slot holds it.  A hit
+ * skips the hash lookup: cb_registry_touch does the rest of a get.  The
+ * remove hook clears the slots of a removed breaker.
+ *
  * The hook runs inside core frames: it uses only raw table accesses, which
- * neither run Lua code nor raise.  It finds the box table through the
- * registry at stack index 1, where every method that can remove entries
+ * neither run Lua code nor raise.  It finds the registry's tables through
+ * the registry at stack index 1, where every method that can remove entries
  * (get, remove, cleanup, close, __gc) has it. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "lcbreaker.h"
+
+#define CACHE_SLOTS 1024  /* a power of two; 72 KB a registry with its anchors */
+
+typedef struct cslot {
+    const char *t, *k;  /* the strings' addresses, anchored in UV_CACHE */
+    cb_breaker *b;      /* NULL: empty */
+    uint32_t used;      /* lregistry.gets at its last hit */
+} cslot;
+
+/* A slot is taken over only when empty or unused for this many gets, so
+ * two hot sessions sharing a slot do not evict each other on every call. */
+#define CACHE_AGE (2 * CACHE_SLOTS)
 
 typedef struct lregistry {
     void *self;      /* the userdata's own address: see self() */
     cb_registry *r;  /* NULL once closed */
     lua_State *L;    /* the thread of the running method, for the hook */
     cb_lua_module *m;
+    uint32_t gets;   /* a clock for the cache */
+    cslot cache[CACHE_SLOTS];
 } lregistry;
 
 /* self() tells the types apart by size, as lbreaker.c does. */
 _Static_assert(sizeof(lregistry) != sizeof(lbreaker), "registry and breaker boxes must differ in size");
 
 /* User values of a registry. */
-enum { UV_BOXES = 1, UV_CLOCK, UV_COUNT = 2 };
+enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_COUNT = 4 };
+
+/* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
+ * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one). */
+static unsigned slot_of(const char *t, const char *k) {
+    uint64_t h = ((uint64_t)(uintptr_t)t ^ ((uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15ULL))
+                 * 0x9e3779b97f4a7c15ULL;  /* Fibonacci hashing */
+    return (unsigned)(h >> 54) & (CACHE_SLOTS - 1);
+}
 
 /* Upvalues of every method: get's refusals. */
 enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
@@ -62,10 +93,17 @@ static lregistry *self(lua_State *L) {
 
 /* ---- boxes ------------------------------------------------------------------ */
 
-/* The core's remove hook: closes the box of `b`, if any. */
+/* The core's remove hook: forgets `b`'s cache slots, closes its box. */
 static void on_remove(void *ud, cb_breaker *b) {
     lregistry *lr = ud;
     lua_State *L = lr->L;
+    lua_getiuservalue(L, 1, UV_SLOTS);  /* slots */
+    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lua_pushnil(L);
+        lua_rawsetp(L, -3, b);
+    }
+    lua_pop(L, 2);
     lua_getiuservalue(L, 1, UV_BOXES);  /* boxes */
     if (lua_rawgetp(L, -1, b) == LUA_TUSERDATA) {  /* boxes, box */
         cb_lua_box_close(L, lua_touserdata(L, -1), GONE);
@@ -162,8 +200,17 @@ static int registry_new(lua_State *L) {
     lr->L = L;
     lr->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_REGISTRY_MT);
+    memset(lr->cache, 0, sizeof lr->cache);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_BOXES);
+    lua_createtable(L, 3 * CACHE_SLOTS, 0);  /* sized now: filling never allocates */
+    for (int i = 1; i <= 3 * CACHE_SLOTS; i++) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setiuservalue(L, 2, UV_CACHE);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_SLOTS);
     lua_pushnil(L);
     while (lua_next(L, 1)) {  /* key, value */
         if (lua_type(L, -2) != LUA_TSTRING)
@@ -220,6 +267,17 @@ static int registry_get(lua_State *L) {
     size_t tl, kl;
     const char *t = checkkey(L, 2, &tl, "tenant");
     const char *k = checkkey(L, 3, &kl, "key");
+    unsigned i = slot_of(t, k);
+    cslot *slot = &lr->cache[i];
+    uint32_t now = ++lr->gets;
+    if (slot->t == t && slot->k == k && slot->b) {  /* the same two strings */
+        slot->used = now;
+        cb_registry_touch(lr->r, slot->b);
+        lua_getiuservalue(L, 1, UV_CACHE);
+        lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+        cb_lua_flush(L, lr->m);
+        return 1;
+    }
     cb_breaker_opts o, *op = NULL;
     if (lua_gettop(L) >= 4 && !lua_isnil(L, 4) && !cb_registry_peek(lr->r, t, tl, k, kl)) {
         luaL_checktype(L, 4, LUA_TTABLE);
@@ -239,7 +297,32 @@ static int registry_get(lua_State *L) {
         lua_pushvalue(L, lua_upvalueindex(why == CB_REG_FULL ? UP_FULL : UP_TENANT_FULL));
         return 2;
     }
-    push_box(L, 1, b);
+    push_box(L, 1, b);  /* ..., box */
+    if (slot->b && now - slot->used < CACHE_AGE) {  /* the slot is in use */
+        cb_lua_flush(L, lr->m);
+        return 1;
+    }
+    /* One slot per breaker: forget b's old slot and the slot's old breaker. */
+    lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
+    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER)
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+    lua_pop(L, 1);
+    if (slot->b) {
+        lua_pushnil(L);
+        lua_rawsetp(L, -2, slot->b);
+    }
+    lua_pushinteger(L, (lua_Integer)i);
+    lua_rawsetp(L, -2, b);  /* may allocate: no core frame here */
+    lua_pop(L, 1);
+    lua_getiuservalue(L, 1, UV_CACHE);  /* box, cache */
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 1);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 2);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
+    lua_pop(L, 1);
+    *slot = (cslot){t, k, b, now};  /* its strings are anchored now */
     cb_lua_flush(L, lr->m);  /* after: a callback may remove b */
     return 1;
 }
