@@ -79,32 +79,39 @@ static void bench_hot(void) {
 
 /* ---- 2. memory per entry ----------------------------------------------------- */
 
-static void bench_memory(long n) {
+/* N live sessions of tenant "tenant-1" and keys of `klen` bytes. */
+static void bench_memory(long n, int klen) {
     cb_registry_opts o;
     cb_registry_opts_init(&o);
     o.max_entries = 0;
-    char key[32];
+    char key[64];
     long before = rss_kb();
     cb_registry *r = cb_registry_new(&o);
     double key_bytes = 0;
     for (long i = 0; i < n; i++) {
-        int kl = snprintf(key, sizeof key, "session-%07ld", i);
-        cb_registry_get(r, "tenant-1", 8, key, (size_t)kl, NULL, NULL);
-        key_bytes += 8 + kl;
+        snprintf(key, sizeof key, "%0*ld", klen, i);  /* zero-padded to klen */
+        cb_registry_get(r, "tenant-1", 8, key, (size_t)klen, NULL, NULL);
+        key_bytes += 8 + klen;
     }
     for (int i = 0; i < 64; i++) cb_registry_get(r, "t", 1, "x", 1, NULL, NULL);  /* finish growing */
     cb_registry_stats st;
     cb_registry_get_stats(r, &st);
     long after = rss_kb();
     double per = (double)(after - before) * 1024 / (double)n;
-    printf("2. %ld live sessions (tenant 8 bytes + key 15 bytes)\n", n);
-    printf("   RSS %ld KiB -> %ld KiB: %.1f bytes/entry, %.1f beyond the %.0f key bytes"
-           " (goal < 200)\n", before, after, per, per - key_bytes / (double)n,
-           key_bytes / (double)n);
-    printf("   hash buckets %zu (%.1f bytes/entry)\n", st.buckets,
+    printf("2. %ld live sessions, tenant 8 bytes + key %d bytes: RSS %ld -> %ld KiB\n", n, klen,
+           before, after);
+    printf("   %.1f bytes/entry, %.1f beyond the %.0f key bytes (goal < 200); buckets %.1f of it\n",
+           per, per - key_bytes / (double)n, key_bytes / (double)n,
            (double)st.buckets * 8 / (double)n);
     cb_registry_free(r);
-    /* 200k created and dropped, twice: the second round reuses the memory. */
+}
+
+/* 200k created and dropped, twice: the second round reuses the memory. */
+static void bench_flat(void) {
+    cb_registry_opts o;
+    cb_registry_opts_init(&o);
+    o.max_entries = 0;
+    char key[32];
     for (int round = 0; round < 2; round++) {
         long b0 = rss_kb();
         cb_registry *q = cb_registry_new(&o);
@@ -244,7 +251,9 @@ int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     if (n < 1000) n = 1000;
     printf("cbreaker %s registry benchmark\n", CB_VERSION);
-    bench_memory(n);  /* first, on a fresh heap */
+    bench_memory(n, 15);  /* first, on a fresh heap */
+    bench_memory(n, 36);  /* a UUID */
+    bench_flat();
     bench_hot();
     bench_churn(n, 250);  /* fills to the cap: evictions */
     bench_churn(n, 20);   /* idle sessions: the sweep removes them */
