@@ -122,8 +122,48 @@ static void test_never_evict_open(void) {
     check("states kept", cb_breaker_state(a) == CB_HALF_OPEN &&
                                  cb_breaker_state(b) == CB_HALF_OPEN &&
                                  cb_breaker_state(c) == CB_FORCED_OPEN);
+    cb_registry_stats st;
+    cb_registry_get_stats(r, &st);
+    check("all three set aside", st.pinned == 3);
     cb_breaker_reset(c);  /* closed again: evictable */
     check("c evicted for d", get(r, "t", "d") && !cb_registry_peek(r, S("t"), S("c")));
+    cb_registry_free(r);
+}
+
+static int state_calls;
+static void count_changes(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_reason why) {
+    (void)ud; (void)b; (void)from; (void)to; (void)why;
+    state_calls++;
+}
+
+static int retrip_half_open(void *ud, const char *t, size_t tl, const char *k, size_t kl,
+                            cb_breaker *b) {
+    (void)ud; (void)t; (void)tl; (void)k; (void)kl;
+    if (cb_breaker_state(b) == CB_HALF_OPEN && cb_breaker_allow(b) == CB_ALLOWED)
+        cb_breaker_record(b, CB_FAILURE, -1, 0);
+    return 0;
+}
+
+static void test_bounded_eviction(void) {
+    printf("-- %s\n", "a full registry of tripped breakers refuses in bounded work");
+    cb_registry *r = new_reg(5000, 0);
+    char key[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof key, "s%d", i);
+        cb_breaker *b = get(r, "t", key);
+        trip(b);
+        cb_breaker_on_change(b, count_changes, NULL);
+    }
+    mc.now += 31;  /* every one would go half-open when looked at */
+    state_calls = 0;
+    cb_registry_status why = CB_REG_OK;
+    check("refused", !cb_registry_get(r, S("t"), S("new"), NULL, &why) && why == CB_REG_FULL);
+    check("looked at 64 breakers, not 5000", state_calls == 64);
+    cb_registry_foreach(r, retrip_half_open, NULL);  /* the 64 set aside open again */
+    mc.now += 61;  /* now any breaker looked at changes state */
+    state_calls = 0;
+    check("refused again", !cb_registry_get(r, S("t"), S("new2"), NULL, &why) && why == CB_REG_FULL);
+    check("again 64 looked at, none of those set aside twice", state_calls == 64);
     cb_registry_free(r);
 }
 
@@ -304,6 +344,7 @@ int main(void) {
     test_keys();
     test_lru();
     test_never_evict_open();
+    test_bounded_eviction();
     test_tenant_cap();
     test_cleanup();
     test_cadence();

@@ -345,7 +345,9 @@ static entry *walk_next(walk *w) {
 static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
     walk w = {{r->lists[L_FRESH].tail, r->lists[L_USED].tail}};
     entry *e;
-    while (budget-- > 0 && (e = walk_next(&w))) {
+    unsigned looked = 0;
+    while (looked < budget && (e = walk_next(&w))) {
+        looked++;
         if (t && (e->tlen != tl || memcmp(e->bytes, t, tl) != 0)) continue;
         if (!is_closed(e)) {
             list_move(r, e, L_PINNED, 0);  /* never evicted: set it aside */
@@ -358,7 +360,7 @@ static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
     /* Pinned breakers that closed since (a reset, a kept handle's successes)
      * are evictable again; the rest rotate, so each look makes progress. */
     list *p = &r->lists[L_PINNED];
-    for (size_t n = p->len; budget-- > 0 && n-- > 0;) {
+    for (size_t n = p->len; looked < budget && n > 0; n--, looked++) {
         e = p->tail;
         if ((!t || (e->tlen == tl && memcmp(e->bytes, t, tl) == 0)) && is_closed(e)) {
             destroy(r, e);
