@@ -234,6 +234,11 @@ static int registry_close(lua_State *L) {
         lr->r = NULL;
         lr->L = L;
         cb_registry_free(r);  /* the hook closes every box */
+        memset(lr->cache, 0, sizeof lr->cache);
+        for (int uv = UV_BOXES; uv <= UV_SLOTS; uv++) {  /* their memory goes now */
+            lua_pushnil(L);
+            lua_setiuservalue(L, 1, uv);
+        }
     }
     return 0;
 }
