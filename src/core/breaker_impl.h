@@ -42,27 +42,28 @@ typedef struct cb_breaker_hook {
 
 #define CB_HOOK_TICK 64u  /* a power of two */
 
-struct cb_breaker {
+struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
     cb_conf *conf;
     char *name;
-    uint8_t state;          /* cb_state */
-    uint8_t owns_name;
-    uint8_t hook_records;   /* hook->record is set */
-    uint32_t consecutive_failures;
-    uint32_t half_open_successes;
-    uint32_t permits_out;
-    uint32_t reopens;       /* opens since the last close, for back-off */
-    double open_until;
-    double permit_expiry;   /* permits out lapse at this time */
-    double open_timeout;    /* current back-off timeout */
-    double last_change;
     cb_window *win;         /* NULL unless conf->tracks_window */
     cb_change_fn on_change;
     void *change_ud;
     const cb_breaker_hook *hook;  /* a store's, or NULL */
     void *hook_ud;
-    uint32_t ops;                 /* allow calls, for hook->tick */
-    uint64_t successes, failures, slow_calls, ignored, rejections, opens;
+    double open_until;
+    double permit_expiry;   /* permits out lapse at this time */
+    double open_timeout;    /* current back-off timeout */
+    double last_change;
+    uint64_t successes, failures;
+    uint32_t slow_calls, ignored, rejections, opens;  /* secondary counters */
+    uint32_t consecutive_failures;
+    uint32_t half_open_successes;
+    uint32_t permits_out;
+    uint32_t reopens;       /* opens since the last close, for back-off */
+    uint32_t ops;           /* allow calls, for hook->tick */
+    uint8_t state;          /* cb_state */
+    uint8_t owns_name;
+    uint8_t hook_records;   /* hook->record is set */
 };
 
 /* Initialises a breaker in place with a new reference to `conf`.  `name` is
