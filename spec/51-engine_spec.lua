@@ -204,6 +204,7 @@ describe("engine", function()
       for _ = 1, 30 do e:call("t", "s", ok_fn) end
       local st = e:stats().providers
       assert.same({10, 10, 10}, {st.a.selected, st.b.selected, st.c.selected})
+      assert.equal(10, st.a.selector.selections)
     end)
 
     it("raises on misuse", function()
@@ -474,6 +475,21 @@ describe("engine", function()
       assert.has_error(function() e:reload(other) end, "reload: 'clock' cannot change")
       local sel = policy(5); sel.clock = clock; sel.selection = {seed = 2}
       assert.has_error(function() e:reload(sel) end, "reload: 'selection.strategy' and 'selection.seed' cannot change")
+    end)
+  end)
+
+  describe("close", function()
+    it("releases its breakers, sessions and selector, once", function()
+      local e = engine()
+      local br = e:breaker("a")
+      e:call("t", "s", ok_fn)
+      e:close()
+      e:close()
+      assert.has_error(function() br:allow() end, "attempt to use a closed breaker")
+      do
+        local scoped <close> = engine()
+        scoped:call("t", "s", ok_fn)
+      end
     end)
   end)
 

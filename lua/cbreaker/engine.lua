@@ -50,20 +50,22 @@ function parts.round_robin(_, names)
   function rr.select(_, eligible)
     if #eligible == 0 then return nil, "no eligible arms" end
     next_i = next_i % #eligible + 1
-    return eligible[next_i]
+    local name = eligible[next_i]
+    picks[name] = (picks[name] or 0) + 1
+    return name
   end
   function rr.update() end
   function rr.discount() end
   function rr.reset() end
   function rr.stats()
     local t = {}
-    for _, n in ipairs(names) do t[n] = {picks = picks[n] or 0} end
+    for _, n in ipairs(names) do t[n] = {selections = picks[n] or 0} end
     return t
   end
+  function rr.close() end
   return rr
 end
 
---- The per-session guardrail breakers.
 --- The per-session guardrail breakers.  Their classifier runs in the engine.
 function parts.registry(sessions, clock)
   local o = copy(sessions)
@@ -111,7 +113,6 @@ local OUTCOMES = {success = true, failure = true, ignore = true}
 --- Runs a classifier on a packed pcall result: outcome, retry_after (or
 -- false, message when the classifier misbehaves).
 local function classify(fn, res)
-  if not fn then return res[1] and "success" or "failure" end
   local ok, outcome, ra = pcall(fn, unpack(res, 1, res.n))
   if not ok then return false, "classify failed: " .. tostring(outcome) end
   if not OUTCOMES[outcome] then
@@ -606,6 +607,19 @@ function Engine:metrics()
   end
   return table.concat(out, "\n") .. "\n"
 end
+
+--- Releases the engine's breakers, sessions, selector and store (closing
+-- its Redis connections) now rather than at garbage collection.  The
+-- engine cannot be used afterwards.
+function Engine:close()
+  if self.closed then return end
+  self.closed = true
+  for _, br in ipairs(self.brs) do br:close() end
+  if self.sessions then self.sessions:close() end
+  self.selector:close()
+  if self.store then self.store:close() end
+end
+Engine.__close = Engine.close
 
 function Engine:__tostring()
   return ("cbreaker.Engine (%s)"):format(table.concat(self.names, ", "))
