@@ -322,10 +322,21 @@ function Engine:_finish(sbr, bad, ok, ...)
   return ok, ...
 end
 
---- The last attempt: its result flows through as is (no table).
+--- The last attempt: its result flows through as is (no table).  Without
+-- classifiers, straight through.
 function Engine:_last(sbr, i, t0, ok, ...)
-  local outcome, bad = self:_record(i, t0, ok, ...)
-  return self:_finish(sbr, not outcome and bad or nil, ok, ...)
+  local name = self.names[i]
+  if self.classify[name] or (sbr and self.session_classify) then
+    local outcome, bad = self:_record(i, t0, ok, ...)
+    return self:_finish(sbr, not outcome and bad or nil, ok, ...)
+  end
+  local outcome = ok and "success" or "failure"
+  self.brs[i]:record(outcome, t0 and (self.now() - t0) * 1000 or nil)
+  self.selector:update(name, ok and 1 or 0)
+  if sbr then sbr:record(outcome) end
+  local r = self.requests
+  if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
+  return ok, ...
 end
 
 --- When no provider may take the call: the policy's on_all_open.  Returns
