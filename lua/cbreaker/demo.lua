@@ -236,9 +236,9 @@ function M.run(opts)
      ("%s came back after recovery: first call %s later, %.1f%% of traffic at the end (%.1f%% before)"):format(
        M.outage, back_at and plural(back_at, "request") or "(never)", tail * 100, before * 100)},
     {runaway_stopped_after == 5,
-     ("the runaway session %s/%s was stopped after %s failed calls; %d more were refused, %d half-open probes let through"):format(
+     ("the runaway session %s/%s was stopped after %s failed calls; %d more were refused, %s let through"):format(
        runaway.tenant, runaway.session, tostring(runaway_stopped_after), runaway_refused,
-       runaway_ran - (runaway_stopped_after or runaway_ran))},
+       plural(runaway_ran - (runaway_stopped_after or runaway_ran), "half-open probe"))},
     {others_refused == 0 and others_failed / max(1, others) < 0.02,
      ("other sessions unaffected: %d requests, %d refused by a guardrail, %d failed (%.2f%%)"):format(
        others, others_refused, others_failed, others_failed / max(1, others) * 100)},
@@ -249,6 +249,12 @@ function M.run(opts)
   for _, c in ipairs(claims) do
     out:write(c[1] and "  [ok] " or "  [!!] ", c[2], "\n")
     report.ok = report.ok and c[1]
+  end
+  if e.store then  -- with --redis: what this process shared with its peers
+    local h = e.store:health()
+    out:write(("  redis: %s, %s published, %s applied\n"):format(
+      h.connected and "connected" or "not connected (" .. tostring(h.last_error) .. ")",
+      plural(h.published, "state change"), plural(h.applied, "peer message")))
   end
   out:flush()
   return report
