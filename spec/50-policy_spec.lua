@@ -146,7 +146,8 @@ describe("policy", function()
     end)
 
     it("validates every example policy", function()
-      for _, name in ipairs({"policy_sessions.lua", "policy_routing.lua", "policy_pybreaker.lua"}) do
+      for _, name in ipairs({"policy_sessions.lua", "policy_routing.lua", "policy_pybreaker.lua",
+                             "policy_embed.lua"}) do
         local p, e = policy.check(source .. "/examples/" .. name)
         assert(p, e)
       end

@@ -187,6 +187,21 @@ describe("engine", function()
       assert.near(1, st.a.share + st.b.share + st.c.share, 1e-9)
     end)
 
+    it("discounts a provider's statistics when its breaker opens", function()
+      local e = engine({providers = {a = {failure_threshold = 2}}, selection = {seed = 1, discount = 0.5}})
+      local function fail() error("503") end
+      for _ = 1, 20 do e:call("t", "s", ok_fn) end
+      e:call("t", "s", fail)
+      local before = e:stats().providers.a.selector
+      assert.near(21, before.alpha, 1e-9)
+      assert.near(2, before.beta, 1e-9)
+      e:call("t", "s", fail)  -- opens: 20 wins and 2 failures, halved
+      local after = e:stats().providers.a.selector
+      assert.equal("open", e:breaker("a"):state())
+      assert.near(11, after.alpha, 1e-9)
+      assert.near(2, after.beta, 1e-9)
+    end)
+
     it("is reproducible with the same seed", function()
       local function run()
         local e = engine({defaults = {failure_threshold = 0}})

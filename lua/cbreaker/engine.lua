@@ -288,13 +288,15 @@ function Engine:_record(i, t0, ok, ...)
   else
     outcome = ok and "success" or "failure"
   end
+  -- The selector first: a failure that opens the breaker counts in full
+  -- before the discount (on_change) shrinks the evidence.
   if not outcome then
-    br:record("failure", ms)
     self.selector:update(name, 0)
+    br:record("failure", ms)
     return false, ra
   end
-  br:record(outcome, ms, ra)
   if outcome ~= "ignore" then self.selector:update(name, outcome == "success" and 1 or 0) end
+  br:record(outcome, ms, ra)
   return outcome
 end
 
@@ -331,8 +333,8 @@ function Engine:_last(sbr, i, t0, ok, ...)
     return self:_finish(sbr, not outcome and bad or nil, ok, ...)
   end
   local outcome = ok and "success" or "failure"
-  self.brs[i]:record(outcome, t0 and (self.now() - t0) * 1000 or nil)
   self.selector:update(name, ok and 1 or 0)
+  self.brs[i]:record(outcome, t0 and (self.now() - t0) * 1000 or nil)
   if sbr then sbr:record(outcome) end
   local r = self.requests
   if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
