@@ -205,8 +205,10 @@ CB_API void cb_breaker_reset(cb_breaker *b);
 CB_API void cb_breaker_force_open(cb_breaker *b);
 CB_API void cb_breaker_disable(cb_breaker *b);
 
-/* Sets the change callback (NULL to remove). */
-CB_API void cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud);
+/* Sets the change callback (NULL to remove).  Returns CB_ERR, and changes
+ * nothing, when out of memory (a breaker's first callback or store costs
+ * one small allocation). */
+CB_API int cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud);
 
 typedef struct cb_breaker_stats {
     cb_state state;
