@@ -87,6 +87,9 @@ describe("policy", function()
     assert.matches("'providers' is missing", err_of({}), 1, true)
     assert.matches("'providers' must name at least one provider", err_of({providers = {}}), 1, true)
     assert.matches("must be keyed by provider names", err_of({providers = {{}}}), 1, true)
+    local many = {}
+    for i = 1, 65 do many["p" .. i] = {} end
+    assert.matches("'providers' names 65 providers; at most 64", err_of({providers = many}), 1, true)
   end)
 
   it("asks for a sleep function when on_all_open is 'wait'", function()

@@ -143,6 +143,36 @@ describe("engine", function()
       assert.equal(1, e:breaker(seen[3]):stats().successes)
     end)
 
+    it("keeps its fallback order when fn routes a nested call", function()
+      local e = engine({max_attempts = 3, sessions = false})
+      local outer = {}
+      local ok = e:call("t", "s", function(p)
+        outer[#outer + 1] = p
+        e:call("t", "inner", ok_fn)  -- a sub-request through the same engine
+        error("down: " .. p)
+      end)
+      assert.is_false(ok)
+      assert.equal(3, #outer)
+      table.sort(outer)
+      assert.same({"a", "b", "c"}, outer)  -- each provider tried once
+    end)
+
+    it("routes over 64 providers", function()
+      local providers = {}
+      for k = 1, 64 do providers["p" .. k] = {} end
+      local e = cb.engine{providers = providers, max_attempts = 64, sessions = false,
+                          selection = {seed = 3}}
+      local seen, n = {}, 0
+      local ok = e:call("t", "s", function(p)
+        assert.is_nil(seen[p])
+        seen[p] = true
+        n = n + 1
+        error("x")
+      end)
+      assert.is_false(ok)
+      assert.equal(64, n)
+    end)
+
     it("does not retry what the provider's classifier ignores", function()
       local calls = 0
       local e = engine({max_attempts = 3, defaults = {classify = function(ok) return ok and "success" or "ignore" end}})

@@ -190,8 +190,6 @@ function M.new(src)
     brs = {},       -- breakers by provider index (the order of names)
     index = {},     -- provider name -> index
     measure = {},   -- index -> time calls (slow-call tracking is on)
-    tried = {},     -- index -> number of the call that last tried it
-    calls = 0,
     scratch = {},
     eligible = {},  -- n -> a reusable list of n names for the selector
   }, Engine)
@@ -209,7 +207,6 @@ function M.new(src)
   for i, name in ipairs(p.names) do
     self.brs[i] = self.breakers[name]
     self.index[name] = i
-    self.tried[i] = 0
     self.eligible[i] = {}
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or nil
@@ -231,14 +228,14 @@ function Engine:breaker(provider)
 end
 
 --- The selector's choice among the providers that may take a call now and
--- were not tried by call number `mark`, or nil and the seconds until the
--- soonest may.  Takes no permit: retry_after() is 0 exactly when allow()
--- would grant one.  Allocates nothing.
-function Engine:_choose(mark)
-  local names, brs, tried = self.names, self.brs, self.tried
+-- are not in `tried` (a bit set: bit i - 1 for provider i), or nil and the
+-- seconds until the soonest may.  Takes no permit: retry_after() is 0
+-- exactly when allow() would grant one.  Allocates nothing.
+function Engine:_choose(tried)
+  local names, brs = self.names, self.brs
   local list, n, soonest = self.scratch, 0, huge
   for i = 1, #names do
-    if tried[i] ~= mark then
+    if tried & (1 << (i - 1)) == 0 then
       local ra = brs[i]:retry_after()
       if ra == 0 then
         n = n + 1
@@ -268,7 +265,7 @@ function Engine:pick(tenant, session)
       if ra > 0 then return nil, "session open", ra end
     end
   end
-  local i, soonest = self:_choose(nil)
+  local i, soonest = self:_choose(0)
   if i then return self.names[i] end
   return nil, "all providers open", soonest
 end
@@ -391,12 +388,11 @@ function Engine:call(tenant, session, fn, ...)
     end
   end
   -- From here a session permit may be out: every path records on sbr.
-  local mark = self.calls + 1
-  self.calls = mark
-  local max_attempts, tried, brs = self.policy.max_attempts, self.tried, self.brs
+  local max_attempts, brs = self.policy.max_attempts, self.brs
+  local tried = 0  -- a local bit set, so a nested call cannot disturb it
   local attempts, waited, res, bad = 0, 0, nil, nil
   while attempts < max_attempts do
-    local i, soonest = self:_choose(mark)
+    local i, soonest = self:_choose(tried)
     if not i then
       if attempts > 0 then break end
       local r
@@ -408,7 +404,7 @@ function Engine:call(tenant, session, fn, ...)
       end
       if r then res = r; break end
     else
-      tried[i] = mark
+      tried = tried | (1 << (i - 1))
       if brs[i]:allow() then
         attempts = attempts + 1
         local sel = self.selected

@@ -10,6 +10,7 @@ local floor, huge = math.floor, math.huge
 local MAX_TIMEOUT = 1e9      -- the C core's bounds (src/core/breaker.c)
 local MAX_WINDOW = 1000000
 local MAX_COUNT = 4294967295
+M.MAX_PROVIDERS = 64         -- the engine keeps a call's tried providers in one integer
 
 -- ---- errors ----------------------------------------------------------------
 
@@ -220,6 +221,9 @@ local function providers(t, path)
     n = n + 1
   end
   if n == 0 then fail("'%s' must name at least one provider", path) end
+  if n > M.MAX_PROVIDERS then
+    fail("'%s' names %d providers; at most %d", path, n, M.MAX_PROVIDERS)
+  end
   return out
 end
 
