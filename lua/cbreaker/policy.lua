@@ -3,6 +3,26 @@
 -- option is checked here, so an error names the option's full path
 -- (`providers.openai.failure_treshold`) and the closest valid name; the C
 -- layer checks the breaker options again when the breakers are built.
+--
+--   {
+--     defaults  = {<breaker options>},          -- for every provider
+--     providers = {openai = {<overrides>}, ...}, -- the keys are the provider set (1..64)
+--     sessions  = {max_entries=, max_per_tenant=, idle_ttl=, unused_ttl=,
+--                  cleanup_every=, seed=, defaults = {<breaker options>}}
+--                 | false,                      -- per-session guardrails (default {})
+--     selection = {strategy = "thompson" | "round_robin", prior = {a, b},
+--                  decay=, half_life=, discount = 0.5, seed = 0},
+--     sentinel  = {force_open_after = 3},       -- engine:probe; 0 = never force open
+--     redis     = {url=, prefix=, channel=, timeout_ms=, mode=, ...},  -- cb.redis
+--     clock     = cb.manual_clock(...),         -- for tests; default monotonic
+--     on_all_open = "fail" | "wait" | "bypass", -- default "fail"
+--     max_wait = 30, sleep = function(s) end,   -- only with "wait"
+--     max_attempts = 1,                         -- > 1: fall back to other providers
+--   }
+--
+-- Breaker options are cb.new's (failure_threshold, reset_timeout, ...,
+-- classify, on_change) without name and clock.  A session's classify runs
+-- in the engine; session breakers take no on_change.
 local M = {}
 
 local floor, huge = math.floor, math.huge
