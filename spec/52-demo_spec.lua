@@ -29,6 +29,19 @@ describe("cbreaker demo", function()
     end
   end)
 
+  it("redraws its table in place on a terminal", function()
+    if not os.execute("command -v script >/dev/null 2>&1") then
+      pending("util-linux script is not installed")
+      return
+    end
+    local f = assert(io.popen(("script -qec '%s demo --requests 300' /dev/null 2>&1"):format(host)))
+    local out = f:read("a")
+    f:close()
+    assert.matches("\27%[%d+A", out)   -- cursor up: the table is redrawn
+    assert.matches("\27%[2K", out)     -- each line cleared first
+    assert.matches("%[ok%] the runaway session", out)
+  end)
+
   it("is reproducible with the same seed", function()
     local _, a = run("demo --requests 300 --seed 9")
     local _, b = run("demo --requests 300 --seed 9")
