@@ -173,6 +173,25 @@ describe("engine", function()
       assert.equal(64, n)
     end)
 
+    it("lets fn yield (an event loop's coroutine), fallback included", function()
+      local e = engine({max_attempts = 2})
+      local first
+      local co = coroutine.wrap(function()
+        return e:call("t", "s", function(p)
+          local reply = coroutine.yield(p)  -- waits for the network
+          if p == first then error("timeout") end
+          return reply
+        end)
+      end)
+      first = co()
+      local second = co("ignored")
+      assert.are_not.equal(first, second)
+      local ok, reply = co("hello")
+      assert.is_true(ok)
+      assert.equal("hello", reply)
+      assert.equal(1, e:breaker(first):stats().failures)
+    end)
+
     it("does not retry what the provider's classifier ignores", function()
       local calls = 0
       local e = engine({max_attempts = 3, defaults = {classify = function(ok) return ok and "success" or "ignore" end}})

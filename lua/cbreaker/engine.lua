@@ -10,7 +10,9 @@
 -- provider whose breaker allows a call (Thompson sampling, seed 002), runs
 -- the function under that provider's breaker, and records the outcome on the
 -- session, the provider and the selector.  Permits are never leaked: every
--- allow() that succeeds is followed by exactly one record().
+-- allow() that succeeds is followed by exactly one record().  The engine is
+-- plain Lua around the C objects, so fn may yield (an event loop's
+-- coroutine) wherever engine:call runs.
 local core = require("cbreaker.core")
 local policy = require("cbreaker.policy")
 
