@@ -412,6 +412,17 @@ describe("engine", function()
       assert.same({20}, slept)
     end)
 
+    it("'wait' gives the session's permit back when sleep raises", function()
+      local e = engine({defaults = {reset_timeout = 20}, on_all_open = "wait",
+                        sleep = function() error("interrupted") end,
+                        sessions = {defaults = {half_open_max_calls = 1}}})
+      all_open(e)
+      assert.has_error(function() e:call("t", "s", ok_fn) end, "interrupted")
+      local sbr = e.sessions:get("t", "s")
+      assert.equal(0, sbr:stats().permits_out)
+      assert.equal(1, sbr:stats().ignored)
+    end)
+
     it("'wait' gives up beyond max_wait", function()
       local clock = cb.manual_clock(0)
       local e = engine({defaults = {reset_timeout = 60}, on_all_open = "wait", max_wait = 10,

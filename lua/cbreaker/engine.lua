@@ -397,8 +397,12 @@ function Engine:call(tenant, session, fn, ...)
     local i, soonest = self:_choose(tried)
     if not i then
       if attempts > 0 then break end
-      local r
-      r, waited = self:_all_open(soonest, waited, fn, ...)
+      local fine, r, w = pcall(self._all_open, self, soonest, waited, fn, ...)
+      if not fine then  -- the policy's sleep raised: give the session's permit back
+        if sbr then sbr:record("ignore") end
+        error(r, 0)
+      end
+      waited = w
       if r == false then
         self.requests.all_open = self.requests.all_open + 1
         if sbr then sbr:record("ignore") end
