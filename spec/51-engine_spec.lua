@@ -539,6 +539,15 @@ describe("engine", function()
       assert.equal("open", br:state())  -- two failures now trip it
     end)
 
+    it("puts an option the new policy leaves out back to its default", function()
+      local clock = cb.manual_clock(0)
+      local e = cb.engine{clock = clock, providers = {a = {failure_rate = 0.5, reset_timeout = 3}}}
+      e:reload{clock = clock, providers = {a = {}}}
+      local o = e:breaker("a"):options()
+      assert.equal(0, o.failure_rate)
+      assert.equal(30, o.reset_timeout)
+    end)
+
     it("refuses what cannot change, and changes nothing on an invalid policy", function()
       local clock = cb.manual_clock(0)
       local p = policy(5); p.clock = clock

@@ -466,9 +466,25 @@ end
 
 -- ---- reload ------------------------------------------------------------------------------
 
+--- cb.new's defaults, for options a reloaded policy no longer sets.
+local breaker_defaults
+local function defaults()
+  if not breaker_defaults then
+    local br <close> = core.new{}
+    breaker_defaults = br:options()
+    breaker_defaults.name = nil
+  end
+  return breaker_defaults
+end
+
+--- The full options for br:configure (which keeps what it is not given):
+-- the policy's, then cb.new's defaults.
 local function configure_options(p, name)
   local o = provider_options(p, name)
   o.clock = nil
+  for k, v in pairs(defaults()) do
+    if o[k] == nil then o[k] = v end
+  end
   return o
 end
 
