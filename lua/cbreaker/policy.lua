@@ -56,39 +56,9 @@ local function join(base, key)
   return ("%s[%q]"):format(base, tostring(key))
 end
 
--- Edit distance, for "did you mean".
-local function distance(a, b)
-  local row = {}
-  for j = 0, #b do row[j] = j end
-  for i = 1, #a do
-    local diag = row[0]
-    row[0] = i
-    for j = 1, #b do
-      local up = row[j]
-      local best = diag + (a:byte(i) == b:byte(j) and 0 or 1)
-      if up + 1 < best then best = up + 1 end
-      if row[j - 1] + 1 < best then best = row[j - 1] + 1 end
-      row[j] = best
-      diag = up
-    end
-  end
-  return row[#b]
-end
-
 --- The name in `names` (a set) closest to `s`, or nil when none is close
--- enough to be a typo (the same rule as the C layer's).
-local function closest(s, names)
-  local best, bestd = nil, huge
-  local sorted = {}
-  for n in pairs(names) do sorted[#sorted + 1] = n end
-  table.sort(sorted)
-  for _, n in ipairs(sorted) do
-    local d = distance(s, n)
-    if d < bestd then best, bestd = n, d end
-  end
-  local limit = math.min(3, #s // 3 + 1)
-  return bestd <= limit and best or nil
-end
+-- enough to be a typo: the C layer's rule (cbreaker.core.closest).
+local closest = require("cbreaker.core").closest
 M.closest = closest
 
 local function unknown(path, key, names)

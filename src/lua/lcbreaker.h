@@ -104,6 +104,7 @@ void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
 /* ---- module parts ---------------------------------------------------------- */
 
 /* Each adds its functions to the module table at the top of the stack. */
+void cb_lua_open_opts(lua_State *L);
 void cb_lua_open_clock(lua_State *L);
 void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
