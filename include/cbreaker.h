@@ -205,8 +205,10 @@ CB_API void cb_breaker_reset(cb_breaker *b);
 CB_API void cb_breaker_force_open(cb_breaker *b);
 CB_API void cb_breaker_disable(cb_breaker *b);
 
-/* Sets the change callback (NULL to remove). */
-CB_API void cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud);
+/* Sets the change callback (NULL to remove).  Returns CB_ERR, and changes
+ * nothing, when out of memory (a breaker's first callback or store costs
+ * one small allocation). */
+CB_API int cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud);
 
 typedef struct cb_breaker_stats {
     cb_state state;
@@ -234,6 +236,134 @@ typedef struct cb_breaker_stats {
 CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
 
 /* ---- registry ---------------------------------------------------------- */
+
+/* A map of breakers keyed by (tenant, key): one breaker per session, so one
+ * session's failures never trip another's (seeds 000, 001).  Breakers made
+ * from the defaults share one copy of the options, so an entry costs its
+ * breaker state, its key bytes and a few links.
+ *
+ * Bounded work per call: the hash table grows incrementally (a bucket per
+ * call, as Redis's dict), idle breakers are swept every `cleanup_every`
+ * calls a few at a time, and the caps search a bounded number of entries.
+ *
+ * Thread safety: none.  A registry and its breakers belong to one thread at
+ * a time. */
+
+typedef struct cb_registry cb_registry;
+
+#define CB_REGISTRY_MAX_KEY 1024  /* bytes, for a tenant and for a key */
+
+typedef struct cb_registry_opts {
+    cb_breaker_opts defaults;  /* options of new breakers; name and clock unused */
+    size_t max_entries;        /* hard cap; 0 = none (1000) */
+    size_t max_per_tenant;     /* cap per tenant; 0 = none (0) */
+    double idle_ttl;           /* a closed breaker not got for this long is
+                                  swept; INFINITY = never (600 s) */
+    double unused_ttl;         /* the same for one that never recorded an
+                                  outcome; 0 = idle_ttl, capped at it (0) */
+    uint32_t cleanup_every;    /* a sweep step every N calls; 0 = only
+                                  cb_registry_cleanup (100) */
+    uint64_t seed;             /* hash seed; 0 = from /dev/urandom (0) */
+    cb_clock clock;            /* the registry's and its breakers' clock */
+} cb_registry_opts;
+
+/* Why cb_registry_get returned NULL. */
+typedef enum cb_registry_status {
+    CB_REG_OK = 0,
+    CB_REG_FULL,         /* max_entries reached, nothing evictable found */
+    CB_REG_TENANT_FULL,  /* the tenant is at max_per_tenant, none of its own
+                            breakers could be recycled */
+    CB_REG_KEY_TOO_LONG, /* tenant or key longer than CB_REGISTRY_MAX_KEY */
+    CB_REG_BAD_OPTS,     /* the per-key options are invalid */
+    CB_REG_NOMEM
+} cb_registry_status;
+
+/* Called with each breaker just before the registry frees it (removed,
+ * evicted, swept, or the registry freed).  It must not call the registry;
+ * it may read `b`.  Bindings use it to invalidate their handles. */
+typedef void (*cb_registry_remove_fn)(void *ud, cb_breaker *b);
+
+/* Fills `o` with the defaults above (and cb_breaker_opts_init's). */
+CB_API void cb_registry_opts_init(cb_registry_opts *o);
+
+/* Returns NULL when `o` is valid, else a static message naming the offending
+ * option ("idle_ttl must be > 0"); breaker defaults are checked too. */
+CB_API const char *cb_registry_opts_check(const cb_registry_opts *o);
+
+/* Creates an empty registry.  Returns NULL when out of memory or when `o` is
+ * invalid.  The caller owns it. */
+CB_API cb_registry *cb_registry_new(const cb_registry_opts *o);
+
+/* Frees the registry and every breaker in it (calling the remove hook for
+ * each).  No-op on NULL. */
+CB_API void cb_registry_free(cb_registry *r);
+
+/* Copies the options `r` was made with into `o` (defaults.name is NULL). */
+CB_API void cb_registry_get_opts(const cb_registry *r, cb_registry_opts *o);
+
+/* Sets the remove hook (NULL to remove it). */
+CB_API void cb_registry_on_remove(cb_registry *r, cb_registry_remove_fn fn, void *ud);
+
+/* Returns the breaker of (tenant, key), creating it closed when missing, and
+ * marks it used now.  Tenant and key are byte strings of tlen and klen bytes
+ * (zeros allowed).  `o` (NULL: the registry's defaults) is used only when
+ * the breaker is created; its name and clock are ignored.  Creating may
+ * evict the least recently used closed breaker (never an open, half-open or
+ * forced-open one).  On NULL `*why` (if not NULL) tells why and nothing was
+ * created.  The breaker belongs to the registry: valid until it is removed,
+ * evicted, swept or the registry freed (see cb_registry_on_remove).  Its
+ * name is `key` (up to its first zero byte). */
+CB_API cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tlen,
+                                   const void *key, size_t klen,
+                                   const cb_breaker_opts *o, cb_registry_status *why);
+
+/* Marks `b`, a breaker of `r`, used now and does a get's housekeeping, as a
+ * get that found it would: for bindings that cache their lookups.  `b` must
+ * be in `r` (removed breakers are told to the remove hook). */
+CB_API void cb_registry_touch(cb_registry *r, cb_breaker *b);
+
+/* The breaker of (tenant, key) or NULL, without creating it, marking it used
+ * or doing any housekeeping. */
+CB_API cb_breaker *cb_registry_peek(cb_registry *r, const void *tenant, size_t tlen,
+                                    const void *key, size_t klen);
+
+/* Removes and frees the breaker of (tenant, key).  CB_OK when it was there,
+ * CB_ERR when not. */
+CB_API int cb_registry_remove(cb_registry *r, const void *tenant, size_t tlen,
+                              const void *key, size_t klen);
+
+/* Number of breakers held. */
+CB_API size_t cb_registry_size(const cb_registry *r);
+
+/* A full sweep: removes every closed breaker idle for idle_ttl (unused_ttl
+ * when it never recorded an outcome).  Returns how many were removed.  Takes
+ * time in proportion to the size; the automatic sweep is incremental. */
+CB_API size_t cb_registry_cleanup(cb_registry *r);
+
+/* Calls fn for each breaker, least recently used first.  fn must not change
+ * the registry (get, remove, cleanup); it may use the breaker.  Iteration
+ * stops when fn returns non-zero. */
+typedef int (*cb_registry_each_fn)(void *ud, const char *tenant, size_t tlen,
+                                   const char *key, size_t klen, cb_breaker *b);
+CB_API void cb_registry_foreach(cb_registry *r, cb_registry_each_fn fn, void *ud);
+
+typedef struct cb_registry_stats {
+    size_t size;               /* breakers held */
+    size_t tenants;            /* tenants with at least one */
+    size_t pinned;             /* found open/half-open by a scan, set aside */
+    size_t buckets;            /* hash table size (both tables while growing) */
+    uint64_t hits;             /* gets that found their breaker */
+    uint64_t created;
+    uint64_t evicted;          /* by max_entries or max_per_tenant */
+    uint64_t swept;            /* removed as idle (automatic and full sweeps) */
+    uint64_t removed;          /* by cb_registry_remove */
+    uint64_t refused_full;     /* gets refused: CB_REG_FULL */
+    uint64_t refused_tenant;   /* gets refused: CB_REG_TENANT_FULL */
+    uint64_t sweeps;           /* incremental sweep steps run */
+} cb_registry_stats;
+
+CB_API void cb_registry_get_stats(const cb_registry *r, cb_registry_stats *st);
+
 
 /* ---- bandit ------------------------------------------------------------ */
 

@@ -10,6 +10,14 @@ describe("breaker misuse raises clear errors", function()
     assert.has_error(function() cb.new{ [1] = 5 } end)
   end)
 
+  it("cb.closest suggests a near name from a list or a set, or nothing", function()
+    assert.equal("failure_threshold", cb.closest("failure_treshold", { "window", "failure_threshold" }))
+    assert.equal("window", cb.closest("windw", { window = true, jitter = true }))
+    assert.is_nil(cb.closest("banana", { "window", "jitter" }))
+    assert.equal("ab", cb.closest("a", { "ab", "ac" }))  -- ties: the first in sorted order
+    assert.has_error(function() cb.closest(nil, {}) end)
+  end)
+
   it("names options with wrong types or values", function()
     local bad = {
       { { failure_threshold = "5" }, "option 'failure_threshold' must be an integer" },

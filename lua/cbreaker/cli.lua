@@ -1,13 +1,73 @@
---- cbreaker.cli: the host's subcommands (`cbreaker demo`, `cbreaker help`).
+--- cbreaker.cli: the host's subcommands (`cbreaker demo`, `cbreaker check`,
+-- `cbreaker help`, ...).  Each returns the process's exit status.
 local M = {}
 
 local host = package.loaded["cbreaker.host"] or {}
 
 local usage = [[
 usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
-       cbreaker demo [options]       run the bundled demonstration
+       cbreaker demo [options]       simulate an LLM gateway (cbreaker demo --help)
+       cbreaker walkthrough          one breaker's life, narrated
+       cbreaker check POLICY.lua     validate an engine policy file
+       cbreaker status NAME... --redis URL    breakers' shared states
+       cbreaker status --policy POLICY.lua --redis URL
+       cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
+       cbreaker force-open NAME --redis URL   open it everywhere until a reset
+         (operators' commands also take --prefix P --channel C)
        cbreaker help                 this text
        cbreaker version              print the version]]
+
+local demo_usage = [[
+usage: cbreaker demo [--requests N] [--seed S] [--redis URL]
+
+Simulates an LLM gateway on a manual clock: four providers with different
+success rates and latencies, one of which has an outage mid-run and
+recovers, many tenants' sessions and one runaway session, all routed by
+cb.engine.  Shows a table per provider while it runs and ends with a
+summary; the exit status is 0 when every claim in the summary held.
+
+  --requests N   requests to simulate (default 3000)
+  --seed S       seed of the simulation and of the selector (default 1)
+  --redis URL    keep breaker state in Redis, so two demos share it
+  --help         this text]]
+
+local function die(fmt, ...)
+  io.stderr:write("cbreaker: ", fmt:format(...), "\n")
+  return 2
+end
+
+--- Parses `--name value` / `--name=value` options.  `spec` maps each name
+-- to "number", "string" or "flag".  Returns a table, or nil and a message.
+local function options(spec, ...)
+  local args, out, i = {...}, {}, 1
+  while i <= #args do
+    local a = args[i]
+    local name, value = a:match("^%-%-([%w-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w-]+)$")
+    if not name then return nil, ("unexpected argument '%s'"):format(a) end
+    local kind = spec[name]
+    if not kind then return nil, ("unknown option '--%s'"):format(name) end
+    if kind == "flag" then
+      if value then return nil, ("option '--%s' takes no value"):format(name) end
+      out[name] = true
+    else
+      if not value then
+        i = i + 1
+        value = args[i]
+        if value == nil then return nil, ("option '--%s' needs a value"):format(name) end
+      end
+      if kind == "number" then
+        local n = math.tointeger(tonumber(value))
+        if not n then return nil, ("option '--%s' needs a whole number (got '%s')"):format(name, value) end
+        value = n
+      end
+      out[name] = value
+    end
+    i = i + 1
+  end
+  return out
+end
+M.options = options
 
 local commands = {}
 
@@ -21,12 +81,151 @@ function commands.version()
   return 0
 end
 
+--- A terminal on stdout?  The shell's test inherits our stdout.
+local function stdout_is_tty()
+  return os.execute("[ -t 1 ]") == true
+end
+
 function commands.demo(...)
+  local o, err = options({requests = "number", seed = "number", redis = "string", help = "flag"}, ...)
+  if not o then return die("demo: %s\n%s", err, demo_usage) end
+  if o.help then
+    print(demo_usage)
+    return 0
+  end
+  if o.requests and (o.requests < 100 or o.requests > 10000000) then
+    return die("demo: --requests must be in [100, 10000000] (got %d)", o.requests)
+  end
+  local live = stdout_is_tty()
+  local report = require("cbreaker.demo").run{
+    requests = o.requests, seed = o.seed, redis = o.redis, live = live,
+    pace = live and function() os.execute("sleep 0.03") end or nil,
+  }
+  return report.ok and 0 or 1
+end
+
+function commands.walkthrough(...)
   local path = (host.examples or "examples") .. "/walkthrough.lua"
   local chunk, err = loadfile(path)
-  if not chunk then error("demo: " .. err, 0) end
+  if not chunk then error("walkthrough: " .. err, 0) end
   return chunk(...)
 end
+
+function commands.check(path, extra)
+  if not path or extra then return die("usage: cbreaker check POLICY.lua") end
+  local p, err = require("cbreaker.policy").check(path)
+  if not p then
+    io.stderr:write("cbreaker: ", err, "\n")
+    return 1
+  end
+  print(("%s: ok (providers: %s)"):format(path, table.concat(p.names, ", ")))
+  return 0
+end
+
+-- ---- operators' commands (a Redis store) ---------------------------------------------
+
+local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string"}
+
+--- Splits NAME arguments from options.
+local function names_and_options(cmd, ...)
+  local names, rest = {}, {}
+  local args = {...}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a:sub(1, 2) == "--" then
+      rest[#rest + 1] = a
+      if not a:find("=", 1, true) and args[i + 1] then
+        rest[#rest + 1] = args[i + 1]
+        i = i + 1
+      end
+    else
+      names[#names + 1] = a
+    end
+    i = i + 1
+  end
+  local o, err = options(ops_spec, table.unpack(rest))
+  if not o then return nil, ("%s: %s"):format(cmd, err) end
+  if not o.redis then return nil, ("%s: --redis URL is required"):format(cmd) end
+  return names, o
+end
+
+--- A connected store, or nil and why not.
+local function connect(o)
+  local cb = require("cbreaker")
+  local store = cb.redis{url = o.redis, prefix = o.prefix, channel = o.channel}
+  local h = store:health()
+  if not h.connected then
+    store:close()
+    return nil, ("cannot reach %s: %s"):format(o.redis, h.last_error)
+  end
+  return store
+end
+
+--- The breaker `name` as the store knows it (its open state imported).
+local function attached(store, name)
+  return require("cbreaker").new{name = name, store = store}
+end
+
+--- Waits, boundedly, until what was published has been written.
+local function flush(store, before)
+  for _ = 1, 40 do
+    store:poll()
+    if store:health().published > before then return true end
+    store:wait(25)
+  end
+  return false
+end
+
+function commands.status(...)
+  local names, o = names_and_options("status", ...)
+  if not names then return die("%s", o) end
+  if o.policy then
+    local p, err = require("cbreaker.policy").check(o.policy)
+    if not p then return die("status: %s", err) end
+    for _, n in ipairs(p.names) do names[#names + 1] = n end
+  end
+  if #names == 0 then
+    return die("status: name the breakers (NAME... or --policy POLICY.lua)")
+  end
+  local store, err = connect(o)
+  if not store then
+    io.stderr:write("cbreaker: status: ", err, "\n")
+    return 1
+  end
+  print(("%-32s %-12s %s"):format("breaker", "state", "retry after"))
+  for _, name in ipairs(names) do
+    local br = attached(store, name)
+    local ra = br:retry_after()
+    print(("%-32s %-12s %s"):format(name, br:state(),
+      ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-"))
+    br:close()
+  end
+  store:close()
+  return 0
+end
+
+local function operate(cmd, verb, ...)
+  local names, o = names_and_options(cmd, ...)
+  if not names then return die("%s", o) end
+  if #names ~= 1 or o.policy then return die("usage: cbreaker %s NAME --redis URL", cmd) end
+  local store, err = connect(o)
+  if not store then
+    io.stderr:write("cbreaker: ", cmd, ": ", err, "\n")
+    return 1
+  end
+  local br = attached(store, names[1])
+  local before = store:health().published
+  br[verb](br)
+  local sent = flush(store, before)
+  print(("%s: %s%s"):format(names[1], br:state(), sent and "" or " (not yet confirmed by Redis)"))
+  br:close()
+  store:close()
+  return sent and 0 or 1
+end
+
+commands.reset = function(...) return operate("reset", "reset", ...) end
+commands["force-open"] = function(...) return operate("force-open", "force_open", ...) end
 
 --- Runs `command` with its arguments; returns the exit status.
 function M.main(command, ...)

@@ -2,7 +2,18 @@
 -- `require("cbreaker")` returns the table of `cbreaker.core`, extended with
 -- the Lua layer (LuaSocket's `socket.core` + `socket.lua` shape).
 local core = require("cbreaker.core")
+local engine = require("cbreaker.engine")
 
 local M = core
+
+--- cb.engine(policy): the policy layer (cbreaker.engine).
+M.engine = engine.new
+
+local is_core_rejection = core.is_rejection
+
+--- True for the error of a refused call: a breaker's or the engine's.
+function M.is_rejection(e)
+  return is_core_rejection(e) or engine.is_rejection(e)
+end
 
 return M

@@ -133,8 +133,10 @@ int cb_breaker_init(cb_breaker *b, cb_conf *conf, char *name, int owns_name) {
 }
 
 void cb_breaker_destroy(cb_breaker *b) {
-    if (b->hook && b->hook->gone) b->hook->gone(b->hook_ud, b);  /* a store forgets it */
-    b->hook = NULL;
+    const cb_breaker_hook *h = cb_breaker_hook_of(b);
+    if (h && h->gone) h->gone(b->ext->hook_ud, b);  /* a store forgets it */
+    free(b->ext);
+    b->ext = NULL;
     b->hook_records = 0;
     cb_window_free(b->win);
     b->win = NULL;
@@ -199,24 +201,42 @@ double cb_breaker_now(const cb_breaker *b) {
     return now_of(b);
 }
 
-void cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud) {
-    b->on_change = fn;
-    b->change_ud = ud;
+/* b->ext, allocated when `needed` and missing; NULL when out of memory. */
+static cb_breaker_ext *ext_of(cb_breaker *b, int needed) {
+    if (!b->ext && needed) b->ext = calloc(1, sizeof *b->ext);
+    return b->ext;
+}
+
+int cb_breaker_on_change(cb_breaker *b, cb_change_fn fn, void *ud) {
+    cb_breaker_ext *x = ext_of(b, fn != NULL);
+    if (!x) return fn ? CB_ERR : CB_OK;
+    x->on_change = fn;
+    x->change_ud = fn ? ud : NULL;
+    return CB_OK;
 }
 
 int cb_breaker_set_hook(cb_breaker *b, const cb_breaker_hook *hook, void *ud) {
-    if (hook && b->hook && (b->hook != hook || b->hook_ud != ud)) return CB_ERR;
-    b->hook = hook;
-    b->hook_ud = hook ? ud : NULL;
-    b->hook_records = (uint8_t)(hook && hook->record);  /* one flag on the hot path */
+    const cb_breaker_hook *old = cb_breaker_hook_of(b);
+    if (hook && old && (old != hook || b->ext->hook_ud != ud)) return CB_ERR;
+    cb_breaker_ext *x = ext_of(b, hook != NULL);
+    if (!x) return hook ? CB_ERR : CB_OK;
+    x->hook = hook;
+    x->hook_ud = hook ? ud : NULL;
+    b->hook_records = (uint8_t)(hook && hook->record);
     return CB_OK;
+}
+
+uint32_t cb_breaker_ops(const cb_breaker *b) {
+    return b->ext ? b->ext->ops : 0;
 }
 
 /* A store polls its peers' messages every CB_HOOK_TICK allow calls
  * (store_redis.c); one increment and a mask when a hook is set. */
 static inline void tick(cb_breaker *b) {
-    if (b->hook && __builtin_expect((++b->ops & (CB_HOOK_TICK - 1)) == 0, 0) && b->hook->tick)
-        b->hook->tick(b->hook_ud, b);
+    cb_breaker_ext *x = b->ext;
+    if (x && x->hook && __builtin_expect((++x->ops & (CB_HOOK_TICK - 1)) == 0, 0) &&
+        x->hook->tick)
+        x->hook->tick(x->hook_ud, b);
 }
 
 /* ---- transitions ------------------------------------------------------------ */
@@ -236,8 +256,10 @@ static void transition(cb_breaker *b, cb_state to, cb_reason why, double now) {
         if (b->win) cb_window_clear(b->win);
     }
     if (to == CB_OPEN) b->opens++;
-    if (b->hook && b->hook->change) b->hook->change(b->hook_ud, b, from, to, why);
-    if (b->on_change) b->on_change(b->change_ud, b, from, to, why);
+    cb_breaker_ext *x = b->ext;
+    if (!x) return;
+    if (x->hook && x->hook->change) x->hook->change(x->hook_ud, b, from, to, why);
+    if (x->on_change) x->on_change(x->change_ud, b, from, to, why);
 }
 
 /* The open timeout for the next opening: exponential back-off over the
@@ -312,7 +334,8 @@ cb_verdict cb_breaker_allow(cb_breaker *b) {
         return cb_breaker_allow(b);  /* a callback moved it elsewhere */
     }
     if (b->permits_out >= b->conf->o.half_open_max_calls ||
-        (b->hook && b->hook->admit && !b->hook->admit(b->hook_ud, b))) {  /* a fleet's probe lease */
+        (b->ext && b->ext->hook && b->ext->hook->admit &&
+         !b->ext->hook->admit(b->ext->hook_ud, b))) {  /* a fleet's probe lease */
         b->rejections++;
         return CB_REJECT_HALF_OPEN;
     }
@@ -393,7 +416,7 @@ void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
         }
     }
     if (b->hook_records && outcome != CB_IGNORE)  /* shared counting */
-        b->hook->record(b->hook_ud, b, outcome);
+        b->ext->hook->record(b->ext->hook_ud, b, outcome);
 }
 
 double cb_breaker_retry_after(cb_breaker *b) {
@@ -426,7 +449,8 @@ void cb_breaker_reset(cb_breaker *b) {
     }
     /* Seed 002: a reset is announced even when already closed, so peers
      * drop a stale forced-open of theirs. */
-    if (b->hook && b->hook->reset) b->hook->reset(b->hook_ud, b);
+    const cb_breaker_hook *h = cb_breaker_hook_of(b);
+    if (h && h->reset) h->reset(b->ext->hook_ud, b);
 }
 
 /* Seed 002's subscriber, as a state machine input.  Transitions go through

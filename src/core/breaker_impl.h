@@ -42,28 +42,44 @@ typedef struct cb_breaker_hook {
 
 #define CB_HOOK_TICK 64u  /* a power of two */
 
-struct cb_breaker {
-    cb_conf *conf;
-    char *name;
-    uint8_t state;          /* cb_state */
-    uint8_t owns_name;
-    uint8_t hook_records;   /* hook->record is set */
-    uint32_t consecutive_failures;
-    uint32_t half_open_successes;
-    uint32_t permits_out;
-    uint32_t reopens;       /* opens since the last close, for back-off */
-    double open_until;
-    double permit_expiry;   /* permits out lapse at this time */
-    double open_timeout;    /* current back-off timeout */
-    double last_change;
-    cb_window *win;         /* NULL unless conf->tracks_window */
+/* What is attached to a breaker: the user's change callback and a store's
+ * hook.  Allocated on first use, so the breakers of a registry that have
+ * neither pay one pointer. */
+typedef struct cb_breaker_ext {
     cb_change_fn on_change;
     void *change_ud;
     const cb_breaker_hook *hook;  /* a store's, or NULL */
     void *hook_ud;
     uint32_t ops;                 /* allow calls, for hook->tick */
+} cb_breaker_ext;
+
+struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
+    cb_conf *conf;
+    char *name;
+    cb_window *win;         /* NULL unless conf->tracks_window */
+    cb_breaker_ext *ext;    /* NULL until a callback or a hook is set */
+    double open_until;
+    double permit_expiry;   /* permits out lapse at this time */
+    double open_timeout;    /* current back-off timeout */
+    double last_change;
     uint64_t successes, failures, slow_calls, ignored, rejections, opens;
+    uint32_t consecutive_failures;
+    uint32_t half_open_successes;
+    uint32_t permits_out;
+    uint32_t reopens;       /* opens since the last close, for back-off */
+    uint8_t state;          /* cb_state */
+    uint8_t owns_name;
+    uint8_t hook_records;   /* ext->hook->record is set: one flag on the hot path */
 };
+
+/* The hook set on `b` and its user data, or NULL. */
+static inline const cb_breaker_hook *cb_breaker_hook_of(const cb_breaker *b) {
+    return b->ext ? b->ext->hook : NULL;
+}
+
+static inline void *cb_breaker_hook_ud(const cb_breaker *b) {
+    return b->ext ? b->ext->hook_ud : NULL;
+}
 
 /* Initialises a breaker in place with a new reference to `conf`.  `name` is
  * taken as is; it is freed by cb_breaker_destroy only when owns_name.
@@ -73,7 +89,10 @@ int cb_breaker_init(cb_breaker *b, cb_conf *conf, char *name, int owns_name);
 void cb_breaker_destroy(cb_breaker *b);
 /* Points `b` at another conf (a hot reload), keeping its state. */
 int cb_breaker_set_conf(cb_breaker *b, cb_conf *conf);
-/* Sets the hook (NULL to remove).  Returns CB_ERR when another one is set. */
+/* Sets the hook (NULL to remove).  Returns CB_ERR when another one is set
+ * or out of memory. */
 int cb_breaker_set_hook(cb_breaker *b, const cb_breaker_hook *hook, void *ud);
+/* allow calls seen since a hook was set (the tick count). */
+uint32_t cb_breaker_ops(const cb_breaker *b);
 
 #endif

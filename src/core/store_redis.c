@@ -662,7 +662,7 @@ static double call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq)
 }
 
 static uint64_t allow_seq(const cb_breaker *b) {
-    return (uint64_t)b->ops << 1;
+    return (uint64_t)cb_breaker_ops(b) << 1;
 }
 
 static uint64_t record_seq(const cb_breaker *b) {
@@ -955,14 +955,18 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
     cb_store_priv *p = s->priv;
     if (strlen(b->name) >= CB_NAME_MAX) return CB_ERR;
-    if (b->hook) return CB_ERR;
+    if (cb_breaker_hook_of(b)) return CB_ERR;
     if (p->count >= p->nbuckets * 2 && grow(p) != CB_OK) return CB_ERR;
     attach *a = calloc(1, sizeof *a);
     if (!a) return CB_ERR;
     a->b = b;
     a->p = p;
     a->hash = hash_name(b->name);
-    cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook, a);
+    if (cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook,
+                            a) != CB_OK) {
+        free(a);
+        return CB_ERR;
+    }
     size_t i = a->hash & (p->nbuckets - 1);
     a->next = p->buckets[i];
     p->buckets[i] = a;
@@ -980,8 +984,9 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
 
 void cb_store_detach(cb_store *s, cb_breaker *b) {
     cb_store_priv *p = s->priv;
-    if (!p || (b->hook != &broadcast_hook && b->hook != &shared_hook)) return;
-    attach *a = b->hook_ud;
+    const cb_breaker_hook *h = cb_breaker_hook_of(b);
+    if (!p || (h != &broadcast_hook && h != &shared_hook)) return;
+    attach *a = cb_breaker_hook_ud(b);
     if (a->p != p) return;
     cb_breaker_set_hook(b, NULL, NULL);
     forget_inflight(p, a);

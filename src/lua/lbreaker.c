@@ -65,14 +65,16 @@ static void change_cb(void *ud, cb_breaker *b, cb_state from, cb_state to,
 /* Sets (function) or clears (nil) the on_change callback of the box at idx. */
 static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
     idx = lua_absindex(L, idx);
+    fn = lua_absindex(L, fn);
     int on = !lua_isnil(L, fn);
+    if (cb_breaker_on_change(box->b, on ? change_cb : NULL, on ? box : NULL) != CB_OK)
+        luaL_error(L, "on_change: out of memory");
     lua_pushvalue(L, fn);
     lua_setiuservalue(L, idx, CB_UV_ON_CHANGE);
     lua_getfield(L, LUA_REGISTRYINDEX, CB_BOXES_KEY);
     if (on) lua_pushvalue(L, idx); else lua_pushnil(L);
     lua_rawsetp(L, -2, box);
     lua_pop(L, 1);
-    cb_breaker_on_change(box->b, on ? change_cb : NULL, on ? box : NULL);
 }
 
 lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {

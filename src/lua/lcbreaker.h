@@ -13,6 +13,7 @@
 #define CB_CLOCK_MT "cbreaker.ManualClock"
 #define CB_REJECTION_MT "cbreaker.Rejection"
 #define CB_BANDIT_MT "cbreaker.Bandit"
+#define CB_REGISTRY_MT "cbreaker.Registry"
 #define CB_STORE_MT "cbreaker.Store"
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
@@ -103,10 +104,12 @@ void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
 /* ---- module parts ---------------------------------------------------------- */
 
 /* Each adds its functions to the module table at the top of the stack. */
+void cb_lua_open_opts(lua_State *L);
 void cb_lua_open_clock(lua_State *L);
 void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
 void cb_lua_open_bandit(lua_State *L);
+void cb_lua_open_registry(lua_State *L);
 void cb_lua_open_store(lua_State *L);
 
 /* Attaches the breaker of box `bidx` to the store at `sidx` (raising, with

@@ -72,10 +72,12 @@ CB_API int luaopen_cbreaker_core(lua_State *L) {
     luaL_newlib(L, module_funcs);
     lua_pushliteral(L, CB_VERSION);
     lua_setfield(L, -2, "_VERSION");
+    cb_lua_open_opts(L);
     cb_lua_open_clock(L);
     cb_lua_open_rejection(L);
     cb_lua_open_breaker(L);
     cb_lua_open_bandit(L);
+    cb_lua_open_registry(L);
     cb_lua_open_store(L);
     return 1;
 }

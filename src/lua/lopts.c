@@ -2,6 +2,7 @@
  * right type and range, and a misspelt key gets the closest valid name. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lcbreaker.h"
@@ -151,4 +152,44 @@ void cb_lua_read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o,
     }
     const char *bad = cb_breaker_opts_check(o);
     if (bad) luaL_error(L, "%s: %s", ctx, bad);
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* cb.closest(name, names) -> the closest of `names` (a list of strings, or
+ * a set: string keys) to `name`, or nil when none is close enough to be a
+ * typo.  The Lua layer's "did you mean" uses the same rule as the C one. */
+static int closest(lua_State *L) {
+    const char *s = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Unsigned n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    const char **names = lua_newuserdatauv(L, (n + 1) * sizeof *names, 0);
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {  /* the strings stay alive in the table */
+        if (lua_type(L, -1) == LUA_TSTRING) names[k++] = lua_tostring(L, -1);
+        else if (lua_type(L, -2) == LUA_TSTRING) names[k++] = lua_tostring(L, -2);
+        lua_pop(L, 1);
+    }
+    qsort(names, k, sizeof *names, compare_names);  /* ties break the same way every run */
+    names[k] = NULL;
+    const char *near = cb_lua_closest(s, names, NULL);
+    if (near) lua_pushstring(L, near); else lua_pushnil(L);
+    return 1;
+}
+
+static const luaL_Reg opts_funcs[] = {
+    {"closest", closest},
+    {NULL, NULL}
+};
+
+void cb_lua_open_opts(lua_State *L) {
+    luaL_setfuncs(L, opts_funcs, 0);
 }

@@ -1,0 +1,45 @@
+-- registry.lua -- reg:get()+allow()+success() on an existing session from
+-- Lua, against a lone breaker's allow()+success() in the same run.
+--   build/cbreaker bench/registry.lua [N]
+package.path = "bench/?.lua;" .. package.path
+local h = require("harness")
+local cb = require("cbreaker")
+
+local N = tonumber(arg and arg[1]) or 3000000
+
+local br = cb.new{ name = "bench" }
+local reg = cb.registry{}  -- the monotonic clock: one clock read per get
+local keys = {}
+for i = 1, 1000 do
+  keys[i] = ("session-%07d"):format(i)
+  reg:get("tenant-1", keys[i])
+end
+local one = keys[7]
+
+local pair, get1, getn = math.huge, math.huge, math.huge
+for _ = 1, h.rounds do  -- interleaved: a busy machine skews all alike
+  local r = h.rounds
+  h.rounds = 1
+  pair = math.min(pair, h.measure(N, function(n)
+    for _ = 1, n do br:allow(); br:success() end
+  end))
+  get1 = math.min(get1, h.measure(N, function(n)
+    for _ = 1, n do
+      local b = reg:get("tenant-1", one)
+      b:allow(); b:success()
+    end
+  end))
+  getn = math.min(getn, h.measure(N, function(n)
+    for i = 1, n do
+      local b = reg:get("tenant-1", keys[i % 1000 + 1])
+      b:allow(); b:success()
+    end
+  end))
+  h.rounds = r
+end
+
+print(("cbreaker %s, Lua registry benchmark, N = %d, best of %d rounds"):format(
+  cb._VERSION, N, h.rounds))
+h.row("get()+allow()+success(), one session", get1, "lone allow()+success()", pair, 2)
+h.row("get()+allow()+success(), 1000 sessions", getn, "lone allow()+success()", pair, 2)
+print(("get() alone, about %.1f ns"):format(get1 - pair))

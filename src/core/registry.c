@@ -1,0 +1,652 @@
+/* registry.c -- per-session breaker maps (seeds 000, 001).
+ *
+ * An entry is one allocation: links, an embedded breaker sharing the
+ * registry's options, and the tenant and key bytes.  Entries sit in a hash
+ * table keyed by SipHash-1-3 of (tenant, key) with a per-registry random key,
+ * so crafted keys cannot pile into one chain.  The table grows
+ * incrementally, a bucket per call, as Redis's dict does: a million-entry
+ * map never stops a call for a full rehash.
+ *
+ * Each entry is on one of three lists, newest first:
+ *  - FRESH:  created, no outcome recorded yet;
+ *  - USED:   has recorded outcomes (both ordered by last get: LRU);
+ *  - PINNED: found open, half-open or forced open by a scan.  Such breakers
+ *    are never evicted or swept, and setting them aside keeps later scans
+ *    from stepping over them again and again.  A get moves an entry back.
+ * The sweep and the evictions start at the oldest ends, so an idle entry is
+ * found in a few steps and a sweep stops at the first entry still in use. */
+#define _DEFAULT_SOURCE  /* CLOCK_MONOTONIC_COARSE */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "breaker_impl.h"
+
+#define HT_MIN 16             /* buckets of a new table */
+#define HT_EMPTY_VISITS 10    /* empty buckets a rehash step may skip */
+#define EVICT_SCAN 64         /* entries max_entries looks at to evict one */
+#define TENANT_SCAN 256       /* entries max_per_tenant looks at */
+#define SWEEP_SCAN 64         /* entries a sweep step looks at */
+#define SWEEP_REMOVE 16       /* and removes at most: ~0.5 us each, cold in a big map */
+#define PINNED_SCAN 4         /* pinned entries a sweep step re-checks */
+
+/* ---- SipHash-1-3 (Aumasson & Bernstein; Redis uses it for its dict) ------ */
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                        \
+    do {                                                                \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);      \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                          \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                          \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);      \
+    } while (0)
+
+static uint64_t siphash13(const unsigned char *in, size_t len, uint64_t k0,
+                          uint64_t k1) {
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t m, b = (uint64_t)len << 56;
+    const unsigned char *end = in + (len & ~(size_t)7);
+    for (; in != end; in += 8) {
+        memcpy(&m, in, 8);  /* native order: the hash is never stored */
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    switch (len & 7) {
+    case 7: b |= (uint64_t)in[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)in[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)in[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)in[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)in[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)in[1] << 8;  /* fall through */
+    case 1: b |= (uint64_t)in[0]; break;
+    default: break;
+    }
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND; SIPROUND; SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- an incrementally growing chained hash table --------------------------- */
+
+typedef struct hnode {
+    struct hnode *next;
+} hnode;
+
+typedef struct htab {
+    hnode **t[2];     /* t[1] only while growing */
+    size_t size[2];   /* 0 or a power of two */
+    size_t count;
+    size_t rehash;    /* next bucket of t[0] to move; SIZE_MAX when not growing */
+} htab;
+
+typedef uint64_t (*rehash_fn)(const cb_registry *r, const hnode *n);
+
+static int htab_init(htab *h) {
+    memset(h, 0, sizeof *h);
+    h->rehash = SIZE_MAX;
+    h->t[0] = calloc(HT_MIN, sizeof *h->t[0]);
+    h->size[0] = HT_MIN;
+    return h->t[0] ? CB_OK : CB_ERR;
+}
+
+static void htab_release(htab *h) {
+    free(h->t[0]);
+    free(h->t[1]);
+}
+
+static hnode **htab_chain(const htab *h, int i, uint64_t hash) {
+    return h->size[i] ? &h->t[i][hash & (h->size[i] - 1)] : NULL;
+}
+
+static void htab_insert(htab *h, hnode *n, uint64_t hash) {
+    hnode **chain = htab_chain(h, h->rehash != SIZE_MAX, hash);
+    n->next = *chain;
+    *chain = n;
+    h->count++;
+    if (h->rehash == SIZE_MAX && h->count > h->size[0]) {
+        /* Start growing; calloc of a large table maps zero pages, so it is
+         * cheap.  Each call moves a bucket, so growth ends long before the
+         * new table fills.  Out of memory, chains just get longer. */
+        hnode **t = calloc(h->size[0] * 2, sizeof *t);
+        if (t) {
+            h->t[1] = t;
+            h->size[1] = h->size[0] * 2;
+            h->rehash = 0;
+        }
+    }
+}
+
+static void htab_unlink(htab *h, hnode *n, uint64_t hash) {
+    for (int i = 0; i < 2; i++) {
+        hnode **pp = htab_chain(h, i, hash);
+        for (; pp && *pp; pp = &(*pp)->next) {
+            if (*pp == n) {
+                *pp = n->next;
+                h->count--;
+                return;
+            }
+        }
+    }
+}
+
+/* Moves one bucket (skipping at most a few empty ones) to the new table. */
+static void htab_step(htab *h, const cb_registry *r, rehash_fn hf) {
+    if (h->rehash == SIZE_MAX) return;
+    for (int visits = HT_EMPTY_VISITS; !h->t[0][h->rehash];) {
+        if (++h->rehash == h->size[0]) goto done;
+        if (--visits == 0) return;
+    }
+    for (hnode *n = h->t[0][h->rehash], *next; n; n = next) {
+        next = n->next;
+        hnode **chain = htab_chain(h, 1, hf(r, n));
+        n->next = *chain;
+        *chain = n;
+    }
+    h->t[0][h->rehash] = NULL;
+    if (++h->rehash < h->size[0]) return;
+done:
+    free(h->t[0]);
+    h->t[0] = h->t[1];
+    h->size[0] = h->size[1];
+    h->t[1] = NULL;
+    h->size[1] = 0;
+    h->rehash = SIZE_MAX;
+}
+
+/* ---- entries, tenants, lists ------------------------------------------------- */
+
+enum { L_FRESH, L_USED, L_PINNED, L_COUNT };
+
+typedef struct entry {
+    hnode h;                    /* first: the table links entries as hnodes */
+    struct entry *prev, *next;  /* prev is newer, next older */
+    cb_breaker b;
+    float last_used;            /* registry clock, seconds since its epoch */
+    unsigned tlen : 11, klen : 11, list : 2;
+    char bytes[];               /* tenant, key, '\0' (the breaker's name) */
+} entry;
+
+typedef struct tenant_rec {
+    hnode h;
+    size_t count;  /* its entries */
+    size_t len;
+    char bytes[];
+} tenant_rec;
+
+typedef struct list {
+    entry *head, *tail;  /* newest, oldest */
+    size_t len;
+} list;
+
+struct cb_registry {
+    htab entries, tenants;
+    list lists[L_COUNT];
+    cb_conf *conf;           /* the defaults, shared by their breakers */
+    cb_registry_opts o;
+    double unused_ttl;       /* effective */
+    double epoch;            /* last_used counts from here */
+    uint64_t k0, k1;         /* SipHash key */
+    uint32_t ops;            /* calls since the last sweep step */
+    cb_registry_remove_fn on_remove;
+    void *remove_ud;
+    cb_registry_stats st;    /* the counters; sizes are filled on demand */
+};
+
+/* The registry's time, for last use and idleness only.  The default clock
+ * is read coarse (a few ms resolution, the same epoch as CLOCK_MONOTONIC):
+ * five times cheaper than a precise read, which would be a third of a get.
+ * The breakers themselves keep the precise clock. */
+static double reg_now(const cb_registry *r) {
+#ifdef CLOCK_MONOTONIC_COARSE
+    struct timespec ts;
+    if (!r->o.clock.now && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+#endif
+    return cb_clock_read(&r->o.clock);
+}
+
+static entry *entry_of(cb_breaker *b) {
+    return (entry *)(void *)((char *)b - offsetof(entry, b));
+}
+
+static uint64_t key_hash(const cb_registry *r, const void *t, size_t tl,
+                         const void *k, size_t kl) {
+    unsigned char buf[2 + 2 * CB_REGISTRY_MAX_KEY];
+    buf[0] = (unsigned char)(tl & 0xff);  /* ("ab","c") is not ("a","bc") */
+    buf[1] = (unsigned char)(tl >> 8);
+    memcpy(buf + 2, t, tl);
+    memcpy(buf + 2 + tl, k, kl);
+    return siphash13(buf, 2 + tl + kl, r->k0, r->k1);
+}
+
+static uint64_t tenant_hash(const cb_registry *r, const void *t, size_t tl) {
+    return siphash13(t, tl, r->k1, r->k0);  /* the key swapped: another domain */
+}
+
+static uint64_t entry_rehash(const cb_registry *r, const hnode *n) {
+    const entry *e = (const entry *)n;
+    return key_hash(r, e->bytes, e->tlen, e->bytes + e->tlen, e->klen);
+}
+
+static uint64_t tenant_rehash(const cb_registry *r, const hnode *n) {
+    const tenant_rec *tn = (const tenant_rec *)n;
+    return tenant_hash(r, tn->bytes, tn->len);
+}
+
+static entry *find(const cb_registry *r, uint64_t h, const char *t, size_t tl,
+                   const char *k, size_t kl) {
+    for (int i = 0; i < 2; i++) {
+        hnode **chain = htab_chain(&r->entries, i, h);
+        for (hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            entry *e = (entry *)n;
+            if (e->klen == kl && e->tlen == tl && memcmp(e->bytes + tl, k, kl) == 0 &&
+                memcmp(e->bytes, t, tl) == 0)
+                return e;
+        }
+    }
+    return NULL;
+}
+
+static tenant_rec *tenant_find(const cb_registry *r, uint64_t h, const char *t, size_t tl) {
+    for (int i = 0; i < 2; i++) {
+        hnode **chain = htab_chain(&r->tenants, i, h);
+        for (hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            tenant_rec *tn = (tenant_rec *)n;
+            if (tn->len == tl && memcmp(tn->bytes, t, tl) == 0) return tn;
+        }
+    }
+    return NULL;
+}
+
+static void tenant_drop(cb_registry *r, uint64_t h, tenant_rec *tn) {
+    htab_unlink(&r->tenants, &tn->h, h);
+    free(tn);
+}
+
+static void list_unlink(cb_registry *r, entry *e) {
+    list *l = &r->lists[e->list];
+    if (e->prev) e->prev->next = e->next; else l->head = e->next;
+    if (e->next) e->next->prev = e->prev; else l->tail = e->prev;
+    l->len--;
+}
+
+static void list_push(cb_registry *r, entry *e, int which, int at_tail) {
+    list *l = &r->lists[which];
+    e->list = (unsigned)which;
+    if (at_tail) {
+        e->next = NULL;
+        e->prev = l->tail;
+        if (l->tail) l->tail->next = e; else l->head = e;
+        l->tail = e;
+    } else {
+        e->prev = NULL;
+        e->next = l->head;
+        if (l->head) l->head->prev = e; else l->tail = e;
+        l->head = e;
+    }
+    l->len++;
+}
+
+static void list_move(cb_registry *r, entry *e, int which, int at_tail) {
+    list_unlink(r, e);
+    list_push(r, e, which, at_tail);
+}
+
+static int is_used(const entry *e) {
+    const cb_breaker *b = &e->b;
+    return (b->successes | b->failures) != 0 || (b->ignored | b->rejections) != 0;
+}
+
+static double idle_of(const cb_registry *r, const entry *e, double now) {
+    return (now - r->epoch) - (double)e->last_used;
+}
+
+static int is_closed(entry *e) {
+    return cb_breaker_state(&e->b) == CB_CLOSED;  /* may move open to half-open */
+}
+
+/* Frees `e`, telling the hook first. */
+static void destroy(cb_registry *r, entry *e) {
+    if (r->on_remove) r->on_remove(r->remove_ud, &e->b);
+    htab_unlink(&r->entries, &e->h, entry_rehash(r, &e->h));
+    list_unlink(r, e);
+    uint64_t th = tenant_hash(r, e->bytes, e->tlen);
+    tenant_rec *tn = tenant_find(r, th, e->bytes, e->tlen);
+    if (tn && --tn->count == 0) tenant_drop(r, th, tn);
+    cb_breaker_destroy(&e->b);
+    free(e);
+}
+
+/* ---- sweeping and evicting ------------------------------------------------- */
+
+/* Walks FRESH and USED from their oldest ends, merged by last use.  The
+ * cursor moves before the caller changes the entry it got. */
+typedef struct walk {
+    entry *c[2];
+} walk;
+
+static entry *walk_next(walk *w) {
+    entry *f = w->c[0], *u = w->c[1];
+    if (!f && !u) return NULL;
+    int i = !f ? 1 : !u ? 0 : u->last_used <= f->last_used;
+    entry *e = w->c[i];
+    w->c[i] = e->prev;
+    return e;
+}
+
+/* Evicts the least recently used closed breaker, of tenant `t` when t is not
+ * NULL, looking at no more than `budget` entries.  Returns 1 when it did. */
+static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
+    walk w = {{r->lists[L_FRESH].tail, r->lists[L_USED].tail}};
+    entry *e;
+    unsigned looked = 0;
+    while (looked < budget && (e = walk_next(&w))) {
+        looked++;
+        if (t && (e->tlen != tl || memcmp(e->bytes, t, tl) != 0)) continue;
+        if (!is_closed(e)) {
+            list_move(r, e, L_PINNED, 0);  /* never evicted: set it aside */
+            continue;
+        }
+        destroy(r, e);
+        r->st.evicted++;
+        return 1;
+    }
+    /* Pinned breakers that closed since (a reset, a kept handle's successes)
+     * are evictable again; the rest rotate, so each look makes progress. */
+    list *p = &r->lists[L_PINNED];
+    for (size_t n = p->len; looked < budget && n > 0; n--, looked++) {
+        e = p->tail;
+        if ((!t || (e->tlen == tl && memcmp(e->bytes, t, tl) == 0)) && is_closed(e)) {
+            destroy(r, e);
+            r->st.evicted++;
+            return 1;
+        }
+        list_move(r, e, L_PINNED, 0);
+    }
+    return 0;
+}
+
+/* Sweeps list `which` from its oldest end until an entry idle for less than
+ * `ttl`, within `budget` entries looked at and `*removals` removed; returns
+ * the budget left. */
+static unsigned sweep_list(cb_registry *r, int which, double ttl, double now,
+                           unsigned budget, unsigned *removals) {
+    entry *e;
+    while (budget > 0 && *removals > 0 && (e = r->lists[which].tail)) {
+        budget--;
+        double idle = idle_of(r, e, now);
+        if (idle < ttl) break;  /* the rest of the list is newer */
+        if (!is_closed(e))
+            list_move(r, e, L_PINNED, 0);
+        else if (which == L_FRESH && is_used(e) && idle < r->o.idle_ttl)
+            list_move(r, e, L_USED, 1);  /* used through a kept handle */
+        else {
+            destroy(r, e);
+            r->st.swept++;
+            --*removals;
+        }
+    }
+    return budget;
+}
+
+static void sweep_step(cb_registry *r, double now) {
+    r->st.sweeps++;
+    unsigned removals = SWEEP_REMOVE;
+    unsigned budget = sweep_list(r, L_FRESH, r->unused_ttl, now, SWEEP_SCAN, &removals);
+    sweep_list(r, L_USED, r->o.idle_ttl, now, budget, &removals);
+    /* Pinned breakers that closed without a get (a kept handle) go back. */
+    list *p = &r->lists[L_PINNED];
+    for (size_t i = 0; i < PINNED_SCAN && i < p->len; i++) {
+        entry *e = p->tail;
+        if (is_closed(e))
+            list_move(r, e, is_used(e) ? L_USED : L_FRESH, 1);
+        else
+            list_move(r, e, L_PINNED, 0);
+    }
+}
+
+/* Work every call does: a rehash step, and a sweep step every cleanup_every. */
+static void housekeeping(cb_registry *r, double now) {
+    htab_step(&r->entries, r, entry_rehash);
+    htab_step(&r->tenants, r, tenant_rehash);
+    if (r->o.cleanup_every && ++r->ops >= r->o.cleanup_every) {
+        r->ops = 0;
+        sweep_step(r, now);
+    }
+}
+
+/* ---- public ------------------------------------------------------------------- */
+
+void cb_registry_opts_init(cb_registry_opts *o) {
+    memset(o, 0, sizeof *o);
+    cb_breaker_opts_init(&o->defaults);
+    o->max_entries = 1000;   /* seed 001's hard cap */
+    o->idle_ttl = 600;
+    o->cleanup_every = 100;  /* seed 001: a cleanup every 100 calls */
+}
+
+const char *cb_registry_opts_check(const cb_registry_opts *o) {
+    if (!(o->idle_ttl > 0)) return "idle_ttl must be a number of seconds > 0";
+    if (!(o->unused_ttl >= 0)) return "unused_ttl must be a number of seconds >= 0";
+    return cb_breaker_opts_check(&o->defaults);
+}
+
+static uint64_t random_seed(const void *salt) {
+    uint64_t s = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        if (fread(&s, sizeof s, 1, f) != 1) s = 0;
+        fclose(f);
+    }
+    if (!s)  /* no /dev/urandom: address and time, better than a constant */
+        s = (uint64_t)(uintptr_t)salt ^ (uint64_t)(cb_clock_monotonic(NULL) * 1e9);
+    return s;
+}
+
+cb_registry *cb_registry_new(const cb_registry_opts *o) {
+    if (cb_registry_opts_check(o)) return NULL;
+    cb_registry *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->o = *o;
+    r->o.defaults.name = NULL;
+    r->o.defaults.clock = o->clock;  /* one clock for the map and its breakers */
+    r->unused_ttl = o->unused_ttl > 0 && o->unused_ttl < o->idle_ttl ? o->unused_ttl
+                                                                      : o->idle_ttl;
+    int ok_e = htab_init(&r->entries) == CB_OK;
+    int ok_t = htab_init(&r->tenants) == CB_OK;
+    r->conf = cb_conf_new(&r->o.defaults);
+    if (!ok_e || !ok_t || !r->conf) {
+        htab_release(&r->entries);
+        htab_release(&r->tenants);
+        cb_conf_unref(r->conf);
+        free(r);
+        return NULL;
+    }
+    cb_rng rng;
+    cb_rng_seed(&rng, o->seed ? o->seed : random_seed(r));
+    r->k0 = cb_rng_next(&rng);
+    r->k1 = cb_rng_next(&rng);
+    r->epoch = reg_now(r);
+    return r;
+}
+
+void cb_registry_free(cb_registry *r) {
+    if (!r) return;
+    for (int i = 0; i < L_COUNT; i++)
+        while (r->lists[i].tail) destroy(r, r->lists[i].tail);
+    htab_release(&r->entries);
+    htab_release(&r->tenants);
+    cb_conf_unref(r->conf);
+    free(r);
+}
+
+void cb_registry_get_opts(const cb_registry *r, cb_registry_opts *o) {
+    *o = r->o;
+}
+
+void cb_registry_on_remove(cb_registry *r, cb_registry_remove_fn fn, void *ud) {
+    r->on_remove = fn;
+    r->remove_ud = fn ? ud : NULL;
+}
+
+static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
+                          const char *k, size_t kl, const cb_breaker_opts *o,
+                          double now, cb_registry_status *why) {
+    cb_conf *own = NULL;
+    if (o) {  /* per-key options: checked before anything is evicted */
+        cb_breaker_opts oo = *o;
+        oo.name = NULL;
+        oo.clock = r->o.clock;
+        if (cb_breaker_opts_check(&oo)) {
+            *why = CB_REG_BAD_OPTS;
+            return NULL;
+        }
+        if (!(own = cb_conf_new(&oo))) {
+            *why = CB_REG_NOMEM;
+            return NULL;
+        }
+    }
+    uint64_t th = tenant_hash(r, t, tl);
+    tenant_rec *tn = tenant_find(r, th, t, tl);
+    if (r->o.max_per_tenant && tn && tn->count >= r->o.max_per_tenant) {
+        if (!evict(r, t, tl, TENANT_SCAN)) {  /* only its own breakers */
+            r->st.refused_tenant++;
+            *why = CB_REG_TENANT_FULL;
+            cb_conf_unref(own);
+            return NULL;
+        }
+        tn = tenant_find(r, th, t, tl);  /* freed when that was its last */
+    } else if (r->o.max_entries && r->entries.count >= r->o.max_entries) {
+        if (!evict(r, NULL, 0, EVICT_SCAN)) {
+            r->st.refused_full++;
+            *why = CB_REG_FULL;
+            cb_conf_unref(own);
+            return NULL;
+        }
+    }
+    if (!tn && (tn = malloc(offsetof(tenant_rec, bytes) + tl + 1))) {
+        tn->count = 0;
+        tn->len = tl;
+        memcpy(tn->bytes, t, tl);
+        tn->bytes[tl] = '\0';
+        htab_insert(&r->tenants, &tn->h, th);
+    }
+    entry *e = tn ? malloc(offsetof(entry, bytes) + tl + kl + 1) : NULL;
+    if (!e || cb_breaker_init(&e->b, own ? own : r->conf, e->bytes + tl, 0) != CB_OK) {
+        free(e);
+        if (tn && tn->count == 0) tenant_drop(r, th, tn);
+        cb_conf_unref(own);
+        *why = CB_REG_NOMEM;
+        return NULL;
+    }
+    cb_conf_unref(own);  /* the breaker holds its own reference */
+    memcpy(e->bytes, t, tl);
+    memcpy(e->bytes + tl, k, kl);
+    e->bytes[tl + kl] = '\0';
+    e->tlen = (unsigned)tl;
+    e->klen = (unsigned)kl;
+    e->last_used = (float)(now - r->epoch);
+    tn->count++;
+    htab_insert(&r->entries, &e->h, h);
+    list_push(r, e, L_FRESH, 0);
+    r->st.created++;
+    return &e->b;
+}
+
+/* A get that found `e`: to the head of its list, used now. */
+static void hit(cb_registry *r, entry *e, double now) {
+    int to = is_used(e) ? L_USED : L_FRESH;
+    if (r->lists[to].head != e) list_move(r, e, to, 0);
+    e->last_used = (float)(now - r->epoch);
+    r->st.hits++;
+    housekeeping(r, now);  /* cannot sweep e: it was used just now */
+}
+
+void cb_registry_touch(cb_registry *r, cb_breaker *b) {
+    hit(r, entry_of(b), reg_now(r));
+}
+
+cb_breaker *cb_registry_get(cb_registry *r, const void *tenant, size_t tlen,
+                            const void *key, size_t klen, const cb_breaker_opts *o,
+                            cb_registry_status *why) {
+    cb_registry_status ignored;
+    if (!why) why = &ignored;
+    *why = CB_REG_OK;
+    if (tlen > CB_REGISTRY_MAX_KEY || klen > CB_REGISTRY_MAX_KEY) {
+        *why = CB_REG_KEY_TOO_LONG;
+        return NULL;
+    }
+    const char *t = tlen ? tenant : "", *k = klen ? key : "";
+    double now = reg_now(r);
+    uint64_t h = key_hash(r, t, tlen, k, klen);
+    entry *e = find(r, h, t, tlen, k, klen);
+    if (e) {
+        hit(r, e, now);
+        return &e->b;
+    }
+    housekeeping(r, now);
+    return create(r, h, t, tlen, k, klen, o, now, why);
+}
+
+cb_breaker *cb_registry_peek(cb_registry *r, const void *tenant, size_t tlen,
+                             const void *key, size_t klen) {
+    if (tlen > CB_REGISTRY_MAX_KEY || klen > CB_REGISTRY_MAX_KEY) return NULL;
+    const char *t = tlen ? tenant : "", *k = klen ? key : "";
+    entry *e = find(r, key_hash(r, t, tlen, k, klen), t, tlen, k, klen);
+    return e ? &e->b : NULL;
+}
+
+int cb_registry_remove(cb_registry *r, const void *tenant, size_t tlen,
+                       const void *key, size_t klen) {
+    cb_breaker *b = cb_registry_peek(r, tenant, tlen, key, klen);
+    if (b) {
+        destroy(r, entry_of(b));
+        r->st.removed++;
+    }
+    housekeeping(r, reg_now(r));
+    return b ? CB_OK : CB_ERR;
+}
+
+size_t cb_registry_size(const cb_registry *r) {
+    return r->entries.count;
+}
+
+size_t cb_registry_cleanup(cb_registry *r) {
+    double now = reg_now(r);
+    size_t n = 0;
+    for (int i = 0; i < L_COUNT; i++) {
+        for (entry *e = r->lists[i].tail, *newer; e; e = newer) {
+            newer = e->prev;
+            double ttl = is_used(e) ? r->o.idle_ttl : r->unused_ttl;
+            if (idle_of(r, e, now) >= ttl && is_closed(e)) {
+                destroy(r, e);
+                n++;
+            }
+        }
+    }
+    r->st.swept += n;
+    return n;
+}
+
+void cb_registry_foreach(cb_registry *r, cb_registry_each_fn fn, void *ud) {
+    walk w = {{r->lists[L_FRESH].tail, r->lists[L_USED].tail}};
+    entry *e;
+    while ((e = walk_next(&w)))
+        if (fn(ud, e->bytes, e->tlen, e->bytes + e->tlen, e->klen, &e->b)) return;
+    for (e = r->lists[L_PINNED].tail; e; e = e->prev)
+        if (fn(ud, e->bytes, e->tlen, e->bytes + e->tlen, e->klen, &e->b)) return;
+}
+
+void cb_registry_get_stats(const cb_registry *r, cb_registry_stats *st) {
+    *st = r->st;
+    st->size = r->entries.count;
+    st->tenants = r->tenants.count;
+    st->pinned = r->lists[L_PINNED].len;
+    st->buckets = r->entries.size[0] + r->entries.size[1];
+}

@@ -1,0 +1,486 @@
+/* lregistry.c -- cbreaker.Registry: cb.registry{...}, one breaker per
+ * (tenant, session).
+ *
+ * The registry's breakers are borrowed boxes (cb_lua_pushbreaker(L, b, 0)),
+ * one per entry, kept in a table in the registry's user value and keyed by
+ * the breaker's address: a get of an existing key allocates nothing.  The
+ * table holds the boxes strongly: a weak one would drop a box before its
+ * finalizer runs, and that finalizer would then touch a breaker the registry
+ * may have freed meanwhile.  When the core frees an entry its remove hook
+ * closes the box ("attempt to use a removed registry breaker") and forgets
+ * it, so a box lives as long as its entry or its last Lua reference.  Each
+ * box keeps the registry alive (CB_UV_OWNER).
+ *
+ * get() first looks in a small direct-mapped cache keyed by the addresses
+ * of its two strings (Lua interns short strings, so equal short strings are
+ * one object; the bandit's arm cache does the same).  The cache keeps its
+ * strings and the box in an array in the registry's user value, so an
+ * address cannot be reused by another string while its slot holds it.  A hit
+ * skips the hash lookup: cb_registry_touch does the rest of a get.  The
+ * remove hook clears the slots of a removed breaker.
+ *
+ * The hook runs inside core frames: it uses only raw table accesses, which
+ * neither run Lua code nor raise.  It finds the registry's tables through
+ * the registry at stack index 1, where every method that can remove entries
+ * (get, remove, cleanup, close, __gc) has it. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lcbreaker.h"
+
+#define CACHE_SLOTS 1024  /* a power of two; 72 KB a registry with its anchors */
+
+typedef struct cslot {
+    const char *t, *k;  /* the strings' addresses, anchored in UV_CACHE */
+    cb_breaker *b;      /* NULL: empty */
+    uint32_t used;      /* lregistry.gets at its last hit */
+} cslot;
+
+/* A slot is taken over only when empty or unused for this many gets, so
+ * two hot sessions sharing a slot do not evict each other on every call. */
+#define CACHE_AGE (2 * CACHE_SLOTS)
+
+typedef struct lregistry {
+    void *self;      /* the userdata's own address: see self() */
+    cb_registry *r;  /* NULL once closed */
+    lua_State *L;    /* the thread of the running method, for the hook */
+    cb_lua_module *m;
+    uint32_t gets;   /* a clock for the cache */
+    cslot cache[CACHE_SLOTS];
+} lregistry;
+
+/* self() tells the types apart by size, as lbreaker.c does. */
+_Static_assert(sizeof(lregistry) != sizeof(lbreaker), "registry and breaker boxes must differ in size");
+
+/* User values of a registry. */
+enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_COUNT = 4 };
+
+/* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
+ * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one). */
+static unsigned slot_of(const char *t, const char *k) {
+    uint64_t h = ((uint64_t)(uintptr_t)t ^ ((uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15ULL))
+                 * 0x9e3779b97f4a7c15ULL;  /* Fibonacci hashing */
+    return (unsigned)(h >> 54) & (CACHE_SLOTS - 1);
+}
+
+/* Upvalues of every method: get's refusals. */
+enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
+
+#define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
+
+static const char *const option_names[] = {
+    "defaults", "max_entries", "max_per_tenant", "idle_ttl", "unused_ttl",
+    "cleanup_every", "clock", "seed", NULL};
+
+static lregistry *checkreg_slow(lua_State *L, int idx) {
+    lregistry *lr = luaL_checkudata(L, idx, CB_REGISTRY_MT);
+    if (!lr->r) luaL_error(L, "attempt to use a closed registry");
+    return lr;
+}
+
+/* `self` of a method in two API calls, as lbreaker.c's: a full userdata of
+ * exactly our size whose first word holds its own address is a registry
+ * (Lua code cannot write into a userdata).  Anything else takes the checked
+ * path, which raises the right error. */
+static lregistry *self(lua_State *L) {
+    lregistry *lr = lua_touserdata(L, 1);
+    if (!(lr && lua_rawlen(L, 1) == sizeof *lr && lr->self == lr && lr->r))
+        lr = checkreg_slow(L, 1);
+    lr->L = L;
+    return lr;
+}
+
+/* ---- boxes ------------------------------------------------------------------ */
+
+/* The core's remove hook: forgets `b`'s cache slots, closes its box. */
+static void on_remove(void *ud, cb_breaker *b) {
+    lregistry *lr = ud;
+    lua_State *L = lr->L;
+    lua_getiuservalue(L, 1, UV_SLOTS);  /* slots */
+    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lua_pushnil(L);
+        lua_rawsetp(L, -3, b);
+    }
+    lua_pop(L, 2);
+    lua_getiuservalue(L, 1, UV_BOXES);  /* boxes */
+    if (lua_rawgetp(L, -1, b) == LUA_TUSERDATA) {  /* boxes, box */
+        cb_lua_box_close(L, lua_touserdata(L, -1), GONE);
+        lua_pushnil(L);
+        lua_rawsetp(L, -3, b);  /* clearing a key never allocates */
+    }
+    lua_pop(L, 2);
+}
+
+/* Pushes the box of `b`, making it on first use.  The registry is at `reg`. */
+static void push_box(lua_State *L, int reg, cb_breaker *b) {
+    lua_getiuservalue(L, reg, UV_BOXES);  /* boxes */
+    if (lua_rawgetp(L, -1, b) != LUA_TUSERDATA) {  /* boxes, nil */
+        lua_pop(L, 1);
+        lbreaker *box = cb_lua_pushbreaker(L, b, 0);  /* boxes, box */
+        box->b = NULL;  /* dead until cached: a raise below must not leave a
+                           live box the hook cannot find */
+        lua_pushvalue(L, reg);
+        lua_setiuservalue(L, -2, CB_UV_OWNER);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, -3, b);
+        box->b = b;
+    }
+    lua_remove(L, -2);  /* box */
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static lua_Integer checkcount(lua_State *L, const char *key, lua_Integer max) {
+    int isint = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint)
+        luaL_error(L, "cbreaker.registry: option '%s' must be an integer (got %s)", key,
+                   lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
+    if (v < 0 || v > max)
+        luaL_error(L, "cbreaker.registry: option '%s' must be in [0, %I] (got %I)", key,
+                   (LUAI_UACINT)max, (LUAI_UACINT)v);
+    return v;
+}
+
+static double checkseconds(lua_State *L, const char *key) {
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "cbreaker.registry: option '%s' must be a number of seconds (got %s)",
+                   key, luaL_typename(L, -1));
+    return lua_tonumber(L, -1);  /* ranges: cb_registry_opts_check */
+}
+
+/* Reads breaker options at `idx` over `o`; a registry breaker's name is its key. */
+static void read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o, const char *ctx) {
+    o->name = NULL;
+    cb_lua_read_breaker_opts(L, idx, o, ctx, NULL, NULL, NULL);
+    if (o->name)
+        luaL_error(L, "%s: option 'name' cannot be set: a registry breaker is named by its key",
+                   ctx);
+}
+
+static void read_option(lua_State *L, const char *key, cb_registry_opts *o) {
+    if (strcmp(key, "defaults") == 0) {
+        if (!lua_istable(L, -1))
+            luaL_error(L, "cbreaker.registry: option 'defaults' must be a table (got %s)",
+                       luaL_typename(L, -1));
+        read_breaker_opts(L, -1, &o->defaults, "defaults");
+    } else if (strcmp(key, "max_entries") == 0) {
+        o->max_entries = (size_t)checkcount(L, key, LUA_MAXINTEGER);
+    } else if (strcmp(key, "max_per_tenant") == 0) {
+        o->max_per_tenant = (size_t)checkcount(L, key, LUA_MAXINTEGER);
+    } else if (strcmp(key, "cleanup_every") == 0) {
+        o->cleanup_every = (uint32_t)checkcount(L, key, UINT32_MAX);
+    } else if (strcmp(key, "idle_ttl") == 0) {
+        o->idle_ttl = checkseconds(L, key);
+    } else if (strcmp(key, "unused_ttl") == 0) {
+        o->unused_ttl = checkseconds(L, key);
+    } else if (strcmp(key, "seed") == 0) {
+        o->seed = (uint64_t)checkcount(L, key, LUA_MAXINTEGER);
+    } else if (strcmp(key, "clock") == 0) {
+        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.registry");
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 2, UV_CLOCK);  /* the registry keeps its clock alive */
+    } else {
+        cb_lua_unknown_option(L, "cbreaker.registry", key, option_names, NULL);
+    }
+}
+
+static int registry_new(lua_State *L) {
+    cb_registry_opts o;
+    cb_registry_opts_init(&o);
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    /* The userdata first, closed: a raised error below leaks nothing. */
+    lregistry *lr = lua_newuserdatauv(L, sizeof *lr, UV_COUNT);
+    lr->self = lr;
+    lr->r = NULL;
+    lr->L = L;
+    lr->m = cb_lua_module_get(L);
+    luaL_setmetatable(L, CB_REGISTRY_MT);
+    memset(lr->cache, 0, sizeof lr->cache);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_BOXES);
+    lua_createtable(L, 3 * CACHE_SLOTS, 0);  /* sized now: filling never allocates */
+    for (int i = 1; i <= 3 * CACHE_SLOTS; i++) {
+        lua_pushboolean(L, 0);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setiuservalue(L, 2, UV_CACHE);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_SLOTS);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {  /* key, value */
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "cbreaker.registry: option names must be strings (got %s)",
+                       luaL_typename(L, -2));
+        read_option(L, lua_tostring(L, -2), &o);
+        lua_pop(L, 1);
+    }
+    const char *bad = cb_registry_opts_check(&o);
+    if (bad) return luaL_error(L, "cbreaker.registry: %s", bad);
+    lr->r = cb_registry_new(&o);
+    if (!lr->r) return luaL_error(L, "cbreaker.registry: out of memory");
+    cb_registry_on_remove(lr->r, on_remove, lr);
+    return 1;
+}
+
+static int registry_close(lua_State *L) {
+    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    if (lr->r) {
+        cb_registry *r = lr->r;
+        lr->r = NULL;
+        lr->L = L;
+        cb_registry_free(r);  /* the hook closes every box */
+        memset(lr->cache, 0, sizeof lr->cache);
+        for (int uv = UV_BOXES; uv <= UV_SLOTS; uv++) {  /* their memory goes now */
+            lua_pushnil(L);
+            lua_setiuservalue(L, 1, uv);
+        }
+    }
+    return 0;
+}
+
+static int registry_tostring(lua_State *L) {
+    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    if (!lr->r)
+        lua_pushliteral(L, "cbreaker.Registry (closed)");
+    else
+        lua_pushfstring(L, "cbreaker.Registry (%I entries)",
+                        (LUAI_UACINT)cb_registry_size(lr->r));
+    return 1;
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static const char *checkkey(lua_State *L, int idx, size_t *len, const char *what) {
+    const char *s = lua_tolstring(L, idx, len);  /* a number becomes a string */
+    if (!s) luaL_typeerror(L, idx, "string");
+    if (*len > CB_REGISTRY_MAX_KEY)
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s is %I bytes long, more than %d", what,
+                                              (LUAI_UACINT)*len, CB_REGISTRY_MAX_KEY));
+    return s;
+}
+
+/* reg:get(tenant, key [, opts]) -> breaker | nil, "registry full" | nil,
+ * "tenant full".  opts (breaker options over the defaults) apply only when
+ * the breaker is created. */
+static int registry_get(lua_State *L) {
+    lregistry *lr = self(L);
+    size_t tl, kl;
+    const char *t = checkkey(L, 2, &tl, "tenant");
+    const char *k = checkkey(L, 3, &kl, "key");
+    unsigned i = slot_of(t, k);
+    cslot *slot = &lr->cache[i];
+    uint32_t now = ++lr->gets;
+    if (slot->t == t && slot->k == k && slot->b) {  /* the same two strings */
+        slot->used = now;
+        cb_registry_touch(lr->r, slot->b);
+        lua_getiuservalue(L, 1, UV_CACHE);
+        lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+        cb_lua_flush(L, lr->m);
+        return 1;
+    }
+    cb_breaker_opts o, *op = NULL;
+    if (lua_gettop(L) >= 4 && !lua_isnil(L, 4) && !cb_registry_peek(lr->r, t, tl, k, kl)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        cb_registry_opts ro;
+        cb_registry_get_opts(lr->r, &ro);
+        o = ro.defaults;
+        read_breaker_opts(L, 4, &o, "registry:get");
+        op = &o;
+    }
+    cb_registry_status why;
+    cb_breaker *b = cb_registry_get(lr->r, t, tl, k, kl, op, &why);
+    if (!b) {
+        cb_lua_flush(L, lr->m);
+        if (why != CB_REG_FULL && why != CB_REG_TENANT_FULL)
+            return luaL_error(L, "registry:get: out of memory");
+        lua_pushnil(L);
+        lua_pushvalue(L, lua_upvalueindex(why == CB_REG_FULL ? UP_FULL : UP_TENANT_FULL));
+        return 2;
+    }
+    push_box(L, 1, b);  /* ..., box */
+    if (slot->b && now - slot->used < CACHE_AGE) {  /* the slot is in use */
+        cb_lua_flush(L, lr->m);
+        return 1;
+    }
+    /* One slot per breaker: forget b's old slot and the slot's old breaker. */
+    lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
+    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER)
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+    lua_pop(L, 1);
+    if (slot->b) {
+        lua_pushnil(L);
+        lua_rawsetp(L, -2, slot->b);
+    }
+    lua_pushinteger(L, (lua_Integer)i);
+    lua_rawsetp(L, -2, b);  /* may allocate: no core frame here */
+    lua_pop(L, 1);
+    lua_getiuservalue(L, 1, UV_CACHE);  /* box, cache */
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 1);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 2);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
+    lua_pop(L, 1);
+    *slot = (cslot){t, k, b, now};  /* its strings are anchored now */
+    cb_lua_flush(L, lr->m);  /* after: a callback may remove b */
+    return 1;
+}
+
+/* reg:peek(tenant, key) -> the breaker, or nil; creates and touches nothing. */
+static int registry_peek(lua_State *L) {
+    lregistry *lr = self(L);
+    size_t tl, kl;
+    const char *t = checkkey(L, 2, &tl, "tenant");
+    const char *k = checkkey(L, 3, &kl, "key");
+    cb_breaker *b = cb_registry_peek(lr->r, t, tl, k, kl);
+    if (b) push_box(L, 1, b); else lua_pushnil(L);
+    return 1;
+}
+
+/* reg:remove(tenant, key) -> true when it was there, false when not. */
+static int registry_remove(lua_State *L) {
+    lregistry *lr = self(L);
+    size_t tl, kl;
+    const char *t = checkkey(L, 2, &tl, "tenant");
+    const char *k = checkkey(L, 3, &kl, "key");
+    int found = cb_registry_remove(lr->r, t, tl, k, kl) == CB_OK;
+    cb_lua_flush(L, lr->m);
+    lua_pushboolean(L, found);
+    return 1;
+}
+
+static int registry_size(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)cb_registry_size(self(L)->r));
+    return 1;
+}
+
+static int registry_cleanup(lua_State *L) {
+    lregistry *lr = self(L);
+    size_t n = cb_registry_cleanup(lr->r);
+    cb_lua_flush(L, lr->m);
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+#define SETINT(field) (lua_pushinteger(L, (lua_Integer)st.field), lua_setfield(L, -2, #field))
+
+static int registry_stats(lua_State *L) {
+    cb_registry_stats st;
+    cb_registry_get_stats(self(L)->r, &st);
+    lua_createtable(L, 0, 12);
+    SETINT(size); SETINT(tenants); SETINT(pinned); SETINT(buckets);
+    SETINT(hits); SETINT(created); SETINT(evicted); SETINT(swept);
+    SETINT(removed); SETINT(refused_full); SETINT(refused_tenant); SETINT(sweeps);
+    return 1;
+}
+
+/* ---- iteration ------------------------------------------------------------ */
+
+typedef struct keyref {
+    const char *t, *k;
+    size_t tl, kl;
+} keyref;
+
+typedef struct collect {
+    keyref *refs;
+    size_t n, cap;
+} collect;
+
+static int collect_one(void *ud, const char *t, size_t tl, const char *k, size_t kl,
+                       cb_breaker *b) {
+    collect *c = ud;
+    (void)b;
+    if (c->n == c->cap) return 1;
+    c->refs[c->n++] = (keyref){t, k, tl, kl};
+    return 0;
+}
+
+/* Iterator of reg:entries(): tenant, key, breaker.  Entries removed since
+ * the snapshot are skipped. */
+static int entries_next(lua_State *L) {
+    lregistry *lr = lua_touserdata(L, lua_upvalueindex(1));
+    if (!lr->r) return luaL_error(L, "attempt to use a closed registry");
+    lua_Integer i = lua_tointeger(L, lua_upvalueindex(3));
+    for (;; i += 2) {
+        lua_settop(L, 0);
+        if (lua_rawgeti(L, lua_upvalueindex(2), i + 1) == LUA_TNIL) return 0;
+        lua_rawgeti(L, lua_upvalueindex(2), i + 2);  /* tenant, key */
+        size_t tl, kl;
+        const char *t = lua_tolstring(L, 1, &tl), *k = lua_tolstring(L, 2, &kl);
+        cb_breaker *b = cb_registry_peek(lr->r, t, tl, k, kl);
+        if (!b) continue;
+        lua_pushinteger(L, i + 2);
+        lua_replace(L, lua_upvalueindex(3));
+        lua_pushvalue(L, lua_upvalueindex(1));  /* tenant, key, reg */
+        push_box(L, 3, b);
+        lua_remove(L, 3);  /* tenant, key, box */
+        return 3;
+    }
+}
+
+/* reg:entries() -> an iterator over tenant, key, breaker, least recently
+ * used first, over a snapshot of the keys: the loop may get or remove. */
+static int registry_entries(lua_State *L) {
+    lregistry *lr = self(L);
+    size_t n = cb_registry_size(lr->r);
+    collect c = {lua_newuserdatauv(L, (n ? n : 1) * sizeof(keyref), 0), 0, n};
+    cb_registry_foreach(lr->r, collect_one, &c);  /* no Lua inside core frames */
+    lua_createtable(L, (int)(2 * c.n), 0);  /* reg, buf, keys */
+    for (size_t i = 0; i < c.n; i++) {
+        lua_pushlstring(L, c.refs[i].t, c.refs[i].tl);
+        lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
+        lua_pushlstring(L, c.refs[i].k, c.refs[i].kl);
+        lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
+    }
+    lua_pushvalue(L, 1);
+    lua_insert(L, -2);       /* reg, buf, reg, keys */
+    lua_pushinteger(L, 0);
+    lua_pushcclosure(L, entries_next, 3);
+    return 1;
+}
+
+static const luaL_Reg registry_methods[] = {
+    {"get", registry_get},
+    {"peek", registry_peek},
+    {"remove", registry_remove},
+    {"size", registry_size},
+    {"cleanup", registry_cleanup},
+    {"stats", registry_stats},
+    {"entries", registry_entries},
+    {"close", registry_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg registry_meta[] = {
+    {"__gc", registry_close},
+    {"__close", registry_close},
+    {"__tostring", registry_tostring},
+    {"__len", registry_size},
+    {NULL, NULL}
+};
+
+static const luaL_Reg registry_funcs[] = {
+    {"registry", registry_new},
+    {NULL, NULL}
+};
+
+void cb_lua_open_registry(lua_State *L) {
+    luaL_newmetatable(L, CB_REGISTRY_MT);  /* module, mt */
+    int mt = lua_gettop(L);
+    lua_pushliteral(L, "registry full");
+    lua_pushliteral(L, "tenant full");
+    luaL_setfuncs(L, registry_meta, UP_COUNT);
+    lua_newtable(L);  /* methods */
+    lua_pushliteral(L, "registry full");
+    lua_pushliteral(L, "tenant full");
+    luaL_setfuncs(L, registry_methods, UP_COUNT);
+    lua_setfield(L, mt, "__index");
+    lua_pop(L, 1);
+    luaL_setfuncs(L, registry_funcs, 0);
+}
