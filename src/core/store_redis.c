@@ -1111,8 +1111,10 @@ int cb_store_interpret(cb_store *s, cb_reply_kind kind, const struct redisReply 
     case CB_REPLY_BOOT_HASH: import(p, r); break;
     case CB_REPLY_BOOT_ENTRY: p->in_poll = 0; import_one(p, r); break;
     case CB_REPLY_FLEET:
-        if (!b || (b->hook != &broadcast_hook && b->hook != &shared_hook)) n = CB_ERR;
-        else follow_fleet(b->hook_ud, r);
+        if (!b || (cb_breaker_hook_of(b) != &broadcast_hook &&
+                   cb_breaker_hook_of(b) != &shared_hook))
+            n = CB_ERR;
+        else follow_fleet(cb_breaker_hook_ud(b), r);
         break;
     default: n = CB_ERR;
     }
