@@ -17,9 +17,11 @@ local names = {
   -- cb.redis
   "url", "prefix", "channel", "timeout_ms", "password", "mode", "quorum", "ttl", "id",
   "backoff_min", "backoff_max", "secret", "replay_window_ms",
-  -- registry / engine (whatever they accept, misspelt or not)
-  "breaker", "breakers", "providers", "provider", "policy", "bandit", "defaults", "services",
-  "endpoints", "retry", "attempts", "fallback", "timeout", "weights",
+  -- cb.registry
+  "defaults", "max_entries", "max_per_tenant", "idle_ttl", "unused_ttl", "cleanup_every",
+  -- cb.engine (policy.lua)
+  "providers", "sessions", "selection", "sentinel", "redis", "on_all_open", "max_wait",
+  "sleep", "max_attempts", "strategy", "discount", "force_open_after", "openai", "anthropic",
   -- misspelt
   "failure_treshold", "resettimeout", "Name", "", "urll", "secrte", "arm",
 }
@@ -29,10 +31,20 @@ local values = {
   0, 1, -1, 2, 0.5, 1e308, -1e308, 1 / 0, -1 / 0, 0 / 0, 2 ^ 53, 2 ^ 63,
   math.mininteger, math.maxinteger, 1e-300, 10, 100, 3,
   "", "x", "\0", "a\0b", "svc", "closed", "open", "shared", "broadcast", "success",
-  "failure", ("z"):rep(300), NOWHERE, "redis://127.0.0.1:1/0", "0123456789abcdef-secret",
+  "failure", "thompson", "round_robin", "fail", "wait", "bypass", "openai", ("z"):rep(300), NOWHERE, "redis://127.0.0.1:1/0", "0123456789abcdef-secret",
   true, false, {}, { "a", "b" }, { a = 1 }, function() end, function() error("boom") end,
   function() return true end, clock, coroutine.create(function() end), io.stdout,
 }
+
+-- Every `url` anywhere in an option table (cb.redis's, a policy's redis)
+-- points nowhere, and Redis calls give up at once.
+local function nowhere(t, depth)
+  if type(t) ~= "table" or depth > 4 then return end
+  if t.url ~= nil then t.url = NOWHERE end
+  if type(t.redis) == "table" then t.redis.url = NOWHERE end  -- never the default 6379
+  if t.timeout_ms ~= nil then t.timeout_ms = 1 end
+  for _, v in pairs(t) do nowhere(v, depth + 1) end
+end
 
 local function run(bytes)
   local pos = 1
@@ -82,10 +94,13 @@ local function run(bytes)
     local f = cb[fname]
     if f then
       local arg = byte() % 4 == 0 and value(0) or make_table(0)
-      if type(arg) == "table" and (fname == "redis" or arg.store ~= nil) then
+      if fname == "engine" and type(arg) ~= "table" then arg = {} end  -- a string is a path
+      if fname == "redis" then
+        if type(arg) ~= "table" then arg = {} end
         arg.url = NOWHERE
-        arg.timeout_ms = 1
       end
+      nowhere(arg, 0)
+      if fname == "now" then arg = nil end
       local ok, obj = pcall(f, arg)
       if ok and (type(obj) == "userdata" or type(obj) == "table") then made[#made + 1] = obj end
     end
@@ -104,9 +119,8 @@ local function run(bytes)
     if #methods > 0 then
       local m = methods[byte() % #methods + 1]
       local a, n = args(0)
-      for i = 1, n do
-        if type(a[i]) == "table" and a[i].url then a[i].url = NOWHERE end
-      end
+      for i = 1, n do nowhere(a[i], 0) end
+      if m == "reload" and type(a[1]) ~= "table" then a[1] = {} end  -- a string is a path
       pcall(index[m], obj, table.unpack(a, 1, n))
     end
     if byte() % 8 == 0 then clock:advance(byte()) end
