@@ -656,4 +656,17 @@ function Engine:__tostring()
   return ("cbreaker.Engine (%s)"):format(table.concat(self.names, ", "))
 end
 
+-- A public method called on anything but an engine says so, instead of
+-- "attempt to index a nil value" from deep inside (spec 60).
+for name, f in pairs(Engine) do
+  if type(f) == "function" and not name:find("^_") then
+    Engine[name] = function(self, ...)
+      if getmetatable(self) ~= Engine then
+        error(("engine:%s: self must be a cbreaker.Engine (got %s)"):format(name, type(self)), 2)
+      end
+      return f(self, ...)
+    end
+  end
+end
+
 return M

@@ -114,9 +114,13 @@ static void read_field(lua_State *L, const optfield *f, cb_breaker_opts *o,
     case OPT_SEED: {
         int isint = 0;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
-        if (lua_type(L, -1) != LUA_TNUMBER || !isint)
+        if (lua_type(L, -1) != LUA_TNUMBER || !isint) {
+            double d = lua_tonumber(L, -1);
             luaL_error(L, "%s: option '%s' must be an integer (got %s)", ctx, f->name,
-                       lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
+                       lua_type(L, -1) != LUA_TNUMBER ? luaL_typename(L, -1)
+                       : !isfinite(d) ? "a non-finite number"
+                       : d == floor(d) ? "a number out of range" : "a fraction");
+        }
         if (f->kind == OPT_SEED) {
             *(uint64_t *)p = (uint64_t)v;
         } else {
