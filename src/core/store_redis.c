@@ -81,7 +81,7 @@ typedef struct cb_store_priv {
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];
     int unflushed;        /* cmd has bytes the socket did not take yet */
-    int broken;           /* a reply asked for a reconnect (NOSCRIPT) */
+    int broken;           /* an error reply to a write asks for a reconnect */
     int connected, ever_connected, in_poll;
     double backoff, next_attempt, last_poll;
     const cb_breaker *budget_b;  /* the breaker call whose I/O shares one deadline */
@@ -255,8 +255,11 @@ static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline
 static void settle(cb_store_priv *p, redisReply *r) {
     int ok = !(r && r->type == REDIS_REPLY_ERROR);
     if (!ok) {
+        /* NOSCRIPT (flushed: reload), OOM (maxmemory), READONLY (a
+         * replica): the event is sent again by the reconnect's reconcile,
+         * after a back-off, so a refusing server is not retried in a loop. */
         note_error(p, "redis", r->str);
-        if (strncmp(r->str, "NOSCRIPT", 8) == 0) p->broken = 1;  /* flushed: reload */
+        p->broken = 1;
     }
     ring_pop(p, ok);
     freeReplyObject(r);
