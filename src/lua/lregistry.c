@@ -201,6 +201,7 @@ static int registry_new(lua_State *L) {
     lr->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_REGISTRY_MT);
     memset(lr->cache, 0, sizeof lr->cache);
+    lr->gets = 0;  /* the cache clock (valgrind: read before set) */
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_BOXES);
     lua_createtable(L, 3 * CACHE_SLOTS, 0);  /* sized now: filling never allocates */
