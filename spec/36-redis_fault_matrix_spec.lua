@@ -9,7 +9,9 @@ local cb = require("cbreaker")
 local helper = require("redis_helper")
 
 local TIMEOUT_MS = 100
-local MARGIN_MS = 60  -- scheduling noise on a shared 2-core machine, sanitizers
+-- CB_TIME_SLACK_MS: more margin where everything is slow (scripts/valgrind.sh)
+local SLACK_MS = tonumber(os.getenv("CB_TIME_SLACK_MS")) or 0
+local MARGIN_MS = 60 + SLACK_MS  -- scheduling noise on a shared 2-core machine, sanitizers
 
 describe("#redis fault matrix", function()
   local server, clock, stores, slowest
@@ -66,6 +68,9 @@ describe("#redis fault matrix", function()
   end
 
   local function bounded()
+    if os.getenv("CB_FAULT_REPORT") then  -- the figures of docs/faults.md
+      io.stderr:write(("slowest call %.1f ms\n"):format(slowest))
+    end
     assert.is_true(slowest < TIMEOUT_MS + MARGIN_MS, ("a call took %.1f ms"):format(slowest))
   end
 
@@ -156,7 +161,7 @@ describe("#redis fault matrix", function()
           if i % 50 == 0 then ba:reset(); ba:force_open() end
           a:poll(); b:poll()
         end)
-        assert.is_true(ms < 20, "a call took " .. ms .. " ms with the server hung")
+        assert.is_true(ms < 20 + SLACK_MS, "a call took " .. ms .. " ms with the server hung")
       end
       assert.equals("forced-open", ba:state())
     end)
