@@ -10,6 +10,7 @@ trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 
 for f in lib/lua/5.4/cbreaker/core.so share/lua/5.4/cbreaker/init.lua bin/cbreaker \
+         share/lua/5.4/cbreaker/demo.lua share/cbreaker/examples/walkthrough.lua \
          include/cbreaker.h lib/libcbreaker.so lib/libcbreaker.a lib/pkgconfig/cbreaker.pc; do
     [ -e "$prefix/$f" ] || { echo "missing: $f"; exit 1; }
 done
@@ -24,6 +25,9 @@ LUA
 # The host, from somewhere else, with no Lua paths in the environment.
 (cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 \
     "$prefix/bin/cbreaker" "$prefix/t.lua")
+# The bundled commands, from the installed files only.
+(cd / && "$prefix/bin/cbreaker" demo --requests 400 >/dev/null)
+(cd / && "$prefix/bin/cbreaker" walkthrough | grep -q "half-open -> closed")
 # Stock lua5.4 with the install's paths.
 LUA_PATH="$prefix/share/lua/5.4/?.lua;$prefix/share/lua/5.4/?/init.lua;;" \
 LUA_CPATH="$prefix/lib/lua/5.4/?.so;;" lua5.4 "$prefix/t.lua"
