@@ -1115,7 +1115,8 @@ int cb_store_interpret(cb_store *s, cb_reply_kind kind, const struct redisReply 
     case CB_REPLY_BOOT_ENTRY: p->in_poll = 0; import_one(p, r); break;
     case CB_REPLY_FLEET:
         if (!b || (cb_breaker_hook_of(b) != &broadcast_hook &&
-                   cb_breaker_hook_of(b) != &shared_hook))
+                   cb_breaker_hook_of(b) != &shared_hook) ||
+            ((attach *)cb_breaker_hook_ud(b))->p != p)
             n = CB_ERR;
         else follow_fleet(cb_breaker_hook_ud(b), r);
         break;
