@@ -492,9 +492,9 @@ CB_API int cb_bandit_get_stats(cb_bandit *b, int arm, cb_bandit_arm_stats *st);
  * A peer cannot grow an instance's memory: messages are applied to attached
  * breakers only (nothing is kept for other names), at most 4096 bytes each,
  * and a subscription reply growing past 64 KiB drops the connection.  With
- * a secret, messages carry "sig" (see opts.secret); the transitions shared
- * mode's script decides in Redis are then not signed, so peers ignore those
- * messages and learn the fleet's state on their next call instead.
+ * a secret, messages carry "sig" (see opts.secret); in shared mode the
+ * script, which never sees the secret, then publishes nothing itself and
+ * the instance whose call changed the fleet's state announces it, signed.
  *
  * Thread safety: a store and its attached breakers are one object: use them
  * from one thread at a time. */

@@ -249,6 +249,22 @@ describe("#redis channel security", function()
       assert.equals("forced-open", breaker(store("C", { secret = SECRET })):state())
     end)
 
+    it("shared mode: the fleet's trip reaches idle peers signed", function()
+      local a = store("A", { secret = SECRET, mode = "shared" })
+      local b = store("B", { secret = SECRET, mode = "shared" })
+      local plain = store("C")  -- an unsigned reader of the same channel
+      local ba, bb, bc = breaker(a), breaker(b), breaker(plain)
+      for _ = 1, 5 do ba:failure() end  -- the fleet's fifth failure opens it
+      assert.equals("open", server:cli("get circuit_breaker:svc:state"))
+      assert.equals("open", ba:state())
+      assert.is_true(helper.eventually(function()
+        return bb:state() == "open" and bc:state() == "open"
+      end, { b, plain }))
+      local h = b:health()
+      assert.equals(0, h.unsigned_msgs + h.bad_signature + h.stale)
+      assert.matches(',"sig":"%x+"}$', server:cli("hget circuit_breaker:states svc"))
+    end)
+
     it("peers with different secrets ignore each other", function()
       local a = store("A", { secret = SECRET })
       local b = store("B", { secret = "a different secret!" })

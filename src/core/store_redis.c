@@ -736,7 +736,7 @@ static void hook_gone(void *ud, cb_breaker *b) {
 
 /* Applies the fleet's answer {state, ms left} to the local breaker. */
 static void follow_fleet(attach *a, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements > 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
         return;
     const char *st = r->element[0]->str;
@@ -766,6 +766,7 @@ static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, cons
     call_arg(&sc, sth);
     call_arg(&sc, tmo);
     call_arg(&sc, quorum);
+    call_arg(&sc, p->secret ? "1" : "0");  /* quiet: the script cannot sign */
     call_lens(&sc);
     redisReply *r = command(p, p->cmd, deadline, sc.argc, sc.argv, sc.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -778,10 +779,34 @@ static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, cons
     return r;
 }
 
+/* 1 when the script's answer says this call changed the fleet's state. */
+static int fleet_changed(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+           r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 1;
+}
+
+/* With a secret the script is quiet: the instance whose call changed the
+ * fleet announces the change, signed, as broadcast mode would. */
+static void announce_fleet(cb_store_priv *p, attach *a, const redisReply *r) {
+    if (!p->secret || !fleet_changed(r) || !p->connected ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    /* Only what the local breaker now agrees with: a local trip that
+     * protects on must not overwrite the fleet's `closed`. */
+    cb_state s = (cb_state)a->b->state;
+    const char *fleet = r->element[0]->str;
+    if ((strcmp(fleet, "open") == 0 && s == CB_OPEN) ||
+        (strcmp(fleet, "closed") == 0 && s == CB_CLOSED)) {
+        a->from_peer = 0;  /* ours to republish after a reconnect */
+        announce(p, a, UNSENT_STATE);
+    }
+}
+
 static void shared_trip(cb_store_priv *p, attach *a) {
     if (!p->connected) return;
     redisReply *r = shared_call(p, a, "trip", "failure");
-    freeReplyObject(r);  /* the local breaker is open already */
+    announce_fleet(p, a, r);  /* the local breaker is open already */
+    freeReplyObject(r);
 }
 
 static void hook_record(void *ud, cb_breaker *b, cb_outcome outcome) {
@@ -791,6 +816,7 @@ static void hook_record(void *ud, cb_breaker *b, cb_outcome outcome) {
     if (!p->connected) return;  /* local counting until Redis is back */
     redisReply *r = shared_call(p, a, "record", cb_outcome_names[outcome]);
     follow_fleet(a, r);
+    announce_fleet(p, a, r);
     freeReplyObject(r);
 }
 

@@ -10,7 +10,10 @@
  *   record   5 "success"|"failure", 6 instance id, 7 failure threshold,
  *            8 success threshold, 9 open timeout ms, 10 quorum
  *   trip     6 instance id, 9 open timeout ms, 10 quorum
- * record and trip return {fleet state, ms left open}. */
+ *   both     11 "1": quiet (the client signs: the fleet's transitions are
+ *            neither published nor remembered here, the client announces them)
+ * record and trip return {fleet state, ms left open}, plus a third element 1
+ * when this call changed the fleet's state. */
 #ifndef CB_STORE_SCRIPT_H
 #define CB_STORE_SCRIPT_H
 
@@ -57,6 +60,7 @@ static const char cb_store_script[] =
 "end\n"
 /* shared: the fleet's state machine */
 "local id, timeout, quorum = ARGV[6], tonumber(ARGV[9]), tonumber(ARGV[10])\n"
+"local quiet = ARGV[11] == '1'\n"
 "local function message(state, left)\n"
 "  return cjson.encode({serviceId = name, state = state, ts = now, forcedOpen = false,\n"
 "    recovered = false, origin = id, retryAfterMs = left})\n"
@@ -66,10 +70,12 @@ static const char cb_store_script[] =
 "  redis.call('SET', OPENED, now, 'PX', ttl)\n"
 "  redis.call('SET', UNTIL, now + timeout, 'PX', ttl)\n"
 "  redis.call('DEL', COUNT, SUCC, LEASE, TRIPPED)\n"
-"  local m = message('open', timeout)\n"
-"  remember(m)\n"
-"  redis.call('PUBLISH', channel, m)\n"
-"  return {'open', timeout}\n"
+"  if not quiet then\n"
+"    local m = message('open', timeout)\n"
+"    remember(m)\n"
+"    redis.call('PUBLISH', channel, m)\n"
+"  end\n"
+"  return {'open', timeout, 1}\n"
 "end\n"
 "local state = redis.call('GET', S) or 'closed'\n"
 "local deadline = tonumber(redis.call('GET', UNTIL) or '0')\n"
@@ -107,7 +113,7 @@ static const char cb_store_script[] =
 "redis.call('SET', S, 'closed', 'PX', ttl)\n"
 "redis.call('DEL', COUNT, OPENED, UNTIL, SUCC, TRIPPED)\n"
 "forget_unless_forced()\n"
-"redis.call('PUBLISH', channel, message('closed', nil))\n"
-"return {'closed', 0}\n";
+"if not quiet then redis.call('PUBLISH', channel, message('closed', nil)) end\n"
+"return {'closed', 0, 1}\n";
 
 #endif
