@@ -2,7 +2,8 @@
 # Installs what is missing (Debian 12 packages), builds, runs redis-server.
 
 CB_PACKAGES="cmake make gcc pkg-config lua5.4 liblua5.4-dev libhiredis-dev
-lua-cjson lua-busted redis-server libcjson-dev"
+libcjson-dev libssl-dev openssl lua-cjson lua-busted redis-server
+clang libclang-rt-14-dev valgrind"
 
 cb_log() { printf '==> %s\n' "$*" >&2; }
 
