@@ -599,6 +599,15 @@ CB_API int cb_store_poll(cb_store *s);
  * and for tests. */
 CB_API int cb_store_wait(cb_store *s, double ms);
 
+typedef void (*cb_store_name_fn)(void *ud, const char *name);
+
+/* Calls fn(ud, name) for every breaker with an entry in the boot-recovery
+ * hash <prefix>:states: the ones some instance announced open or forced
+ * open, and nobody reset since (what `cbreaker status` lists).  Blocks at
+ * most timeout_ms.  Returns how many, or CB_ERR when not connected or Redis
+ * failed.  `name` lives only during the call. */
+CB_API int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud);
+
 /* The subscription's file descriptor, readable when poll has work; -1 while
  * disconnected (it changes across reconnects). */
 CB_API int cb_store_fd(const cb_store *s);

@@ -134,6 +134,27 @@ describe("#redis operators' commands and a shared engine", function()
     peer_store:close()
   end)
 
+  it("status without names lists every breaker held open, and only those", function()
+    local url = server:url()
+    local status, out = run("status --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("no breaker is open or forced open", out)
+    local s = cb.redis{url = url, id = "owner", timeout_ms = 200}
+    local tripped = cb.new{name = "mistral", store = s, failure_threshold = 1, reset_timeout = 600}
+    local fine = cb.new{name = "anthropic", store = s}
+    tripped:failure()
+    fine:success()
+    helper.drain({s})
+    assert.equal(0, (run("force-open deepseek-chat --redis " .. url)))
+    assert.same({"deepseek-chat", "mistral"}, s:names())
+    status, out = run("status --redis " .. url)
+    assert.equal(0, status, out)
+    assert.matches("deepseek%-chat%s+forced%-open%s+until reset", out)
+    assert.matches("mistral%s+open%s+%d", out)
+    assert.is_nil(out:find("anthropic", 1, true))
+    tripped:close(); fine:close(); s:close()
+  end)
+
   it("explains what is missing", function()
     local status, out = run("status openai")
     assert.equal(2, status)

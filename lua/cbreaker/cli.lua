@@ -9,7 +9,8 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker demo [options]       simulate an LLM gateway (cbreaker demo --help)
        cbreaker walkthrough          one breaker's life, narrated
        cbreaker check POLICY.lua     validate an engine policy file
-       cbreaker status NAME... --redis URL    breakers' shared states
+       cbreaker status [NAME...] --redis URL  breakers' shared states
+                                     (no names: every breaker held open)
        cbreaker status --policy POLICY.lua --redis URL
        cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
@@ -185,13 +186,20 @@ function commands.status(...)
     if not p then return die("status: %s", err) end
     for _, n in ipairs(p.names) do names[#names + 1] = n end
   end
-  if #names == 0 then
-    return die("status: name the breakers (NAME... or --policy POLICY.lua)")
-  end
   local store, err = connect(o)
   if not store then
     io.stderr:write("cbreaker: status: ", err, "\n")
     return 1
+  end
+  if #names == 0 then  -- every breaker some instance holds open
+    local listed, lerr = store:names()
+    if not listed or #listed == 0 then
+      store:close()
+      if not listed then return die("status: %s", lerr) end
+      print("no breaker is open or forced open")
+      return 0
+    end
+    names = listed
   end
   print(("%-32s %-12s %s"):format("breaker", "state", "retry after"))
   for _, name in ipairs(names) do

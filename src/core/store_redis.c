@@ -1024,6 +1024,28 @@ void cb_store_detach(cb_store *s, cb_breaker *b) {
     free(a);
 }
 
+int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
+    cb_store_priv *p = s->priv;
+    if (s->err == CB_STORE_EOPTS || !p->connected || p->in_poll) return CB_ERR;
+    char states[KEY_MAX];
+    snprintf(states, sizeof states, "%s:states", p->prefix);
+    const char *argv[] = {"HKEYS", states};
+    redisReply *r = command(p, p->cmd, mono() + p->timeout, 2, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return CB_ERR;
+    }
+    int n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len)) continue;
+        fn(ud, e->str);  /* hiredis terminates bulk strings */
+        n++;
+    }
+    freeReplyObject(r);
+    return n;
+}
+
 int cb_store_poll(cb_store *s) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
     return poll_until(s->priv, mono() + s->priv->timeout);

@@ -173,6 +173,32 @@ static int store_wait(lua_State *L) {
     return 1;
 }
 
+static void add_name(void *ud, const char *name) {
+    lua_State *L = ud;  /* the names table is on top */
+    lua_pushstring(L, name);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* store:names() -> the names in the boot-recovery hash, sorted, or nil, msg. */
+static int store_names(lua_State *L) {
+    lstore *st = checkstore(L, 1);
+    lua_newtable(L);
+    lua_checkstack(L, 4);
+    if (cb_store_names(st->s, add_name, L) == CB_ERR) {
+        cb_store_health h;
+        cb_store_get_health(st->s, &h);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
+        return 2;
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    return 1;
+}
+
 static int store_fd(lua_State *L) {
     int fd = cb_store_fd(checkstore(L, 1)->s);
     if (fd < 0) {
@@ -229,6 +255,7 @@ static const luaL_Reg store_methods[] = {
     {"poll", store_poll},
     {"wait", store_wait},
     {"fd", store_fd},
+    {"names", store_names},
     {"health", store_health},
     {"attach", store_attach},
     {"detach", store_detach},
