@@ -120,7 +120,7 @@ local OUTCOMES = {success = true, failure = true, ignore = true}
 
 --- Runs a classifier on a packed pcall result: outcome, retry_after (or
 -- false, message when the classifier misbehaves).
-local function classify(fn, res)
+local function run_classifier(fn, res)
   local ok, outcome, ra = pcall(fn, unpack(res, 1, res.n))
   if not ok then return false, "classify failed: " .. tostring(outcome) end
   if not OUTCOMES[outcome] then
@@ -130,6 +130,13 @@ local function classify(fn, res)
     return false, "classify: retry_after must be a finite number of seconds >= 0"
   end
   return outcome, ra
+end
+
+--- The outcome of a call that returned (ok, ...): the classifier's answer
+-- when there is one (false and a message when it misbehaved), else ok's.
+local function classify(fn, ok, ...)
+  if fn then return run_classifier(fn, pack(ok, ...)) end
+  return ok and "success" or "failure"
 end
 
 local function same(a, b)
@@ -287,13 +294,7 @@ end
 function Engine:_record(i, t0, ok, ...)
   local name, br = self.names[i], self.brs[i]
   local ms = t0 and (self.now() - t0) * 1000 or nil
-  local outcome, ra
-  local cl = self.classify[name]
-  if cl then
-    outcome, ra = classify(cl, pack(ok, ...))
-  else
-    outcome = ok and "success" or "failure"
-  end
+  local outcome, ra = classify(self.classify[name], ok, ...)
   -- The selector first: a failure that opens the breaker counts in full
   -- before the discount (on_change) shrinks the evidence.
   if not outcome then
@@ -310,13 +311,7 @@ end
 -- it.  `bad` is a misbehaving classifier's message, raised after recording.
 function Engine:_finish(sbr, bad, ok, ...)
   if sbr then
-    local outcome, ra
-    local cl = self.session_classify
-    if cl then
-      outcome, ra = classify(cl, pack(ok, ...))
-    else
-      outcome = ok and "success" or "failure"
-    end
+    local outcome, ra = classify(self.session_classify, ok, ...)
     if not outcome then
       sbr:record("failure")
       bad = bad or ra
