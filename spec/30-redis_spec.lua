@@ -49,16 +49,8 @@ describe("#redis broadcast mode", function()
     return cb.new(o)
   end
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function()
-    server:cli("flushall")
-    clock = cb.manual_clock(1000)
-    stores = {}
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-  end)
+  helper.use_server(function(s, list) server, stores = s, list end)
+  before_each(function() clock = cb.manual_clock(1000) end)
 
   it("connects, and reports health without I/O on the hot path", function()
     local a = store("A")

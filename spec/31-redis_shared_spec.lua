@@ -22,15 +22,7 @@ describe("#redis shared mode", function()
     return cb.new(o), clock
   end
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function()
-    server:cli("flushall")
-    stores = {}
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-  end)
+  helper.use_server(function(s, list) server, stores = s, list end)
 
   it("counts failures fleet-wide and trips the fleet together", function()
     local a, b = store("A"), store("B")

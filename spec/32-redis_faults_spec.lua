@@ -25,20 +25,8 @@ describe("#redis faults", function()
     return cb.new{ name = name or "svc", clock = clock, store = s }
   end
 
-  -- Lets the back-off elapse until every store is connected again (a loaded
-  -- machine may time a handshake out: that costs one more back-off).
   local function reconnect(list, cond)
-    for _ = 1, 20 do
-      local all = true
-      for _, s in ipairs(list) do
-        s:wait(5)
-        s:poll()
-        all = all and s:health().connected
-      end
-      if all and (not cond or cond()) then return true end
-      clock:advance(8)
-    end
-    return false
+    return helper.reconnect(list, clock, 8, cond)
   end
 
   -- Runs fn, returns how long it took in ms (real time).
@@ -48,16 +36,9 @@ describe("#redis faults", function()
     return (cb.now() - t0) * 1000
   end
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function()
-    clock = cb.manual_clock(0)
-    stores = {}
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-    server:restart()  -- every test starts from a live, empty server
-  end)
+  -- Every test starts from a live, empty server: restarted after each.
+  helper.use_server(function(s, list) server, stores = s, list end, { restart = true })
+  before_each(function() clock = cb.manual_clock(0) end)
 
   it("starts without Redis, works locally, connects after the back-off", function()
     server:kill()

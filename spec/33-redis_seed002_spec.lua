@@ -29,15 +29,7 @@ end
 describe("#redis seed 002 regression", function()
   local server, stores
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function()
-    server:cli("flushall")
-    stores = {}
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-  end)
+  helper.use_server(function(s, list) server, stores = s, list end)
 
   local function instance(id, clock)
     local s = cb.redis{ url = server:url(), id = id, clock = clock }

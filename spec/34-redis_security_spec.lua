@@ -69,15 +69,7 @@ describe("#redis channel security", function()
     assert.is_true(helper.eventually(function() return s:health()[field] > before end, { s }))
   end
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function()
-    server:cli("flushall")
-    stores = {}
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-  end)
+  helper.use_server(function(s, list) server, stores = s, list end)
 
   describe("without a secret", function()
     it("a plain `closed` never clears a forced-open", function()

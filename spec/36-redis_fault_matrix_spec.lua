@@ -54,17 +54,7 @@ describe("#redis fault matrix", function()
   end
 
   local function reconnect(list, cond)
-    for _ = 1, 20 do
-      local all = true
-      for _, s in ipairs(list) do
-        s:wait(5)
-        timed(s.poll, s)
-        all = all and s:health().connected
-      end
-      if all and (not cond or cond()) then return true end
-      clock:advance(8)
-    end
-    return false
+    return helper.reconnect(list, clock, 8, cond, function(s) timed(s.poll, s) end)
   end
 
   local function bounded()
@@ -74,16 +64,10 @@ describe("#redis fault matrix", function()
     assert.is_true(slowest < TIMEOUT_MS + MARGIN_MS, ("a call took %.1f ms"):format(slowest))
   end
 
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
+  helper.use_server(function(s, list) server, stores = s, list end, { restart = true })
   before_each(function()
     clock = cb.manual_clock(0)
-    stores = {}
     slowest = 0
-  end)
-  after_each(function()
-    for _, s in ipairs(stores) do s:close() end
-    server:restart()
   end)
 
   it("maxmemory: writes refused with OOM, then sent again once memory is back", function()

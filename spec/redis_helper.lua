@@ -129,6 +129,44 @@ if ok and busted.subscribe then
   end)
 end
 
+--- Gives the enclosing describe block a private server, started once, and
+-- a fresh list of stores for each test, closed after it.  `set(server,
+-- stores)` receives both before each test.  `opts` is start's, plus
+-- `restart`: restart the server after each test (for specs that kill or
+-- pause it) instead of flushing it before.
+function M.use_server(set, opts)
+  local server, stores
+  busted.setup(function() server = M.start(opts) end)
+  busted.teardown(function() if server then server:stop() end end)
+  busted.before_each(function()
+    if not (opts and opts.restart) then server:cli("flushall") end
+    stores = {}
+    set(server, stores)
+  end)
+  busted.after_each(function()
+    for _, s in ipairs(stores) do s:close() end
+    if opts and opts.restart then server:restart() end
+  end)
+end
+
+--- Lets the stores' reconnect back-off elapse on `clock`, `step` seconds at
+-- a time (at most 20 steps), until every store is connected again and
+-- cond() holds (a loaded machine may time a handshake out: that costs one
+-- more back-off).  `poll(s)` polls a store; s:poll() by default.
+function M.reconnect(list, clock, step, cond, poll)
+  for _ = 1, 20 do
+    local all = true
+    for _, s in ipairs(list) do
+      s:wait(5)
+      if poll then poll(s) else s:poll() end
+      all = all and s:health().connected
+    end
+    if all and (not cond or cond()) then return true end
+    clock:advance(step)
+  end
+  return false
+end
+
 --- Polls `stores` until cond() holds: at most `rounds` waits of 20 ms on
 -- their subscriptions (so a lost message fails instead of hanging).
 function M.eventually(cond, stores, rounds)
