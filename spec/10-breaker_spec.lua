@@ -1,19 +1,7 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
--- A breaker on a manual clock, with options on top of `opts`.
-local function breaker(opts)
-  local clock = cb.manual_clock(1000)
-  local o = { name = "svc", clock = clock }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return cb.new(o), clock
-end
-
-local function fail(br, n)
-  for _ = 1, n do
-    assert.is_true((br:allow()))
-    br:failure()
-  end
-end
+local breaker, fail = fx.breaker, fx.fail
 
 describe("breaker defaults (seed 003)", function()
   it("opens after 5 consecutive failures", function()

@@ -1,26 +1,7 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
--- A registry on a manual clock, with options on top of `opts`.
-local function registry(opts)
-  local clock = cb.manual_clock(1000)
-  local o = { clock = clock, seed = 7 }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return cb.registry(o), clock
-end
-
-local function fail(br, n)
-  for _ = 1, n do
-    assert.is_true((br:allow()))
-    br:failure()
-  end
-end
-
-local function succeed(br, n)
-  for _ = 1, n or 1 do
-    assert.is_true((br:allow()))
-    br:success()
-  end
-end
+local registry, fail, succeed = fx.registry, fx.fail, fx.succeed
 
 describe("registry isolation (seeds 000, 001)", function()
   it("session A trips, session B still works", function()

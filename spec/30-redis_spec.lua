@@ -1,7 +1,7 @@
 -- cb.redis in broadcast mode (seeds 002, 003): two or more stores per test,
 -- one private redis-server for the file.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 describe("cb.redis options", function()
   it("rejects bad URLs with a clear message and never shows the password", function()
@@ -33,24 +33,9 @@ describe("cb.redis options", function()
 end)
 
 describe("#redis broadcast mode", function()
-  local server, clock, stores
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, clock = clock, timeout_ms = 200 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
-
-  local function breaker(s, name, extra)
-    local o = { name = name or "svc", clock = clock, store = s }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return cb.new(o)
-  end
-
-  helper.use_server(function(s, list) server, stores = s, list end)
-  before_each(function() clock = cb.manual_clock(1000) end)
+  local server, clock
+  local store, breaker = helper.fixture({ clock = 1000, store = { timeout_ms = 200 } },
+    function(s, _, c) server, clock = s, c end)
 
   it("connects, and reports health without I/O on the hot path", function()
     local a = store("A")

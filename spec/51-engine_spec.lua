@@ -1,6 +1,7 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
-local source = os.getenv("CB_SOURCE_DIR") or "."
+local source = fx.source
 
 -- A deterministic coin for simulated providers (never math.random: specs
 -- must not depend on the interpreter's seed).
@@ -13,20 +14,14 @@ local function coin(seed)
 end
 
 local function engine(extra, clock)
-  local p = {clock = clock or cb.manual_clock(0), providers = {a = {}, b = {}, c = {}},
-             selection = {seed = 7}}
-  for k, v in pairs(extra or {}) do p[k] = v end
+  local p = fx.with({clock = clock or cb.manual_clock(0), providers = {a = {}, b = {}, c = {}},
+                     selection = {seed = 7}}, extra)
   return cb.engine(p), p.clock
 end
 
 local function ok_fn(provider, x) return provider, x end
 
-local function trip(br)
-  while br:state() == "closed" do
-    assert.is_true(br:allow())
-    br:failure()
-  end
-end
+local trip = fx.trip
 
 describe("engine", function()
   describe("construction", function()

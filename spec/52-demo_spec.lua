@@ -1,7 +1,8 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
-local host = os.getenv("CB_HOST") or "build/cbreaker"
-local source = os.getenv("CB_SOURCE_DIR") or "."
+local host = fx.host
+local source = fx.source
 
 --- Runs the host with `args`; returns its exit status and output (both streams).
 local function run(args)
@@ -103,12 +104,9 @@ describe("cbreaker check", function()
 end)
 
 describe("#redis operators' commands and a shared engine", function()
-  local helper = require("redis_helper")
+  local helper = require("helpers.redis")
   local server
-
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function() server:cli("flushall") end)
+  helper.use_server(function(s) server = s end)
 
   it("force-open, status and reset act on every peer", function()
     local url = server:url()

@@ -1,7 +1,7 @@
 -- Seed 002's incident as a regression test, and the store across two OS
 -- processes.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 -- Seed 002's health sentinel, PR #164 recovery path and override included:
 -- a failed probe force-opens; a healthy probe after down/degraded resets;
@@ -108,12 +108,10 @@ end)
 
 describe("#redis across processes", function()
   local server
-
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
+  helper.use_server(function(s) server = s end)
 
   it("shares force-open and recovery with another OS process", function()
-    local host = os.getenv("CB_HOST") or "build/cbreaker"
+    local host = require("helpers.fixtures").host
     local script = os.tmpname()
     local f = assert(io.open(script, "w"))
     f:write([[
