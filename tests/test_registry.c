@@ -6,9 +6,6 @@
 #include "breaker_impl.h"
 #include "test.h"
 
-/* One named check: test.h's test() and check() together. */
-#define check(name, c) do { test(name); test_cond(c); } while (0)
-
 #define S(s) (s), strlen(s)
 
 static cb_manual_clock mc;
