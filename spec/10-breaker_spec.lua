@@ -3,7 +3,7 @@ local fx = require("helpers.fixtures")
 
 local breaker, fail = fx.breaker, fx.fail
 
-describe("breaker defaults (seed 003)", function()
+describe("breaker defaults (pybreaker's: 5 failures, 30 s, 2 successes)", function()
   it("opens after 5 consecutive failures", function()
     local br = breaker()
     fail(br, 4)

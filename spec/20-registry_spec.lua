@@ -3,7 +3,7 @@ local fx = require("helpers.fixtures")
 
 local registry, fail, succeed = fx.registry, fx.fail, fx.succeed
 
-describe("registry isolation (seeds 000, 001)", function()
+describe("registry isolation (one session's errors never trip another's)", function()
   it("session A trips, session B still works", function()
     local reg = registry()
     local a = reg:get("tenant1", "session-A")
@@ -275,7 +275,7 @@ describe("registry per-tenant cap", function()
 end)
 
 describe("registry cleanup", function()
-  it("removes inactive sessions of 150 (seed 001), unused ones first", function()
+  it("removes inactive sessions of 150, unused ones first", function()
     local reg, clock = registry{ idle_ttl = 60, unused_ttl = 5, cleanup_every = 0 }
     for i = 1, 150 do
       local br = reg:get("tenant1", "session-" .. i)

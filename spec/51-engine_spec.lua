@@ -304,7 +304,7 @@ describe("engine", function()
     end)
   end)
 
-  describe("session guardrails (seeds 000, 001)", function()
+  describe("session guardrails", function()
     local function client_error(ok, err)
       if ok then return "success" end
       return type(err) == "table" and err.client and "ignore" or "failure"
@@ -447,7 +447,7 @@ describe("engine", function()
     end)
   end)
 
-  describe("probe (seed 002's sentinel)", function()
+  describe("probe (the health sentinel)", function()
     it("resets a forced-open provider on a healthy probe", function()
       local e = engine()
       local br = e:breaker("a")
@@ -471,7 +471,7 @@ describe("engine", function()
     end)
 
     it("cannot keep a provider down through its own open breakers", function()
-      -- The seed 002 loop: breakers open, no traffic, so no evidence; the
+      -- The force-open loop: breakers open, no traffic, so no evidence; the
       -- probe is healthy.  The first healthy probe ends it.
       local e, clock = engine({defaults = {reset_timeout = 30}, sentinel = {force_open_after = 1}})
       e:probe("a", false)

@@ -165,7 +165,7 @@ describe("#redis operators' commands and a shared engine", function()
     assert.matches("cannot reach redis://127.0.0.1:1/0", out, 1, true)
   end)
 
-  it("two engines share a sentinel's verdicts (seed 002 across tasks)", function()
+  it("two engines share a sentinel's verdicts across tasks", function()
     local function engine(id)
       return cb.engine{providers = {deepseek = {}, openai = {}}, sentinel = {force_open_after = 1},
                        redis = {url = server:url(), id = id, timeout_ms = 200}}

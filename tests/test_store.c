@@ -1,5 +1,6 @@
 /* test_store.c -- the store's parts that need no server: URL parsing, the
- * channel message codec, seed 002's peer rules in the core, and a store
+ * channel message codec (the Redis pub/sub manager's JSON), the rules for
+ * what a peer's message does to a breaker, and a store
  * whose Redis is unreachable (it must keep the breakers working). */
 #include <math.h>
 #include <stdio.h>
@@ -59,7 +60,7 @@ static const char *decode(const char *s, cb_message *m) {
 static void test_messages(void) {
     cb_message m, d;
     char buf[CB_MESSAGE_MAX + 1];
-    section("seed 002 messages round-trip");
+    section("pub/sub manager messages round-trip");
     memset(&m, 0, sizeof m);
     strcpy(m.service_id, "deepseek::deepseek-chat");
     strcpy(m.origin, "host:1:abcd");
@@ -78,9 +79,9 @@ static void test_messages(void) {
     check(topic, cb_message_peer_state(&d) == CB_PEER_FORCED_OPEN);
     check(topic, cb_message_encode(&m, buf, 20) == -1);  /* does not fit */
 
-    section("the seed's own reset message (no origin, extra fields) is understood");
+    section("the manager's own reset message (no origin, extra fields) is understood");
     check(topic, decode("{\"serviceId\":\"a\",\"state\":\"closed\",\"ts\":1,\"forcedOpen\":false,"
-                     "\"recovered\":true,\"extra\":[1,2]}", &d) == NULL);
+                        "\"recovered\":true,\"extra\":[1,2]}", &d) == NULL);
     check(topic, d.recovered && !d.open && d.origin[0] == '\0');
     check(topic, cb_message_peer_state(&d) == CB_PEER_RECOVERED);
     check(topic, decode("{\"serviceId\":\"a\",\"state\":\"closed\"}", &d) == NULL);
