@@ -599,6 +599,20 @@ describe("engine", function()
           or line:match("^[%a_:][%w_:]*{.-} %S+$") or line:match("^[%a_:][%w_:]* %S+$"), line)
       end
     end)
+
+    it("renders a stats snapshot alone (cbreaker.metrics)", function()
+      local e = engine({sessions = {}})
+      e:call("t", "s", ok_fn)
+      local st = e:stats()
+      e:close()  -- the text needs nothing but the table
+      local text = require("cbreaker.metrics").text(st)
+      assert.matches('cbreaker_requests_total{result="ok"} 1\n', text, 1, true)
+      assert.matches("cbreaker_sessions 1\n", text, 1, true)
+      st.providers.a.state, st.providers.a.slow_calls = "forced-open", 2.5
+      text = require("cbreaker.metrics").text(st)
+      assert.matches('cbreaker_provider_state{provider="a",state="forced-open"} 1\n', text, 1, true)
+      assert.matches('cbreaker_provider_slow_calls_total{provider="a"} 2.5\n', text, 1, true)
+    end)
   end)
 
   describe("example policies", function()
