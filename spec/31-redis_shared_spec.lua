@@ -1,28 +1,19 @@
 -- cb.redis{mode = "shared"}: the fleet's counts and transitions live in
 -- Redis, computed by the store's script on Redis's own clock.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local fx = require("helpers.fixtures")
+local helper = require("helpers.redis")
 
 describe("#redis shared mode", function()
-  local server, stores
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, mode = "shared", timeout_ms = 200 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
+  local server
+  local store, new_breaker = helper.fixture({ store = { mode = "shared", timeout_ms = 200 },
+    breaker = { reset_timeout = 10 } }, function(s) server = s end)
 
   -- Each instance has its own clock, far apart: the fleet must not care.
   local function breaker(s, t0, extra)
     local clock = cb.manual_clock(t0)
-    local o = { name = "svc", clock = clock, store = s, reset_timeout = 10 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return cb.new(o), clock
+    return new_breaker(s, nil, fx.with({ clock = clock }, extra)), clock
   end
-
-  helper.use_server(function(s, list) server, stores = s, list end)
 
   it("counts failures fleet-wide and trips the fleet together", function()
     local a, b = store("A"), store("B")
