@@ -1,8 +1,11 @@
 #!/bin/sh
 # install_test.sh BUILD_DIR -- installs into a temporary prefix and checks the
 # layout DESIGN.md promises: the installed host finds its own module without
-# LUA_PATH/LUA_CPATH, stock lua5.4 loads the installed module, and a C program
-# builds against the installed library through pkg-config.
+# LUA_PATH/LUA_CPATH, stock lua5.4 loads the installed module, a C program
+# builds against the installed library through pkg-config, shared and
+# static (pkg-config --static), core.so exports luaopen_cbreaker_core only,
+# libcbreaker.so only the cb_* functions the installed headers declare, and
+# cbreaker.h pulls in none of the store's libraries.
 set -eu
 build=$1
 prefix=$(mktemp -d)
@@ -11,7 +14,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 
 for f in lib/lua/5.4/cbreaker/core.so share/lua/5.4/cbreaker/init.lua bin/cbreaker \
          share/lua/5.4/cbreaker/demo.lua share/cbreaker/examples/walkthrough.lua \
-         include/cbreaker.h lib/libcbreaker.so lib/libcbreaker.a lib/pkgconfig/cbreaker.pc; do
+         include/cbreaker.h include/cbreaker_redis.h lib/libcbreaker.so lib/libcbreaker.a lib/pkgconfig/cbreaker.pc; do
     [ -e "$prefix/$f" ] || { echo "missing: $f"; exit 1; }
 done
 
@@ -50,3 +53,49 @@ PKG_CONFIG_PATH="$prefix/lib/pkgconfig" cc -o "$prefix/t" "$prefix/t.c" \
     $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs cbreaker) \
     -Wl,-rpath,"$prefix/lib" ${CB_TEST_LDFLAGS:-}
 "$prefix/t"
+
+# Exports: the module only its luaopen; the library only its public API.
+exports=$(nm -D --defined-only "$prefix/lib/lua/5.4/cbreaker/core.so" | awk '{print $3}')
+[ "$exports" = luaopen_cbreaker_core ] ||
+    { echo "core.so exports more than luaopen_cbreaker_core:"; echo "$exports" | head; exit 1; }
+nm -D --defined-only "$prefix/lib/libcbreaker.so" | awk '{print $3}' | sort >"$prefix/exported"
+sed -n 's/^CB_API[^(;]*[ *]\([a-z_][a-z0-9_]*\) *[(;[].*/\1/p' "$prefix"/include/cbreaker*.h |
+    sort -u >"$prefix/declared"
+extra=$(comm -23 "$prefix/exported" "$prefix/declared")
+[ -z "$extra" ] || { echo "libcbreaker.so exports undeclared symbols:"; echo "$extra"; exit 1; }
+missing=$(comm -13 "$prefix/exported" "$prefix/declared")
+[ -z "$missing" ] || { echo "declared but not exported:"; echo "$missing"; exit 1; }
+grep -q '^cb_breaker_new$' "$prefix/exported" || { echo "no cb_breaker_new exported"; exit 1; }
+
+# cbreaker.h alone: no hiredis, cJSON or OpenSSL header behind it.
+deps=$(echo '#include <cbreaker.h>' | cc -std=c11 -M -x c - -I"$prefix/include")
+if echo "$deps" | grep -Eq 'hiredis|cjson|openssl|lua'; then
+    echo "cbreaker.h includes a store or Lua header:"; echo "$deps"; exit 1
+fi
+
+# Statically against libcbreaker.a: the store pulls in HMAC (libcrypto),
+# cJSON and hiredis, which only pkg-config --static names.
+pc() { PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config "$@"; }
+pc --static --libs cbreaker | grep -q -- -lcrypto ||
+    { echo "cbreaker.pc: --static does not list libcrypto: $(pc --static --libs cbreaker)"; exit 1; }
+cat > "$prefix/s.c" <<'C'
+#include <cbreaker_redis.h>
+#include <stdio.h>
+int main(void) {
+    cb_store_opts o;
+    cb_store_opts_init(&o);
+    o.url = "unix:///nonexistent/cbreaker-install-test.sock";
+    o.secret = "0123456789abcdef";  /* signing: HMAC-SHA256 from libcrypto */
+    cb_store *s = cb_store_new(&o);
+    int ok = s && s->err == CB_STORE_EIO;  /* nothing listens there */
+    cb_store_free(s);
+    puts(ok ? "ok C static" : "failed C static");
+    return !ok;
+}
+C
+cc -o "$prefix/s" "$prefix/s.c" $(pc --cflags cbreaker) \
+    $(pc --static --libs cbreaker | sed 's/-lcbreaker\b/-l:libcbreaker.a/') ${CB_TEST_LDFLAGS:-}
+if readelf -d "$prefix/s" | grep -q 'libcbreaker\.so'; then
+    echo "the static test program needs libcbreaker.so"; exit 1
+fi
+"$prefix/s"
