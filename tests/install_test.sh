@@ -1,13 +1,16 @@
 #!/bin/sh
-# install_test.sh BUILD_DIR -- installs into a temporary prefix and checks the
+# install_test.sh BUILD_DIR [SOURCE_DIR] -- installs into a temporary prefix and checks the
 # layout DESIGN.md promises: the installed host finds its own module without
 # LUA_PATH/LUA_CPATH, stock lua5.4 loads the installed module, a C program
 # builds against the installed library through pkg-config, shared and
 # static (pkg-config --static), core.so exports luaopen_cbreaker_core only,
 # libcbreaker.so only the cb_* functions the installed headers declare, and
-# cbreaker.h pulls in none of the store's libraries.
+# cbreaker.h pulls in none of the store's libraries.  With SOURCE_DIR, also
+# `luarocks make` (cbreaker-scm-1.rockspec) into a temporary rocks tree, and
+# stock lua5.4 requires cbreaker from that tree's paths only.
 set -eu
 build=$1
+src=${2:-}
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
@@ -99,3 +102,35 @@ if readelf -d "$prefix/s" | grep -q 'libcbreaker\.so'; then
     echo "the static test program needs libcbreaker.so"; exit 1
 fi
 "$prefix/s"
+
+# LuaRocks: `luarocks make` from a copy of the sources (its build directory
+# lands next to the rockspec) into a temporary tree.
+if [ -n "$src" ]; then
+    mkdir "$prefix/rock"
+    cp -r "$src/CMakeLists.txt" "$src/cmake" "$src/include" "$src/src" "$src/lua" \
+        "$src/cbreaker-scm-1.rockspec" "$prefix/rock/"
+    tree=$prefix/tree
+    (cd "$prefix/rock" && luarocks --lua-version 5.4 make --tree "$tree" >"$prefix/rock.log" 2>&1) ||
+        { cat "$prefix/rock.log"; echo "luarocks make failed"; exit 1; }
+    for f in share/lua/5.4/cbreaker/init.lua share/lua/5.4/cbreaker/engine.lua \
+             lib/lua/5.4/cbreaker/core.so; do
+        [ -e "$tree/$f" ] || { echo "luarocks tree misses $f"; exit 1; }
+    done
+    # Only the tree's own entries of `luarocks path` (it adds ~/.luarocks
+    # and /usr/local), and no default path (no ";;").
+    only_tree() { tr ';' '\n' | grep "^$tree/" | paste -sd';'; }
+    lpath=$(luarocks --lua-version 5.4 --tree "$tree" path --lr-path | only_tree)
+    cpath=$(luarocks --lua-version 5.4 --tree "$tree" path --lr-cpath | only_tree)
+    (cd / && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_PATH="$lpath" LUA_CPATH="$cpath" TREE="$tree" \
+        lua5.4 -e 'local cb = require"cbreaker"
+            local tree = os.getenv("TREE") .. "/"
+            assert(package.searchpath("cbreaker", package.path):find(tree, 1, true) == 1)
+            assert(package.searchpath("cbreaker.core", package.cpath):find(tree, 1, true) == 1)
+            local br = cb.new{ failure_threshold = 1 }
+            br:failure()
+            assert(br:state() == "open")
+            print("ok luarocks " .. cb._VERSION)' ||
+        { echo "require\"cbreaker\" failed with the rocks tree's paths"; exit 1; })
+    exports=$(nm -D --defined-only "$tree/lib/lua/5.4/cbreaker/core.so" | awk '{print $3}')
+    [ "$exports" = luaopen_cbreaker_core ] || { echo "the rock's core.so exports more"; exit 1; }
+fi
