@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "cbreaker.h"
+#include "cbreaker_redis.h"
 
 /* ---- channel messages (seed 002) -------------------------------------------
  * {"serviceId":"x","state":"open"|"closed","ts":<ms>,"forcedOpen":bool,

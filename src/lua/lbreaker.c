@@ -130,6 +130,9 @@ static int new_option(lua_State *L, const char *key, void *ud) {
         return 1;
     }
     if (strcmp(key, "store") == 0) {  /* attached once the breaker exists */
+#if !CB_WITH_REDIS
+        cb_lua_store_attach(L, -1, c->box, "cbreaker.new");  /* raises: no Redis support */
+#endif
         if (!luaL_testudata(L, -1, CB_STORE_MT))
             luaL_error(L, "cbreaker.new: option 'store' must be a cbreaker.Store (got %s)",
                        luaL_typename(L, -1));
