@@ -546,6 +546,9 @@ typedef struct cb_store_opts {
     double replay_window_ms;  /* with a secret: a channel message whose ts is further
                                  than this from our wall clock is rejected (30000) */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
+    double peer_read_ms;      /* poll reads the attached names' per-field keys this
+                                 often, to notice peers that never publish (a
+                                 pybreaker service); 0 = off, else [10, 3600000] (1000) */
 } cb_store_opts;
 
 /* Fills `o` with the defaults above. */
@@ -626,6 +629,7 @@ typedef struct cb_store_health {
     uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
     uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
     uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms */
+    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */
