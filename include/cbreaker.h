@@ -604,12 +604,21 @@ CB_API int cb_store_wait(cb_store *s, double ms);
 
 typedef void (*cb_store_name_fn)(void *ud, const char *name);
 
-/* Calls fn(ud, name) for every breaker with an entry in the boot-recovery
- * hash <prefix>:states: the ones some instance announced open or forced
- * open, and nobody reset since (what `cbreaker status` lists).  Blocks at
- * most timeout_ms.  Returns how many, or CB_ERR when not connected or Redis
- * failed.  `name` lives only during the call. */
+/* Calls fn(ud, name) for every breaker held open, as cb_store_list. */
 CB_API int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud);
+
+typedef void (*cb_store_list_fn)(void *ud, const char *name, const char *source);
+
+/* Calls fn(ud, name, source) for every breaker held open (what `cbreaker
+ * status` lists): each name with an entry in the boot-recovery hash
+ * <prefix>:states (source "cbreaker": an instance announced it open or
+ * forced open and nobody reset it since), then each name whose
+ * <prefix>:<name>:state key is open without such an entry (source "keys": a
+ * peer that writes only the per-field keys, as a pybreaker service does),
+ * found with SCAN.  Each round trip blocks at most timeout_ms.  Returns how
+ * many, or CB_ERR when not connected or Redis failed (fn may have been
+ * called).  `name` and `source` live only during the call. */
+CB_API int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud);
 
 /* The subscription's file descriptor, readable when poll has work; -1 while
  * disconnected (it changes across reconnects). */

@@ -1272,7 +1272,85 @@ void cb_store_detach(cb_store *s, cb_breaker *b) {
     free(a);
 }
 
-int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
+/* The names of `hkeys` (HKEYS of the boot hash) hold `name`? */
+static int in_reply(const redisReply *hkeys, const char *name, size_t len) {
+    for (size_t i = 0; i < hkeys->elements; i++) {
+        const redisReply *e = hkeys->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len == len && memcmp(e->str, name, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* SCAN MATCH <prefix>:*:state, then MGET of what it found: calls fn for
+ * each name whose state is open and that the boot hash does not hold
+ * (a peer that writes only the per-field keys).  Returns how many, or
+ * CB_ERR when Redis failed. */
+static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_list_fn fn,
+                         void *ud) {
+    char pattern[2 * 128 + 16], cursor[32] = "0";
+    size_t w = 0, plen = strlen(p->prefix);
+    for (const char *c = p->prefix; *c; c++) {  /* the prefix is no glob */
+        if (strchr("*?[]\\", *c)) pattern[w++] = '\\';
+        pattern[w++] = *c;
+    }
+    snprintf(pattern + w, sizeof pattern - w, ":*:state");
+    int n = 0;
+    for (int round = 0; round < 10000; round++) {  /* 10 M keys at most */
+        const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *r = command(p, p->cmd, mono() + p->timeout, 6, scan, NULL);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return CB_ERR;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        redisReply *v = NULL;
+        if (keys->elements > 0) {
+            const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+            size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
+            int ok = argv && lens;
+            if (ok) {
+                argv[0] = "MGET";
+                lens[0] = 4;
+                for (size_t i = 0; i < keys->elements; i++) {
+                    argv[i + 1] = keys->element[i]->str;
+                    lens[i + 1] = keys->element[i]->len;
+                    ok = ok && keys->element[i]->type == REDIS_REPLY_STRING;
+                }
+            }
+            if (ok) v = command(p, p->cmd, mono() + p->timeout, (int)keys->elements + 1, argv, lens);
+            free(argv);
+            free(lens);
+            if (!v || v->type != REDIS_REPLY_ARRAY || v->elements != keys->elements) {
+                freeReplyObject(v);
+                freeReplyObject(r);
+                return CB_ERR;
+            }
+        }
+        for (size_t i = 0; v && i < keys->elements; i++) {
+            const redisReply *k = keys->element[i], *st = v->element[i];
+            if (st->type != REDIS_REPLY_STRING ||
+                (strcmp(st->str, "open") != 0 && strcmp(st->str, "forced-open") != 0))
+                continue;
+            size_t len = k->len - plen - 1 - strlen(":state");  /* MATCH made it longer */
+            char name[CB_NAME_MAX];
+            if (len == 0 || len >= sizeof name || memchr(k->str + plen + 1, '\0', len)) continue;
+            memcpy(name, k->str + plen + 1, len);
+            name[len] = '\0';
+            if (in_reply(hkeys, name, len)) continue;
+            fn(ud, name, "keys");
+            n++;
+        }
+        freeReplyObject(v);
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0) return n;
+    }
+    return n;
+}
+
+int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud) {
     cb_store_priv *p = s->priv;
     if (s->err == CB_STORE_EOPTS || !p->connected || p->in_poll) return CB_ERR;
     char states[KEY_MAX];
@@ -1287,11 +1365,28 @@ int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len)) continue;
-        fn(ud, e->str);  /* hiredis terminates bulk strings */
+        fn(ud, e->str, "cbreaker");  /* hiredis terminates bulk strings */
         n++;
     }
+    int more = list_key_only(p, r, fn, ud);
     freeReplyObject(r);
-    return n;
+    return more == CB_ERR ? CB_ERR : n + more;
+}
+
+typedef struct names_ud {
+    cb_store_name_fn fn;
+    void *ud;
+} names_ud;
+
+static void name_only(void *ud, const char *name, const char *source) {
+    names_ud *n = ud;
+    (void)source;
+    n->fn(n->ud, name);
+}
+
+int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
+    names_ud n = {fn, ud};
+    return cb_store_list(s, name_only, &n);
 }
 
 int cb_store_poll(cb_store *s) {
