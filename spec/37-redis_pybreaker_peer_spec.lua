@@ -169,8 +169,19 @@ local function suite(mode, form, impl)
 
     it("a force holds on the Python side however long, until a reset", function()
       local br, _, s = instance("llm")
+      local other, _, s2 = instance("llm")  -- does not poll: hears nothing
       local py = peer("llm")
       br:force_open()
+      flushed(s)
+      for _ = 1, 5 do other:failure() end
+      if mode == "shared" then
+        assert.equals("forced-open", other:state())  -- the script answers with the force
+      else
+        assert.equals("open", other:state())  -- its own open leaves the force's keys
+        flushed(s2)
+        assert.equals("1", server:cli("get circuit_breaker:llm:forced"))
+        assert.matches('"forcedOpen":true', server:cli("hget circuit_breaker:states llm"))
+      end
       flushed(s)
       assert.equals("open", server:cli("get circuit_breaker:llm:state"))
       assert.equals("1", server:cli("get circuit_breaker:llm:forced"))

@@ -114,7 +114,7 @@ static const char cb_store_script[] =
 "    redis.call('SET', OPENED, math.floor(now / 1000), 'PX', ttl)\n"
 "    redis.call('SET', UNTIL, now + tonumber(ARGV[6]), 'PX', ttl)\n"
 "  end\n"
-"  remember(ARGV[5])\n"
+"  if op == 'forced' or not forced then remember(ARGV[5]) end\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "end\n"
