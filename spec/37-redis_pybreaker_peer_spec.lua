@@ -304,4 +304,31 @@ describe("#redis keys a peer wrote that say nothing cbreaker reads", function()
     assert.is_true(a:allow())
     assert.is_true(s:health().connected)
   end)
+
+  it("many attached names are read a bounded batch at a time, all in turn", function()
+    local clock, sclock = cb.manual_clock(0), cb.manual_clock(0)
+    local s = cb.redis{ url = server:url(), clock = sclock }
+    stores[1] = s
+    local brs = {}
+    for i = 1, 2500 do brs[i] = cb.new{ name = "n" .. i, clock = clock, store = s } end
+    -- a peer opens three of them after they attached, so only reads find it
+    for _, i in ipairs({ 1, 1234, 2500 }) do
+      server:cli(("mset circuit_breaker:n%d:state open circuit_breaker:n%d:opened_at %d")
+        :format(i, i, os.time()))
+    end
+    local ticks = 0
+    local function seen()
+      return brs[1]:state() == "open" and brs[1234]:state() == "open"
+        and brs[2500]:state() == "open"
+    end
+    while not seen() and ticks < 10 do
+      sclock:advance(1.1)
+      s:poll()
+      for _ = 1, 20 do s:wait(5); s:poll() end
+      ticks = ticks + 1
+    end
+    assert.is_true(seen())
+    assert.is_true(ticks >= 2 and ticks <= 4, ticks .. " ticks")  -- 1024 names a tick
+    assert.equals("closed", brs[2]:state())
+  end)
 end)

@@ -641,18 +641,22 @@ static void read_done(cb_store_priv *p, redisReply *r) {
 
 /* Appends rd's MGET on cmd; its reply comes back through settle. */
 static int read_send(cb_store_priv *p, peer_read *rd) {
-    size_t argc = 1 + rd->n * RK_COUNT;
+    size_t argc = 1 + rd->n * RK_COUNT, bytes = 0, plen = strlen(p->prefix);
+    const char *name = rd->names;
+    for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1)
+        for (int f = 0; f < RK_COUNT; f++)
+            bytes += plen + strlen(name) + strlen(key_fields[read_fields[f]]) + 3;
     const char **argv = malloc(argc * sizeof *argv);
-    char *keys = malloc(rd->n * RK_COUNT * KEY_MAX);
+    char *keys = malloc(bytes);
     int ok = CB_ERR;
     if (argv && keys) {
         argv[0] = "MGET";
-        const char *name = rd->names;
+        char *k = keys;
+        name = rd->names;
         for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
             for (int f = 0; f < RK_COUNT; f++) {
-                char *k = keys + (i * RK_COUNT + (size_t)f) * KEY_MAX;
-                snprintf(k, KEY_MAX, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]);
                 argv[1 + i * RK_COUNT + (size_t)f] = k;
+                k += sprintf(k, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]) + 1;
             }
         }
         ok = command_async(p, NULL, INFLIGHT_READ, (int)argc, argv, NULL);
