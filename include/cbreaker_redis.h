@@ -76,6 +76,9 @@ typedef struct cb_store_opts {
     double replay_window_ms;  /* with a secret: a channel message whose ts is further
                                  than this from our wall clock is rejected (30000) */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
+    double peer_read_ms;      /* poll reads the attached names' per-field keys this
+                                 often, to notice peers that never publish (a
+                                 pybreaker service); 0 = off, else [10, 3600000] (1000) */
 } cb_store_opts;
 
 /* Fills `o` with the defaults above. */
@@ -131,12 +134,21 @@ CB_API int cb_store_wait(cb_store *s, double ms);
 
 typedef void (*cb_store_name_fn)(void *ud, const char *name);
 
-/* Calls fn(ud, name) for every breaker with an entry in the boot-recovery
- * hash <prefix>:states: the ones some instance announced open or forced
- * open, and nobody reset since (what `cbreaker status` lists).  Blocks at
- * most timeout_ms.  Returns how many, or CB_ERR when not connected or Redis
- * failed.  `name` lives only during the call. */
+/* Calls fn(ud, name) for every breaker held open, as cb_store_list. */
 CB_API int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud);
+
+typedef void (*cb_store_list_fn)(void *ud, const char *name, const char *source);
+
+/* Calls fn(ud, name, source) for every breaker held open (what `cbreaker
+ * status` lists): each name with an entry in the boot-recovery hash
+ * <prefix>:states (source "cbreaker": an instance announced it open or
+ * forced open and nobody reset it since), then each name whose
+ * <prefix>:<name>:state key is open without such an entry (source "keys": a
+ * peer that writes only the per-field keys, as a pybreaker service does),
+ * found with SCAN.  Each round trip blocks at most timeout_ms.  Returns how
+ * many, or CB_ERR when not connected or Redis failed (fn may have been
+ * called).  `name` and `source` live only during the call. */
+CB_API int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud);
 
 /* The subscription's file descriptor, readable when poll has work; -1 while
  * disconnected (it changes across reconnects). */
@@ -156,6 +168,7 @@ typedef struct cb_store_health {
     uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
     uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
     uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms */
+    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */
