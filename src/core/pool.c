@@ -124,19 +124,23 @@ int cb_pool_get_stats(const cb_pool *p, int i, cb_pool_stats *st) {
 
 /* ---- choosing ----------------------------------------------------------------- */
 
-/* Discounts provider i's evidence once for each opening since the last
- * look: the breaker counts its openings and its forced openings. */
-static void observe(cb_pool *p, int i) {
+/* Discounts provider i's evidence once for each of `news` openings. */
+static void discount(cb_pool *p, int i, uint64_t news) {
     provider *v = &p->prov[i];
-    const cb_breaker *b = v->b;
-    uint64_t news = (b->opens - v->opens_seen) + (uint32_t)(b->forced_opens - v->forced_seen);
-    if (__builtin_expect(news == 0, 1)) return;
-    v->opens_seen = b->opens;
-    v->forced_seen = b->forced_opens;
+    v->opens_seen = v->b->opens;
+    v->forced_seen = v->b->forced_opens;
     v->st.discounts += news;
     if (p->o.strategy != CB_POOL_THOMPSON || p->o.discount == 1) return;
     double f = news == 1 ? p->o.discount : pow(p->o.discount, (double)news);
     cb_bandit_discount(p->bandit, i, f);
+}
+
+/* Looks for openings since the last look: the breaker counts its openings
+ * and its forced openings. */
+static inline void observe(cb_pool *p, int i) {
+    const provider *v = &p->prov[i];
+    uint64_t news = (v->b->opens - v->opens_seen) + (uint32_t)(v->b->forced_opens - v->forced_seen);
+    if (__builtin_expect(news != 0, 0)) discount(p, i, news);
 }
 
 /* Seconds until provider i may allow a call; 0 now.  The closed case is
@@ -147,7 +151,8 @@ static double wait_of(provider *v) {
     return cb_breaker_retry_after(b);
 }
 
-int cb_pool_pick(cb_pool *p, uint64_t excluded, double *retry_after) {
+/* cb_pool_pick, inlined into acquire. */
+static inline int choose(cb_pool *p, uint64_t excluded, double *retry_after) {
     int list[CB_POOL_MAX_PROVIDERS];
     int n = 0;
     double soonest = INFINITY;
@@ -181,10 +186,14 @@ int cb_pool_pick(cb_pool *p, uint64_t excluded, double *retry_after) {
     return chosen;
 }
 
+int cb_pool_pick(cb_pool *p, uint64_t excluded, double *retry_after) {
+    return choose(p, excluded, retry_after);
+}
+
 int cb_pool_acquire(cb_pool *p, uint64_t *tried, double *retry_after) {
     uint64_t excluded = tried ? *tried : 0;
     int i;
-    while ((i = cb_pool_pick(p, excluded, retry_after)) != CB_ERR) {
+    while ((i = choose(p, excluded, retry_after)) != CB_ERR) {
         excluded |= (uint64_t)1 << i;  /* at most one try per provider */
         if (cb_breaker_allow(p->prov[i].b) == CB_ALLOWED) {
             p->prov[i].st.acquired++;
