@@ -284,6 +284,26 @@ int main(void) {
     check("round robin teaches the bandit nothing", arm(p, 0).updates == 0);
     cb_pool_free(p);
 
+    /* ---- on the system clock: open proved by the coarse clock ---- */
+    cb_pool_opts_init(&po);
+    p = cb_pool_new(&po);
+    for (int i = 0; i < 2; i++) {
+        cb_breaker_opts o;
+        cb_breaker_opts_init(&o);
+        o.name = i ? "sys1" : "sys0";
+        o.failure_threshold = 1;
+        o.reset_timeout = 1000 * (i + 1);
+        cb_pool_add(p, &o);
+    }
+    fail_until_open(p, 0);
+    int sys0 = 0;
+    for (int k = 0; k < 100; k++) sys0 += cb_pool_pick(p, 0, NULL) == 0;
+    fail_until_open(p, 1);
+    r = cb_pool_pick(p, 0, &ra);
+    check("system clock: an open provider is skipped; all open, the soonest's time left",
+          sys0 == 0 && r == CB_ERR && ra > 999 && ra <= 1000);
+    cb_pool_free(p);
+
     /* ---- the hot path does not allocate ---- */
     p = make(4, CB_POOL_THOMPSON, 9, 3);
     cb_pool_pick(p, 0, NULL);

@@ -14,6 +14,7 @@
 
 #include "cbreaker_pool.h"
 #include "breaker_impl.h"
+#include "clock.h"
 
 const char *const cb_pool_strategy_names[] = {"thompson", "round_robin", NULL};
 
@@ -144,10 +145,14 @@ static inline void observe(cb_pool *p, int i) {
 }
 
 /* Seconds until provider i may allow a call; 0 now.  The closed case is
- * read in place: it is every provider, nearly always. */
+ * read in place: it is every provider, nearly always.  An open breaker on
+ * the system clock that the coarse clock proves still open answers -1: not
+ * a candidate, its time left read only if no provider is one. */
 static double wait_of(provider *v) {
     cb_breaker *b = v->b;
     if (b->state == CB_CLOSED || b->state == CB_DISABLED) return 0;
+    if (b->state == CB_OPEN && !b->conf->o.clock.now && cb_clock_upper_bound() < b->open_until)
+        return -1;
     return cb_breaker_retry_after(b);
 }
 
@@ -155,6 +160,7 @@ static double wait_of(provider *v) {
 static inline int choose(cb_pool *p, uint64_t excluded, double *retry_after) {
     int list[CB_POOL_MAX_PROVIDERS];
     int n = 0;
+    uint64_t unread = 0;  /* surely open, time left not read */
     double soonest = INFINITY;
     for (int i = 0; i < p->n; i++) {
         if (excluded & ((uint64_t)1 << i)) {
@@ -165,11 +171,18 @@ static inline int choose(cb_pool *p, uint64_t excluded, double *retry_after) {
         observe(p, i);  /* after: a timeout may have run a change callback */
         if (w == 0)
             list[n++] = i;
+        else if (w < 0)
+            unread |= (uint64_t)1 << i;
         else if (w < soonest)
             soonest = w;
     }
     int chosen;
     if (n == 0) {
+        for (int i = 0; unread; i++, unread >>= 1) {
+            if (!(unread & 1)) continue;
+            double w = cb_breaker_retry_after(p->prov[i].b);
+            if (w < soonest) soonest = w;
+        }
         if (retry_after) *retry_after = soonest;
         return CB_ERR;
     }
