@@ -10,6 +10,10 @@
  * hot reload.  pick, acquire and record never allocate and do work bounded
  * by the number of providers.
  *
+ * A breaker's change callback may run inside pick, acquire and record (an
+ * open timeout ending, a probe's outcome); it may call the pool, but must
+ * not free it.
+ *
  * Thread safety: none.  A pool, its breakers and its bandit belong to one
  * thread at a time.
  */
