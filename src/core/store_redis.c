@@ -512,6 +512,7 @@ static void announce(cb_store_priv *p, attach *a, int what) {
         m.open = 1;
         left_ms = (b->open_until - cb_breaker_now(b)) * 1000;
         if (!(left_ms > 0)) left_ms = 0;
+        if (left_ms > CB_MAX_TIMEOUT * 1000) left_ms = CB_MAX_TIMEOUT * 1000;  /* JSON has no inf */
         m.retry_after_ms = left_ms;
     } else if (b->state == CB_CLOSED) {
         op = "closed";
