@@ -35,3 +35,39 @@ describe("#redis durations on the wire", function()
     assert.is_true(bb:retry_after() > 1e8, tostring(bb:retry_after()))
   end)
 end)
+
+--- Runs the host with `args` (and `env`, a shell prefix); returns its exit
+-- status, stdout and stderr.
+local function run_host(args, env)
+  local err = os.tmpname()
+  local p = io.popen(("%s '%s' %s 2>%s"):format(env or "", fixtures.host, args, err))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  local f = io.open(err)
+  local stderr = f:read("a")
+  f:close()
+  os.remove(err)
+  return ok and 0 or code, out, stderr
+end
+
+describe("#redis cbreaker status with odd names in the boot hash", function()
+  local server
+  helper.use_server(function(s) server = s end)
+
+  it("lists the others and shows an odd name escaped or skipped with a note", function()
+    assert.equals(0, (run_host("force-open good --redis " .. server:url())))
+    -- names no breaker can have, as anyone with HSET could write them
+    server:cli(("eval %s 0 %s"):format(shq(
+      "redis.call('hset', 'circuit_breaker:states', ARGV[1], '{}') "
+      .. "redis.call('hset', 'circuit_breaker:states', 'esc\\27[2J\\nline\\255', '{}') "
+      .. "redis.call('hset', 'circuit_breaker:states', 'bin\\0zero', '{}')"), ("x"):rep(300)))
+    local code, out, err = run_host("status --redis " .. server:url())
+    assert.equals(0, code, out .. err)
+    assert.matches("\ngood%s+forced%-open%s+until reset", out)
+    assert.matches("\nesc\\x1b%[2J\\x0aline\\xff%s+closed", out)  -- escaped, listed
+    assert.matches("\nx+%.%.%.%s+%?%s+%-%s+skipped: a name of 300 bytes", out)
+    assert.matches("1 name skipped", err)
+    assert.is_nil(out:find("\27", 1, true))  -- no raw terminal escape reaches the screen
+    assert.is_nil(out:find("traceback", 1, true))
+  end)
+end)

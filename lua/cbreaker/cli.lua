@@ -164,9 +164,22 @@ local function connect(o)
   return store
 end
 
---- The breaker `name` as the store knows it (its open state imported).
+--- The breaker `name` as the store knows it (its open state imported), or
+-- nil and why not (a name no breaker can have: anyone with HSET on the
+-- boot hash can write one).
 local function attached(store, name)
-  return require("cbreaker").new{name = name, store = store}
+  local ok, br = pcall(require("cbreaker").new, {name = name, store = store})
+  if ok then return br end
+  return nil, #name >= 256 and ("a name of %d bytes (breaker names are shorter than 256)"):format(#name)
+    or "not a breaker name"
+end
+
+--- `s` fit for a terminal line: control bytes, backslashes and bytes
+-- outside printable ASCII as \xNN escapes, at most `max` characters shown.
+local function printable(s, max)
+  local out = s:gsub("[%c\\\128-\255]", function(c) return ("\\x%02x"):format(c:byte()) end)
+  if #out > max then out = out:sub(1, max - 3) .. "..." end
+  return out
 end
 
 --- Waits, boundedly, until what was published has been written.
@@ -213,13 +226,24 @@ function commands.status(...)
     names = listed
   end
   print(("%-32s %-12s %-12s %s"):format("breaker", "state", "retry after", "source"))
+  local skipped = 0
   for _, name in ipairs(names) do
-    local br = attached(store, name)  -- imports its boot entry and its per-field keys
-    local ra = br:retry_after()
-    print(("%-32s %-12s %-12s %s"):format(name, br:state(),
-      ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-",
-      source[name] or "-"))
-    br:close()
+    local br, why = attached(store, name)  -- imports its boot entry and its per-field keys
+    local shown = printable(name, 60)
+    if br then
+      local ra = br:retry_after()
+      print(("%-32s %-12s %-12s %s"):format(shown, br:state(),
+        ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-",
+        source[name] or "-"))
+      br:close()
+    else
+      skipped = skipped + 1
+      print(("%-32s %-12s %-12s %s"):format(shown, "?", "-", "skipped: " .. why))
+    end
+  end
+  if skipped > 0 then
+    io.stderr:write(("cbreaker: status: %d name%s skipped (not a breaker's name; written "
+      .. "by something else sharing the prefix?)\n"):format(skipped, skipped == 1 and "" or "s"))
   end
   store:close()
   return 0
