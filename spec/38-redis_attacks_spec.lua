@@ -71,3 +71,57 @@ describe("#redis cbreaker status with odd names in the boot hash", function()
     assert.is_nil(out:find("traceback", 1, true))
   end)
 end)
+
+describe("#redis operators' commands sign with the fleet's secret", function()
+  local server
+  local store = helper.fixture({ store = { timeout_ms = 200 } }, function(s) server = s end)
+
+  local function secret_file(content)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "wb"))
+    f:write(content)
+    f:close()
+    return path
+  end
+
+  it("--secret-file and CBREAKER_SECRET: a peer with the secret accepts force-open and reset", function()
+    local peer = store("P", { secret = SECRET })
+    local br = cb.new{ name = "ops", store = peer, clock = cb.manual_clock(0) }
+    local path = secret_file(SECRET .. "\n")
+    local code, out, err = run_host(("force-open ops --redis %s --secret-file %s"):format(
+      server:url(), path))
+    os.remove(path)
+    assert.equals(0, code, out .. err)
+    assert.is_true(helper.eventually(function() return br:state() == "forced-open" end, { peer }))
+    assert.matches(',"sig":"%x+"}$', server:cli("hget circuit_breaker:states ops"))
+    -- status checks the signed boot entry with the same secret
+    code, out, err = run_host("status ops --redis " .. server:url(),
+      "CBREAKER_SECRET=" .. shq(SECRET))
+    assert.equals(0, code, out .. err)
+    assert.matches("\nops%s+forced%-open%s+until reset", out)
+    code, out, err = run_host("reset ops --redis " .. server:url(),
+      "CBREAKER_SECRET=" .. shq(SECRET))
+    assert.equals(0, code, out .. err)
+    assert.is_true(helper.eventually(function() return br:state() == "closed" end, { peer }))
+    local h = peer:health()
+    assert.equals(0, h.unsigned_msgs + h.bad_signature + h.stale)
+    assert.equals(2, h.applied)
+  end)
+
+  it("an unreadable, empty or too short secret is a clear error, nothing published", function()
+    local empty = secret_file("\n")
+    for _, case in ipairs({
+      { "--secret-file /nonexistent/secret", "", "cannot read %-%-secret%-file" },
+      { "--secret-file " .. empty, "", "is empty" },
+      { "", "CBREAKER_SECRET=short", "secret must be a string of 16 to 1024 bytes" },
+    }) do
+      local code, _, err = run_host(("force-open ops --redis %s %s"):format(server:url(), case[1]),
+        case[2])
+      assert.is_true(code ~= 0)
+      assert.matches(case[3], err)
+      assert.is_nil(err:find("traceback", 1, true))
+    end
+    os.remove(empty)
+    assert.equals("", server:cli("hget circuit_breaker:states ops"))
+  end)
+end)

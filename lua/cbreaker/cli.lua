@@ -15,7 +15,9 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker status --policy POLICY.lua --redis URL
        cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
-         (operators' commands also take --prefix P --channel C)
+         (operators' commands also take --prefix P --channel C, and
+          --secret-file PATH or $CBREAKER_SECRET: the fleet's secret, to
+          sign what they publish and check what they read)
        cbreaker help                 this text
        cbreaker version              print the version]]
 
@@ -126,7 +128,26 @@ end
 
 -- ---- operators' commands (a Redis store) ---------------------------------------------
 
-local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string"}
+local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string",
+  ["secret-file"] = "string"}
+
+--- The fleet's shared secret: --secret-file PATH (its first line), else
+-- the environment's CBREAKER_SECRET, else nil (plain messages).  Returns
+-- secret or nil, or false and why not.
+local function secret_of(o)
+  local path = o["secret-file"]
+  if not path then
+    local env = os.getenv("CBREAKER_SECRET")
+    return env ~= "" and env or nil
+  end
+  local f, err = io.open(path, "rb")
+  if not f then return false, ("cannot read --secret-file: %s"):format(err) end
+  local s = f:read("a")
+  f:close()
+  s = s:gsub("\r?\n$", "")  -- `echo secret > file` leaves one newline
+  if s == "" then return false, ("--secret-file %s is empty"):format(path) end
+  return s
+end
 
 --- Splits NAME arguments from options.
 local function names_and_options(cmd, ...)
@@ -149,13 +170,18 @@ local function names_and_options(cmd, ...)
   local o, err = options(ops_spec, table.unpack(rest))
   if not o then return nil, ("%s: %s"):format(cmd, err) end
   if not o.redis then return nil, ("%s: --redis URL is required"):format(cmd) end
+  local secret, why = secret_of(o)
+  if secret == false then return nil, ("%s: %s"):format(cmd, why) end
+  o.secret = secret
   return names, o
 end
 
 --- A connected store, or nil and why not.
 local function connect(o)
   local cb = require("cbreaker")
-  local store = cb.redis{url = o.redis, prefix = o.prefix, channel = o.channel}
+  local ok, store = pcall(cb.redis, {url = o.redis, prefix = o.prefix, channel = o.channel,
+    secret = o.secret})
+  if not ok then return nil, (tostring(store):gsub("^cbreaker%.redis: ", "")) end
   local h = store:health()
   if not h.connected then
     store:close()
