@@ -21,8 +21,9 @@ extern "C" {
  * blocks again until a back-off has elapsed.
  *
  * Keys: <prefix>:<name>:state|counter|opened_at|open_until|successes|lease|
- * tripped, the boot-recovery hash <prefix>:states (field = name, value = the
- * channel message), all with a TTL.  Channel messages are seed 002's JSON:
+ * tripped|forced, the boot-recovery hash <prefix>:states (field = name, value =
+ * the channel message) and the set <prefix>:forced, all with a TTL but a
+ * force's: it lasts until a reset (so does the hash while it holds one).  Channel messages are seed 002's JSON:
  * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
  * "origin" (the sending instance) and "retryAfterMs".
  *

@@ -125,3 +125,62 @@ describe("#redis operators' commands sign with the fleet's secret", function()
     assert.equals("", server:cli("hget circuit_breaker:states ops"))
   end)
 end)
+
+describe("#redis an operator's force-open lasts until a reset", function()
+  local server
+  local store, breaker = helper.fixture({ store = { timeout_ms = 200, ttl = 120 } },
+    function(s) server = s end)
+
+  local function pttl(key)
+    return tonumber(server:cli("pttl " .. key))
+  end
+
+  for _, mode in ipairs({ "broadcast", "shared" }) do
+    it("a trip that reaches Redis after the force leaves it forced (" .. mode .. ")", function()
+      local clock = cb.manual_clock(0)
+      local a, ops = store("A", { mode = mode, clock = clock }), store("ops", { mode = mode })
+      local ba = breaker(a, "svc", { clock = cb.manual_clock(0) })
+      local bo = breaker(ops, "svc", { clock = cb.manual_clock(0) })
+      bo:force_open()
+      helper.drain({ ops })
+      -- A has not heard the force: it trips on its own failures (in shared
+      -- mode the fleet's count, and a Retry-After announced as an open)
+      for _ = 1, 5 do ba:failure() end
+      ba:record("failure", 0, 60)
+      helper.drain({ a, ops })
+      assert.matches('"forcedOpen":true', server:cli("hget circuit_breaker:states svc"))
+      assert.equals("1", server:cli("get circuit_breaker:svc:forced"))
+      assert.equals("open", server:cli("get circuit_breaker:svc:state"))
+      -- a booting instance, and a peer that reconnects, are forced open
+      assert.equals("forced-open", breaker(store("C", { mode = mode }), "svc"):state())
+      assert.is_true(helper.eventually(function() return ba:state() == "forced-open" end, { a }))
+      server:cli("client kill type pubsub")
+      assert.is_true(helper.eventually(function() return not a:health().connected end, { a }))
+      assert.is_true(helper.reconnect({ a }, clock, 1))
+      assert.equals("forced-open", ba:state())
+    end)
+  end
+
+  it("its keys and boot entry have no TTL until the reset; the rest keep theirs", function()
+    local a, ops = store("A"), store("ops")
+    local other = breaker(a, "other", { clock = cb.manual_clock(0) })
+    fixtures.trip(other)
+    breaker(ops, "svc", { clock = cb.manual_clock(0) }):force_open()
+    helper.drain({ a, ops })
+    for _, k in ipairs({ "states", "forced", "svc:state", "svc:forced", "svc:opened_at" }) do
+      assert.equals(-1, pttl("circuit_breaker:" .. k), k .. " must not expire")
+    end
+    assert.is_true(pttl("circuit_breaker:other:state") > 0)
+    -- a forced entry older than the TTL is still imported
+    server:cli([[hset circuit_breaker:states old '{"serviceId":"old","state":"open","ts":1000,"forcedOpen":true,"recovered":false}']])
+    assert.equals("forced-open", breaker(store("B"), "old"):state())
+    -- the reset of the last force gives the hash its TTL back
+    local b = store("R")
+    breaker(b, "svc"):reset()
+    breaker(b, "old"):reset()
+    helper.drain({ b })
+    local ttl = pttl("circuit_breaker:states")
+    assert.is_true(ttl > 0 and ttl <= 120000, tostring(ttl))
+    assert.equals(0, tonumber(server:cli("exists circuit_breaker:forced circuit_breaker:svc:state")))
+  end)
+end)

@@ -447,11 +447,11 @@ static void unlink_attach(cb_store_priv *p, attach *a) {
 /* ---- publishing ------------------------------------------------------------ */
 
 enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TRIPPED,
-       K_FORCED, K_STATES, K_COUNT };
+       K_FORCED, K_STATES, K_FORCED_NAMES, K_COUNT };
 static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
                                          "successes", "lease", "tripped", "forced"};
 
-/* EVALSHA sha 9, the nine keys, then op name ttl channel and the op's own. */
+/* EVALSHA sha 10, the ten keys, then op name ttl channel and the op's own. */
 typedef struct script_call {
     const char *argv[24];
     size_t lens[24];
@@ -461,7 +461,7 @@ typedef struct script_call {
 } script_call;
 
 static void call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
-    static const char nkeys[] = "9";
+    static const char nkeys[] = "10";
     sc->argc = 0;
     sc->argv[sc->argc++] = "EVALSHA";
     sc->argv[sc->argc++] = p->sha;
@@ -472,6 +472,8 @@ static void call_init(cb_store_priv *p, script_call *sc, const char *op, const c
     }
     snprintf(sc->keys[K_STATES], KEY_MAX, "%s:states", p->prefix);
     sc->argv[sc->argc++] = sc->keys[K_STATES];
+    snprintf(sc->keys[K_FORCED_NAMES], KEY_MAX, "%s:forced", p->prefix);
+    sc->argv[sc->argc++] = sc->keys[K_FORCED_NAMES];
     snprintf(sc->ttl, sizeof sc->ttl, "%.0f", p->ttl * 1000);
     sc->argv[sc->argc++] = op;
     sc->argv[sc->argc++] = name;
@@ -549,7 +551,7 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
     if (!a) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
-    if (boot && m->ts > 0) {
+    if (boot && m->ts > 0 && ps != CB_PEER_FORCED_OPEN) {  /* a force lasts until a reset */
         double age = (wall_ms() - m->ts) / 1000;
         if (age > p->ttl) return 0;  /* the hash outlives its entries: a stale one */
         if (m->retry_after_ms >= 0) {
