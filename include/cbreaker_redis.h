@@ -25,7 +25,8 @@ extern "C" {
  * the channel message) and the set <prefix>:forced, all with a TTL but a
  * force's: it lasts until a reset (so does the hash while it holds one).  Channel messages are seed 002's JSON:
  * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
- * "origin" (the sending instance) and "retryAfterMs".
+ * "origin" (the sending instance), "retryAfterMs" and "seq" (grows with
+ * every message of one origin).
  *
  * Seed 002's rules: only local decisions are published (a state applied
  * from a peer never is, so no instance re-publishes a stale force-open);
@@ -75,7 +76,10 @@ typedef struct cb_store_opts {
                                  messages are signed with HMAC-SHA256 and unsigned or
                                  badly signed ones rejected; NULL = seed 002's plain JSON */
     double replay_window_ms;  /* with a secret: a channel message whose ts is further
-                                 than this from our wall clock is rejected (30000) */
+                                 than this from our wall clock is rejected (30000); one
+                                 published before we subscribed, or not newer than the
+                                 last applied from its origin for its name, too (a replay:
+                                 4096 origin-name pairs remembered, a fixed table) */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
     double peer_read_ms;      /* poll reads the attached names' per-field keys this
                                  often, to notice peers that never publish (a
@@ -168,7 +172,11 @@ typedef struct cb_store_health {
     uint64_t malformed;       /* ... ignored: not seed 002's JSON or too long */
     uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
     uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
-    uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms */
+    uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms,
+                                 or a replay (below) */
+    uint64_t replayed;        /* ... rejected (secret set): sent before we subscribed, or not
+                                 newer ("seq") than the last applied from its origin for its
+                                 name */
     uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */

@@ -14,6 +14,26 @@ local function shq(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
+-- HMAC-SHA256 by the openssl command line, apart from the store's code.
+local function signed(key, body)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(body)
+  f:close()
+  local p = io.popen(("openssl dgst -sha256 -hmac %s -r < %s"):format(shq(key), tmp))
+  local out = p:read("a")
+  p:close()
+  os.remove(tmp)
+  return body:sub(1, -2) .. ',"sig":"' .. assert(out:match("^(%x+)"), out) .. '"}'
+end
+
+local function wall_ms()
+  local p = io.popen("date +%s%3N")
+  local ms = tonumber(p:read("l"))
+  p:close()
+  return ms
+end
+
 describe("#redis durations on the wire", function()
   local server
   local store, breaker = helper.fixture({ store = { timeout_ms = 200 } },
@@ -182,5 +202,80 @@ describe("#redis an operator's force-open lasts until a reset", function()
     local ttl = pttl("circuit_breaker:states")
     assert.is_true(ttl > 0 and ttl <= 120000, tostring(ttl))
     assert.equals(0, tonumber(server:cli("exists circuit_breaker:forced circuit_breaker:svc:state")))
+  end)
+end)
+
+describe("#redis a replayed signed message", function()
+  local server
+  local store, breaker = helper.fixture({ store = { timeout_ms = 200, secret = SECRET } },
+    function(s) server = s end)
+
+  local function publish_raw(payloads)
+    -- one round trip: EVAL publishes every payload in order
+    local args = {}
+    for i, p in ipairs(payloads) do args[i] = shq(p) end
+    return server:cli(("eval %s 0 %s"):format(shq(
+      "for _, m in ipairs(ARGV) do redis.call('publish', '" .. CHANNEL .. "', m) end return #ARGV"),
+      table.concat(args, " ")))
+  end
+
+  it("a force-open replayed after a reset does not re-open the fleet", function()
+    local ops, peer = store("ops"), store("P")
+    local bo = breaker(ops, "svc", { clock = cb.manual_clock(0) })
+    local bp = breaker(peer, "svc", { clock = cb.manual_clock(0) })
+    bo:force_open()
+    helper.drain({ ops })
+    local force = server:cli("hget circuit_breaker:states svc")  -- the message as published
+    assert.matches('"forcedOpen":true', force)
+    assert.matches('"seq":%d+', force)
+    assert.is_true(helper.eventually(function() return bp:state() == "forced-open" end, { peer }))
+    bo:reset()
+    assert.is_true(helper.eventually(function() return bp:state() == "closed" end, { peer }))
+    local before = peer:health()
+    publish_raw({ force, force })
+    assert.is_true(helper.eventually(function()
+      return peer:health().received >= before.received + 2 end, { peer }))
+    assert.equals("closed", bp:state())
+    assert.equals(before.stale + 2, peer:health().stale)  -- counted with the stale ones
+    assert.equals(before.applied, peer:health().applied)
+    -- a booting instance never saw it: a message published before it
+    -- subscribed (here 5 s before, inside the replay window) is a replay
+    local late = store("L")
+    local bl = breaker(late, "svc", { clock = cb.manual_clock(0) })
+    local body = ('{"serviceId":"svc","state":"open","ts":%d,"forcedOpen":true,'
+      .. '"recovered":false,"origin":"ops2"}'):format(wall_ms() - 5000)
+    publish_raw({ signed(SECRET, body) })
+    assert.is_true(helper.eventually(function() return late:health().stale > 0 end, { late }))
+    assert.equals("closed", bl:state())
+    -- and the next force, a new message, is applied
+    bo:force_open()
+    assert.is_true(helper.eventually(function()
+      return bp:state() == "forced-open" and bl:state() == "forced-open" end, { peer, late }))
+  end)
+
+  it("a flood of distinct names keeps the table bounded and still refuses replays", function()
+    local ops, peer = store("ops"), store("P")
+    local keep = breaker(peer, "n1", { clock = cb.manual_clock(0) })
+    local N = 6000  -- more (origin, name) pairs than the table holds (4096)
+    local brs = {}
+    for i = 1, N do
+      brs[i] = breaker(ops, "n" .. i, { clock = cb.manual_clock(0) })
+      brs[i]:force_open()
+      if i % 500 == 0 then helper.drain({ ops }) end
+    end
+    helper.drain({ ops })
+    assert.is_true(helper.eventually(function() return keep:state() == "forced-open" end,
+      { peer }, 500))
+    assert.is_true(helper.eventually(function() return peer:health().received >= N end, { peer }, 2000))
+    local olds = {}
+    for i = 1, 200 do olds[i] = server:cli("hget circuit_breaker:states n" .. i) end
+    brs[1]:reset()
+    assert.is_true(helper.eventually(function() return keep:state() == "closed" end, { peer }))
+    local r0, s0 = peer:health().received, peer:health().stale
+    publish_raw(olds)  -- the oldest 200, evicted or not
+    assert.is_true(helper.eventually(function() return peer:health().received >= r0 + 200 end,
+      { peer }, 500))
+    assert.equals(s0 + 200, peer:health().stale)
+    assert.equals("closed", keep:state())
   end)
 end)

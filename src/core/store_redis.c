@@ -32,6 +32,7 @@
 
 #include "breaker_impl.h"
 #include "peer_time.h"
+#include "replay_guard.h"
 #include "store_impl.h"
 #include "store_script.h"
 
@@ -45,6 +46,7 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define SECRET_MIN 16
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
+#define SUB_SKEW_MS 1000     /* clock skew allowed to a message sent as we subscribed */
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read's MGET, not an event */
@@ -89,6 +91,10 @@ typedef struct cb_store_priv {
     unsigned char *secret;  /* NULL: seed 002's plain messages */
     size_t secret_len;
     double replay_window;   /* ms */
+    cb_replay_guard *guard; /* with a secret: the last message applied per origin and name */
+    double subscribed_at;   /* wall ms of the last SUBSCRIBE: pub/sub keeps no backlog */
+    double last_seq;        /* the seq of our last message */
+    uint64_t replayed;
     char id[CB_ORIGIN_MAX];
     double timeout, ttl, backoff_min, backoff_max;  /* seconds */
     uint32_t quorum;
@@ -136,6 +142,16 @@ static double wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec * 1000 + (double)(ts.tv_nsec / 1000000);
+}
+
+/* A seq for our next message: epoch microseconds, or one more than the
+ * last when the clock did not move (or went back). */
+static double next_seq(cb_store_priv *p) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double us = (double)ts.tv_sec * 1e6 + (double)(ts.tv_nsec / 1000);
+    p->last_seq = us > p->last_seq ? us : p->last_seq + 1;
+    return p->last_seq;
 }
 
 static char *dupstr(const char *s) {
@@ -525,6 +541,7 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     snprintf(m.service_id, sizeof m.service_id, "%s", b->name);
     snprintf(m.origin, sizeof m.origin, "%s", p->id);
     m.ts = wall_ms();
+    m.seq = next_seq(p);
     char json[CB_MESSAGE_MAX + 1], left[32];
     int jlen = cb_message_encode(&m, json, sizeof json);
     if (jlen > 0 && p->secret)
@@ -576,6 +593,16 @@ static int authentic(cb_store_priv *p, const redisReply *v) {
     }
 }
 
+/* With a secret: 1 when the signed message `m` is new, not a replay.  One
+ * published before we subscribed cannot be a delivery (pub/sub keeps no
+ * backlog: what we missed, the boot import covers), and one not newer than
+ * the last applied from its origin for its name is a replay or stale. */
+static int is_new(cb_store_priv *p, const cb_message *m) {
+    if (m->ts < p->subscribed_at - SUB_SKEW_MS) return 0;
+    double order = m->seq > 0 ? m->seq : m->ts * 1000;  /* an older sender: its ts */
+    return cb_replay_guard_accept(p->guard, m->origin, m->service_id, order, m->ts);
+}
+
 /* A message from the subscription: ["message", channel, payload]. */
 static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -596,6 +623,11 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     }
     if (strcmp(m.origin, p->id) == 0) {
         p->own++;
+        return 0;
+    }
+    if (p->guard && !is_new(p, &m)) {
+        p->stale++;
+        p->replayed++;
         return 0;
     }
     int n = apply_message(p, &m, 0);
@@ -855,6 +887,7 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (!ok) note_error(p, "subscribe", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     freeReplyObject(r);
     if (!ok) goto failed;
+    p->subscribed_at = wall_ms();
 
     p->cmd = open_conn(p, deadline);
     if (!p->cmd || handshake(p, p->cmd, 1, deadline) != CB_OK) goto failed;
@@ -1173,9 +1206,10 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     if (o->secret) {
         p->secret_len = strlen(o->secret);
         p->secret = (unsigned char *)dupstr(o->secret);
+        p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->prefix || !p->channel || !p->buckets || (o->secret && !p->secret)) {
+    if (!p->prefix || !p->channel || !p->buckets || (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
     }
@@ -1214,6 +1248,7 @@ void cb_store_free(cb_store *s) {
         free(p->channel);
         if (p->secret) OPENSSL_cleanse(p->secret, p->secret_len);
         free(p->secret);
+        free(p->guard);
         free(p);
     }
     free(s);
@@ -1495,6 +1530,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->unsigned_msgs = p->unsigned_msgs;
     h->bad_signature = p->bad_signature;
     h->stale = p->stale;
+    h->replayed = p->replayed;
     h->peer_unparsed = p->peer_unparsed;
     h->attached = p->count;
     h->backoff = p->connected ? 0 : p->backoff;
