@@ -37,7 +37,9 @@ extern "C" {
  *
  * A peer cannot grow an instance's memory: messages are applied to attached
  * breakers only (nothing is kept for other names), at most 4096 bytes each,
- * and a subscription reply growing past 64 KiB drops the connection.  With
+ * and a channel message over 64 KiB is dropped as it arrives (counted
+ * malformed; the connection is kept, so publishing huge messages cannot
+ * disconnect anyone).  With
  * a secret, messages carry "sig" (see opts.secret); in shared mode the
  * script, which never sees the secret, then publishes nothing itself and
  * the instance whose call changed the fleet's state announces it, signed.
@@ -128,7 +130,18 @@ CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
  * block, except for a reconnect (at most timeout_ms).  Also run by attached
  * breakers every 64th cb_breaker_allow once 50 ms have passed on the store's
  * clock (or, disconnected, once the back-off has elapsed).  Returns the
- * number of messages applied, or CB_ERR when not connected. */
+ * number of messages applied, or CB_ERR when not connected.
+ *
+ * The budget of cb_breaker_allow on an attached breaker: no I/O but a
+ * non-blocking read of what the sockets have, except (shared mode) the
+ * half-open lease, and, disconnected, one reconnect attempt per back-off
+ * (backoff_min doubling to backoff_max): connect, AUTH, SELECT, SUBSCRIBE,
+ * SCRIPT LOAD and HGETALL of the boot hash all under one deadline of
+ * timeout_ms, shared with that call's lease.  Nothing a peer publishes
+ * makes the store disconnect, so no one on the channel can make allow()
+ * pay that again and again; a caller that wants none of it on its hot path
+ * calls poll (or waits on fd) from its event loop, which then does the
+ * reconnecting before allow would. */
 CB_API int cb_store_poll(cb_store *s);
 
 /* Waits at most `ms` milliseconds (capped at 10 s) for the subscription to

@@ -279,3 +279,29 @@ describe("#redis a replayed signed message", function()
     assert.equals("closed", keep:state())
   end)
 end)
+
+describe("#redis an oversized channel message", function()
+  local server
+  local store, breaker = helper.fixture({ store = { timeout_ms = 200 } },
+    function(s) server = s end)
+
+  it("is discarded, never answered by dropping the connections", function()
+    local s = store("A")
+    local b = breaker(s, "svc", { clock = cb.manual_clock(0) })
+    -- ten times: 100 KiB of junk, then at once a real message in the same
+    -- stream (it must survive the junk being thrown away)
+    local script = "for i = 1, 10 do redis.call('publish', '" .. CHANNEL
+      .. "', string.rep('x', 102400)) redis.call('publish', '" .. CHANNEL
+      .. "', cjson.encode({serviceId = 'n' .. i, state = 'open', ts = 1})) end "
+      .. "redis.call('publish', '" .. CHANNEL .. "', cjson.encode({serviceId = 'svc', "
+      .. "state = 'open', forcedOpen = true, ts = 1})) return 1"
+    server:cli(("eval %s 0"):format(shq(script)))
+    assert.is_true(helper.eventually(function() return b:state() == "forced-open" end, { s }, 200))
+    local h = s:health()
+    assert.is_true(h.connected)
+    assert.equals(0, h.failures)
+    assert.equals(0, h.reconnects)
+    assert.equals(10, h.malformed)
+    assert.equals(11, h.received)  -- the junk is counted malformed, not received
+  end)
+end)

@@ -43,6 +43,7 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define POLL_EVERY 0.05    /* seconds between automatic polls */
 #define READS_PER_POLL 16  /* bounded work per poll */
 #define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
+#define SUB_SKIP_READ 16384 /* bytes of an oversized message dropped per read */
 #define SECRET_MIN 16
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
@@ -104,6 +105,7 @@ typedef struct cb_store_priv {
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];
     int unflushed;        /* cmd has bytes the socket did not take yet */
+    uint64_t sub_skip;    /* bytes of an oversized channel message still to read and drop */
     int broken;           /* an error reply to a write asks for a reconnect */
     int connected, ever_connected, in_poll;
     double backoff, next_attempt, last_poll;
@@ -212,6 +214,7 @@ static void drop(cb_store_priv *p) {
     p->cmd = p->sub = NULL;
     p->connected = 0;
     p->unflushed = 0;
+    p->sub_skip = 0;
     p->broken = 0;
     p->failures++;
     p->backoff = p->backoff > 0 ? p->backoff * 2 : p->backoff_min;
@@ -1436,6 +1439,56 @@ int cb_store_poll(cb_store *s) {
     return poll_until(s->priv, mono() + s->priv->timeout);
 }
 
+/* The subscription's reader holds the start of a reply over SUB_BUF_MAX:
+ * when it is a bulk string (a channel message's payload), the message is
+ * counted malformed and dropped: a fresh reader (hiredis frees the half
+ * built reply), and sub_skip counts the payload's bytes still to come, read
+ * and thrown away by sub_skip_more.  CB_ERR when it is anything else. */
+static int sub_skip_start(cb_store_priv *p) {
+    redisReader *rd = p->sub->reader;
+    /* hiredis has taken the type byte: the task says what it was, and its
+     * length ("<len>\r\n") is next */
+    if (rd->ridx < 0 || rd->ridx >= 9 || rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
+        return CB_ERR;
+    const char *b = rd->buf + rd->pos, *end = rd->buf + rd->len, *c = b;
+    uint64_t len = 0;
+    for (; c < end && *c >= '0' && *c <= '9' && c - b < 11; c++) len = len * 10 + (uint64_t)(*c - '0');
+    if (c + 1 >= end || c == b || c[0] != '\r' || c[1] != '\n') return CB_ERR;
+    uint64_t total = (uint64_t)(c + 2 - b) + len + 2, have = (uint64_t)(end - b);
+    redisReader *fresh = redisReaderCreate();
+    if (have >= total || !fresh) {  /* whole, yet hiredis did not take it */
+        redisReaderFree(fresh);
+        return CB_ERR;
+    }
+    redisReaderFree(rd);
+    p->sub->reader = fresh;
+    p->sub_skip = total - have;
+    p->malformed++;
+    return CB_OK;
+}
+
+/* Reads what the subscription has, drops what is left of an oversized
+ * message and hands what follows it to the reader.  CB_ERR when the
+ * connection failed (p->sub->errstr says why, or is empty when closed). */
+static int sub_skip_more(cb_store_priv *p) {
+    char buf[SUB_SKIP_READ];
+    ssize_t n = recv(p->sub->fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return CB_OK;
+    if (n <= 0) {
+        snprintf(p->sub->errstr, sizeof p->sub->errstr, "%s",
+                 n == 0 ? "connection closed" : strerror(errno));
+        return CB_ERR;
+    }
+    uint64_t drop = (uint64_t)n < p->sub_skip ? (uint64_t)n : p->sub_skip;
+    p->sub_skip -= drop;
+    if ((uint64_t)n > drop &&
+        redisReaderFeed(p->sub->reader, buf + drop, (size_t)((uint64_t)n - drop)) != REDIS_OK) {
+        snprintf(p->sub->errstr, sizeof p->sub->errstr, "out of memory");
+        return CB_ERR;
+    }
+    return CB_OK;
+}
+
 /* cb_store_poll, a reconnect bounded by `deadline`. */
 static int poll_until(cb_store_priv *p, double deadline) {
     if (p->in_poll) return 0;  /* an on_change callback polled again */
@@ -1471,8 +1524,8 @@ static int poll_until(cb_store_priv *p, double deadline) {
             p->unflushed = !done;
         }
         if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (redisBufferRead(p->sub) != REDIS_OK) {
-                fail(p, "subscription", p->sub->errstr);
+            if (p->sub_skip ? sub_skip_more(p) != CB_OK : redisBufferRead(p->sub) != REDIS_OK) {
+                fail(p, "subscription", p->sub->errstr[0] ? p->sub->errstr : "connection lost");
                 break;
             }
             void *r = NULL;
@@ -1482,10 +1535,11 @@ static int poll_until(cb_store_priv *p, double deadline) {
                 r = NULL;
             }
             /* What is left is one reply in progress: hiredis keeps a bulk
-             * string whole, so a huge one published by a peer would. */
-            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX) {
-                p->malformed++;
-                fail(p, "subscription", "a channel message over 64 KiB");
+             * string whole, so a huge one published by a peer would.  It
+             * is dropped as it comes, never answered by disconnecting. */
+            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX &&
+                sub_skip_start(p) != CB_OK) {
+                fail(p, "subscription", "a reply over 64 KiB that is no channel message");
                 break;
             }
         }
