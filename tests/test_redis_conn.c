@@ -761,10 +761,11 @@ static void test_sentinel(void) {
     so.master = "cbmaster";
     cb_sentinel *s = cb_sentinel_new(&so);
     cb_conn_opts o;
-    cb_conn_opts_init(&o);
-    o.host = "127.0.0.1";
-    o.port = 1;  /* replaced by what the sentinels say */
+    cb_conn_opts_init(&o);  /* no host: the sentinels name it */
     cb_conn *c = cb_conn_new(&o);
+    test("a connection without a host yet: connecting says so");
+    test_cond(c->err == 0 && cb_conn_connect(c, now() + TIMEOUT) == CB_ERR &&
+              strstr(c->errstr, "no host yet"));
 
     test("discovery: a dead sentinel skipped, the master found, ROLE master, writable");
     double t0 = now();

@@ -115,23 +115,26 @@ cb_conn *cb_conn_new(const cb_conn_opts *o) {
     if (!p->o.max_reply_bytes) p->o.max_reply_bytes = 64u << 20;
     if (!p->o.max_out_bytes) p->o.max_out_bytes = 8u << 20;
 
+    /* Without a host (a master Sentinel will name), cb_conn_set_endpoint
+     * must give one before cb_conn_connect. */
     if (p->path) {
         snprintf(p->where, sizeof p->where, "%s", p->path);
         if (strlen(p->path) >= sizeof ((struct sockaddr_un *)0)->sun_path)
             snprintf(p->opts_err, sizeof p->opts_err, "unix socket path too long");
         else if (t->enabled)
             snprintf(p->opts_err, sizeof p->opts_err, "TLS: not over a unix socket");
-    } else if (!p->host || !p->host[0] || strlen(p->host) > 255) {
-        snprintf(p->opts_err, sizeof p->opts_err, "a host (up to 255 bytes) or a path is needed");
+    } else if (p->host && (!p->host[0] || strlen(p->host) > 255)) {
+        snprintf(p->opts_err, sizeof p->opts_err, "a host name of 1 to 255 bytes is needed");
     } else if (p->o.port < 1 || p->o.port > 65535) {
         snprintf(p->opts_err, sizeof p->opts_err, "port %d is not in 1-65535", p->o.port);
     } else {
-        snprintf(p->where, sizeof p->where, strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", p->host,
-                 p->o.port);
-        if (t->enabled && !(p->tls_ctx = cb_tls_ctx_new(&p->o.tls, p->opts_err,
-                                                         sizeof p->opts_err)) &&
-            !p->opts_err[0])
-            goto oom;
+        if (p->host)
+            snprintf(p->where, sizeof p->where, strchr(p->host, ':') ? "[%s]:%d" : "%s:%d",
+                     p->host, p->o.port);
+        else
+            snprintf(p->where, sizeof p->where, "(no host yet)");
+        if (t->enabled)
+            p->tls_ctx = cb_tls_ctx_new(&p->o.tls, p->opts_err, sizeof p->opts_err);
     }
     if (p->opts_err[0]) set_err(c, CB_CONN_EOPTS, "%s", p->opts_err);
     return c;
@@ -182,8 +185,9 @@ void cb_conn_close(cb_conn *c) {
 
 int cb_conn_set_endpoint(cb_conn *c, const char *host, int port) {
     cb_conn_priv *p = c->priv;
-    if (p->path || !host || strlen(host) > 255 || port < 1 || port > 65535) return CB_ERR;
-    if (strcmp(host, p->host) == 0 && port == p->o.port) return CB_OK;
+    if (p->path || !host || !host[0] || strlen(host) > 255 || port < 1 || port > 65535)
+        return CB_ERR;
+    if (p->host && strcmp(host, p->host) == 0 && port == p->o.port) return CB_OK;
     char *h = strdup(host);
     if (!h) return CB_ERR;
     free(p->host);
@@ -568,6 +572,10 @@ static int open_socket(cb_conn *c, double deadline) {
         p->fd = connect_one((struct sockaddr *)&un, sizeof un, deadline, &why);
     } else {
         cb_addrs a;
+        if (!p->host) {
+            set_err(c, CB_CONN_ECONNECT, "connect: no host yet (set_endpoint gives one)");
+            return CB_ERR;
+        }
         if (resolve(c, deadline, &a) != CB_OK) return CB_ERR;
         /* Each address gets an equal share of the time left, so one that
          * drops packets does not starve the next. */

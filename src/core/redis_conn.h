@@ -153,7 +153,8 @@ int cb_tls_pending(const cb_tls *t);
 
 /* ---- the connection --------------------------------------------------------- */
 typedef struct cb_conn_opts {
-    const char *host;            /* TCP: a name or an address (IPv4, IPv6) */
+    const char *host;            /* TCP: a name or an address (IPv4, IPv6); NULL
+                                    until cb_conn_set_endpoint (Sentinel) */
     int port;                    /* 6379 */
     const char *path;            /* a unix socket instead of host:port */
     const char *user;            /* ACL user: AUTH user password */

@@ -106,7 +106,6 @@ cb_resolve_req *cb_resolve_start(const char *host, int port, cb_resolve_fn fn, v
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&at, 256 * 1024);
     /* The helper takes no signal: SIGPIPE, SIGINT and the like stay with the
      * application's own threads. */
     sigset_t all, old;
