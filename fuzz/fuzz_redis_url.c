@@ -30,7 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             (u.nsentinels && !u.master[0]) || (!store_ok && !u.tls && !u.nsentinels))
             __builtin_trap();
         for (int i = 0; i < u.nsentinels; i++)
-            if (!u.sentinels[i].host[0] || strlen(u.sentinels[i].host) >= sizeof u.sentinels[i].host ||
+            if (!u.sentinels[i].host[0] ||
+                strlen(u.sentinels[i].host) >= sizeof u.sentinels[i].host ||
                 u.sentinels[i].port < 1 || u.sentinels[i].port > 65535)
                 __builtin_trap();
     } else {

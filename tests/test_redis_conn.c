@@ -26,6 +26,7 @@
 #include "test.h"
 
 #define TIMEOUT 0.2  /* seconds: the timeout_ms every connection gets */
+#define SLACK 0.15   /* scheduling on a loaded 2-core machine; & "at once" */
 
 static char dir[64];
 static char sentinel_bin[64];
@@ -157,8 +158,10 @@ static int start_redis(const char *name, int port, const char *extra) {
 static int make_certs(void) {
     const char *key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
     return sh("cd %s && exec >openssl.log 2>&1 && "
-              "openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 -subj '/CN=cbreaker test CA' && "
-              "openssl req -x509 %s -keyout other-ca.key -out other-ca.crt -days 2 -subj '/CN=another CA' && "
+              "openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 "
+              "-subj '/CN=cbreaker test CA' && "
+              "openssl req -x509 %s -keyout other-ca.key -out other-ca.crt -days 2 "
+              "-subj '/CN=another CA' && "
               "openssl req %s -keyout server.key -out server.csr -subj '/CN=localhost' && "
               "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' >server.ext && "
               "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
@@ -429,7 +432,8 @@ static void test_tls(int port) {
     size_t big = 1 << 20;
     char *v = malloc(big);
     memset(v, 'v', big);
-    redisReply *r = cb_conn_command(c, now() + 4 * TIMEOUT, 3, (const char *[]){"SET", "tls:big", v},
+    redisReply *r = cb_conn_command(c, now() + 4 * TIMEOUT, 3,
+                                    (const char *[]){"SET", "tls:big", v},
                                     (const size_t[]){3, 7, big});
     ok = r && r->type == REDIS_REPLY_STATUS;
     if (r) freeReplyObject(r);
@@ -470,12 +474,7 @@ static void test_tls(int port) {
     cb_conn_free(c);
 
     test("TLS, an IP address not in the certificate: IP address mismatch");
-    o.tls.server_name = NULL;
-    o.host = "127.0.0.2";  /* the same server: Redis binds 127.0.0.1 only, so ... */
-    c = cb_conn_new(&o);
-    cb_conn_free(c);       /* ... only the option path is checked here */
-    o.host = "127.0.0.1";
-    o.tls.server_name = "127.0.0.9";
+    o.tls.server_name = "127.0.0.9";  /* verified as an IP address: no SNI */
     c = cb_conn_new(&o);
     test_cond(cb_conn_connect(c, now() + TIMEOUT) == CB_ERR &&
               strstr(c->errstr, "TLS: certificate verify failed: IP address mismatch"));
@@ -495,7 +494,7 @@ static void test_tls(int port) {
     c = cb_conn_new(&o);
     double t0 = now();
     ok = cb_conn_connect(c, now() + TIMEOUT) == CB_ERR;  /* TLS 1.3: the alert comes after */
-    test_cond(ok && now() - t0 < TIMEOUT + 0.1 && strstr(c->errstr, "TLS"));
+    test_cond(ok && now() - t0 < TIMEOUT + SLACK && strstr(c->errstr, "TLS"));
     fprintf(stderr, "  (%s)\n", c->errstr);
     cb_conn_free(c);
     o.tls = t;
@@ -529,7 +528,7 @@ static void test_tls(int port) {
     c = cb_conn_new(&o);
     t0 = now();
     test_cond(cb_conn_connect(c, now() + TIMEOUT) == CB_ERR && c->err == CB_CONN_ETLS &&
-              now() - t0 < TIMEOUT + 0.1);
+              now() - t0 < TIMEOUT + SLACK);
     fprintf(stderr, "  (%s)\n", c->errstr);
     cb_conn_free(c);
     fake_stop(&f, 1);
@@ -548,7 +547,8 @@ static void test_bounds(void) {
     int ok = cb_conn_connect(c, t0 + TIMEOUT) == CB_OK &&
              !cb_conn_command(c, t0 + TIMEOUT, 1, (const char *[]){"PING"}, NULL);
     took = now() - t0;
-    test_cond(ok && c->err == CB_CONN_ETIMEOUT && took >= TIMEOUT - 0.01 && took < TIMEOUT + 0.1);
+    test_cond(ok && c->err == CB_CONN_ETIMEOUT && took >= TIMEOUT - 0.01 &&
+              took < TIMEOUT + SLACK);
     cb_conn_free(c);
 
     test("a hung server and TLS: the handshake is bounded by the timeout");
@@ -558,21 +558,21 @@ static void test_bounds(void) {
     ok = cb_conn_connect(c, t0 + TIMEOUT) == CB_ERR;
     took = now() - t0;
     test_cond(ok && c->err == CB_CONN_ETLS && strstr(c->errstr, "handshake") &&
-              took >= TIMEOUT - 0.01 && took < TIMEOUT + 0.1);
+              took >= TIMEOUT - 0.01 && took < TIMEOUT + SLACK);
     cb_conn_free(c);
     fake_stop(&f, 0);
 
     test("*2000000000 then hang-up: refused before allocating, at once");
     memset(&f, 0, sizeof f);
     c = against_fake(&f, "*2000000000\r\n", 0, 1, 0, &took);
-    test_cond(c->err == CB_CONN_EPROTOCOL && strstr(c->errstr, "announces over") && took < 0.1);
+    test_cond(c->err == CB_CONN_EPROTOCOL && strstr(c->errstr, "announces over") && took < SLACK);
     fprintf(stderr, "  (%s)\n", c->errstr);
     cb_conn_free(c);
 
     test("*2000000000 then silence: refused at once, no wait for the rest");
     memset(&f, 0, sizeof f);
     c = against_fake(&f, "*2000000000\r\n", 0, 0, 0, &took);
-    test_cond(c->err == CB_CONN_EPROTOCOL && took < 0.1);
+    test_cond(c->err == CB_CONN_EPROTOCOL && took < SLACK);
     cb_conn_free(c);
 
     test("nested arrays: the bound is on all levels together");
@@ -590,7 +590,7 @@ static void test_bounds(void) {
     test("$2000000000 then hang-up: EOF, at once");
     memset(&f, 0, sizeof f);
     c = against_fake(&f, "$2000000000\r\n", 0, 1, 0, &took);
-    test_cond(c->err == CB_CONN_EEOF && took < 0.1);
+    test_cond(c->err == CB_CONN_EEOF && took < SLACK);
     cb_conn_free(c);
 
     test("$2000000000 then a stream of bytes: stopped at max_reply_bytes");
@@ -612,7 +612,7 @@ static void test_bounds(void) {
     test("not RESP at all: a protocol error");
     memset(&f, 0, sizeof f);
     c = against_fake(&f, "HTTP/1.1 400 Bad Request\r\n", 0, 0, 0, &took);
-    test_cond(c->err == CB_CONN_EPROTOCOL && took < 0.1);
+    test_cond(c->err == CB_CONN_EPROTOCOL && took < SLACK);
     cb_conn_free(c);
 
     test("the output buffer is bounded (a server that never reads)");
@@ -646,7 +646,7 @@ static void test_resolve(int port) {
     int ok = cb_conn_connect(c, t0 + TIMEOUT) == CB_ERR;
     double took = now() - t0;
     test_cond(ok && c->err == CB_CONN_ERESOLVE && strstr(c->errstr, "resolve localhost") &&
-              took < TIMEOUT + 0.1);
+              took < TIMEOUT + SLACK);
     fprintf(stderr, "  (%s)\n", c->errstr);
 
     test("connecting again waits on the same lookup instead of starting another");
@@ -665,7 +665,7 @@ static void test_resolve(int port) {
     slow = 2.0;  /* the next lookup is slow: the cached answer serves */
     t0 = now();
     ok = ok && cb_conn_connect(c, t0 + TIMEOUT) == CB_OK && says(c, "PONG", "PING", 0, 0, 0);
-    test_cond(ok && now() - t0 < TIMEOUT + 0.1);
+    test_cond(ok && now() - t0 < TIMEOUT + SLACK);
     cb_conn_free(c);
     for (int i = 0; i < 400 && atomic_load(&slow_done) < 3; i++) nap(0.01);
 
@@ -676,7 +676,7 @@ static void test_resolve(int port) {
     t0 = now();
     ok = cb_conn_connect(c, t0 + TIMEOUT) == CB_ERR;
     test_cond(ok && c->err == CB_CONN_ERESOLVE && strstr(c->errstr, "no-such-host.invalid") &&
-              now() - t0 < TIMEOUT + 0.1);
+              now() - t0 < TIMEOUT + SLACK);
     fprintf(stderr, "  (%s)\n", c->errstr);
     cb_conn_free(c);
 }
@@ -825,7 +825,7 @@ static void test_sentinel(void) {
     fprintf(stderr, "  (failover seen after %.2f s, %d attempts)\n", now() - t0, attempts);
 
     test("no re-discovery attempt outlasted its deadline during the failover");
-    test_cond(worst < 2 * TIMEOUT + 0.1);
+    test_cond(worst < 2 * TIMEOUT + SLACK);
 
     test("+switch-master from the subscription names the new master");
     redisReply *m = NULL;

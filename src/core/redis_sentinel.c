@@ -194,7 +194,8 @@ int cb_sentinel_parse_switch(const cb_sentinel *s, const redisReply *r, char *ho
         return 0;
     char name[256], oldh[256], newh[256];
     int oldp, newp;
-    if (sscanf(r->element[2]->str, "%255s %255s %d %255s %d", name, oldh, &oldp, newh, &newp) != 5 ||
+    if (sscanf(r->element[2]->str, "%255s %255s %d %255s %d", name, oldh, &oldp, newh,
+               &newp) != 5 ||
         strcmp(name, s->priv->master) != 0 || newp < 1 || newp > 65535 ||
         strlen(newh) >= hostcap)
         return 0;

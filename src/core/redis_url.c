@@ -135,7 +135,8 @@ static int parse_sentinel(const char *p, cb_redis_url *u, char *err, size_t errc
     size_t n = strcspn(p, "/?");
     if (n >= sizeof u->master) FAIL("url: master name too long");
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) FAIL("url: bad character in the master name");
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            FAIL("url: bad character in the master name");
     memcpy(u->master, p, n);
     u->master[n] = '\0';
     p += n;
