@@ -1,9 +1,7 @@
 /* redis_conn.c -- one connection to Redis: the socket, deadlines, the
  * handshake; hiredis encodes and parses, redis_tls.c encrypts,
  * redis_resolve.c resolves.  See redis_conn.h for the API. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -222,8 +220,7 @@ const char *cb_conn_where(const cb_conn *c) {
 
 /* ---- waiting -------------------------------------------------------------------- */
 
-/* 1 when fd is ready for `ev` before `deadline`, 0 on timeout, -1 on error. */
-static int wait_fd(int fd, short ev, double deadline) {
+int cb_wait_fd(int fd, short ev, double deadline) {
     for (;;) {
         double left = deadline - mono();
         if (left <= 0) return 0;
@@ -432,7 +429,7 @@ int cb_conn_flush_until(cb_conn *c, double deadline) {
         int done;
         if (cb_conn_flush(c, &done) != CB_OK) return CB_ERR;
         if (done) return CB_OK;
-        int w = wait_fd(p->fd, p->write_wants_read ? POLLIN : POLLOUT, deadline);
+        int w = cb_wait_fd(p->fd, p->write_wants_read ? POLLIN : POLLOUT, deadline);
         if (w == 0)
             return FAIL(c, CB_CONN_ETIMEOUT, "%s: write: no room before the deadline", p->where);
         if (w < 0) return FAIL(c, CB_CONN_EIO, "%s: poll: %s", p->where, strerror(errno));
@@ -446,7 +443,7 @@ redisReply *cb_conn_read_reply(cb_conn *c, double deadline) {
         if (cb_conn_get_reply(c, &r) != CB_OK) return NULL;
         if (r) return r;
         if (!cb_conn_pending(c)) {
-            int w = wait_fd(p->fd, p->read_wants_write ? POLLOUT : POLLIN, deadline);
+            int w = cb_wait_fd(p->fd, p->read_wants_write ? POLLOUT : POLLIN, deadline);
             if (w == 0) {
                 (void)FAIL(c, CB_CONN_ETIMEOUT, "%s: no reply before the deadline", p->where);
                 return NULL;
@@ -478,24 +475,7 @@ redisReply *cb_conn_command(cb_conn *c, double deadline, int argc, const char **
  * again by the next instead of starting another. */
 static int resolve(cb_conn *c, double deadline, cb_addrs *out) {
     cb_conn_priv *p = c->priv;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&out->a[0].sa;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->a[0].sa;
-    memset(out, 0, sizeof *out);
-    if (inet_pton(AF_INET, p->host, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)p->o.port);
-        out->a[0].len = sizeof *v4;
-        out->n = 1;
-        return CB_OK;
-    }
-    memset(out, 0, sizeof *out);
-    if (inet_pton(AF_INET6, p->host, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)p->o.port);
-        out->a[0].len = sizeof *v6;
-        out->n = 1;
-        return CB_OK;
-    }
+    if (cb_resolve_numeric(p->host, p->o.port, out)) return CB_OK;
     if (p->inflight && !cb_resolve_is_for(p->inflight, p->host, p->o.port)) {
         cb_resolve_release(p->inflight);
         p->inflight = NULL;
@@ -552,7 +532,7 @@ static int connect_one(const struct sockaddr *sa, socklen_t len, double deadline
         close(fd);
         return -1;
     }
-    int w = wait_fd(fd, POLLOUT, deadline), soerr = 0;
+    int w = cb_wait_fd(fd, POLLOUT, deadline), soerr = 0;
     socklen_t sl = sizeof soerr;
     if (w > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
         return fd;

@@ -70,6 +70,11 @@ enum {
     CB_CONN_EROLE,      /* Sentinel: no sentinel named a master that says so */
 };
 
+/* 1 when fd is ready for `events` (POLLIN, POLLOUT) before `deadline` (on
+ * cb_clock_monotonic's clock), 0 on timeout, -1 on error.  EINTR is
+ * retried.  In redis_conn.c. */
+int cb_wait_fd(int fd, short events, double deadline);
+
 /* ---- name resolution (redis_resolve.c) -------------------------------------
  * getaddrinfo runs in a detached helper thread; the caller waits for it on a
  * condition variable until its deadline.  Why a thread: glibc's
@@ -95,6 +100,10 @@ typedef int (*cb_resolve_fn)(void *ud, const char *host, const char *service,
                              const struct addrinfo *hints, struct addrinfo **res);
 
 typedef struct cb_resolve_req cb_resolve_req;
+
+/* 1 with the address in *out when host is a numeric IPv4 or IPv6 address
+ * (no name server is asked), else 0. */
+int cb_resolve_numeric(const char *host, int port, cb_addrs *out);
 
 /* Starts resolving host:port in a helper thread.  NULL when out of memory or
  * no thread could be started (errno tells which). */

@@ -47,6 +47,32 @@ static void unref(cb_resolve_req *q) {
     free(q);
 }
 
+/* The IPv4 and IPv6 addresses of `res`, at most CB_ADDRS_MAX. */
+static void take(const struct addrinfo *res, cb_addrs *a) {
+    a->n = 0;
+    for (const struct addrinfo *ai = res; ai && a->n < CB_ADDRS_MAX; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof a->a[0].sa)
+            continue;
+        memcpy(&a->a[a->n].sa, ai->ai_addr, ai->ai_addrlen);
+        a->a[a->n].len = ai->ai_addrlen;
+        a->n++;
+    }
+}
+
+int cb_resolve_numeric(const char *host, int port, cb_addrs *out) {
+    char service[8];
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;  /* never asks a name server */
+    snprintf(service, sizeof service, "%d", port);
+    if (getaddrinfo(host, service, &hints, &res) != 0) return 0;
+    take(res, out);
+    freeaddrinfo(res);
+    return out->n > 0;
+}
+
 static void *run(void *arg) {
     cb_resolve_req *q = arg;
     struct addrinfo hints, *res = NULL;
@@ -58,14 +84,7 @@ static void *run(void *arg) {
     int sys = errno;
     cb_addrs a;
     a.n = 0;
-    for (struct addrinfo *ai = res; gai == 0 && ai && a.n < CB_ADDRS_MAX; ai = ai->ai_next) {
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof a.a[0].sa)
-            continue;
-        memcpy(&a.a[a.n].sa, ai->ai_addr, ai->ai_addrlen);
-        a.a[a.n].len = ai->ai_addrlen;
-        a.n++;
-    }
+    if (gai == 0) take(res, &a);
     if (res) freeaddrinfo(res);
     pthread_mutex_lock(&q->mu);
     q->gai = gai;

@@ -9,7 +9,6 @@
  * SIGPIPE on a connection the server dropped. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <math.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,10 +233,7 @@ int cb_tls_handshake(cb_tls *t, double deadline, char *err, size_t errcap) {
             describe(t, r, "handshake", err, errcap);
             return CB_ERR;
         }
-        double left = deadline - cb_clock_monotonic(NULL);
-        struct pollfd pf = {fd, (short)(e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
-        int w = left > 0 ? poll(&pf, 1, (int)ceil(left * 1000)) : 0;
-        if (w < 0 && errno == EINTR) continue;
+        int w = cb_wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
         if (w <= 0) {
             snprintf(err, errcap, "TLS: handshake: %s",
                      w == 0 ? "no answer before the deadline" : strerror(errno));
