@@ -91,6 +91,16 @@ static pid_t pid_of(const char *name) {
     return 0;
 }
 
+static int have_ipv6_loopback(void) {
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    char line[256];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strncmp(line, "00000000000000000000000000000001", 32) == 0;
+    if (f) fclose(f);
+    return found;
+}
+
 /* A plain connection to 127.0.0.1:port (or a TLS one with `tls`). */
 static cb_conn *conn_to(const char *host, int port, const cb_tls_opts *tls) {
     cb_conn_opts o;
@@ -324,6 +334,19 @@ static void test_plain(int port) {
     cb_conn *l = conn_to("localhost", port, NULL);
     test_cond(cb_conn_connect(l, now() + TIMEOUT) == CB_OK && says(l, "PONG", "PING", 0, 0, 0));
     cb_conn_free(l);
+
+    test("an IPv6 literal: [::1]");
+    if (have_ipv6_loopback()) {
+        cb_conn *v6 = conn_to("::1", port, NULL);
+        char where[32];
+        snprintf(where, sizeof where, "[::1]:%d", port);
+        test_cond(cb_conn_connect(v6, now() + TIMEOUT) == CB_OK &&
+                  strcmp(cb_conn_where(v6), where) == 0 && says(v6, "PONG", "PING", 0, 0, 0));
+        cb_conn_free(v6);
+    } else {
+        printf("skipped (this machine has no ::1)\n");
+        tests_run--;
+    }
 
     test("nobody listening: a clear error, at once");
     cb_conn *d = conn_to("127.0.0.1", free_port(), NULL);
@@ -897,7 +920,8 @@ int main(void) {
 
     int plain = free_port(), tls = free_port();
     char extra[1024];
-    snprintf(extra, sizeof extra, "--unixsocket %s/redis.sock --unixsocketperm 700", dir);
+    snprintf(extra, sizeof extra, "--unixsocket %s/redis.sock --unixsocketperm 700 "
+             "--bind 127.0.0.1 -::1", dir);  /* '-': ::1 when the machine has it */
     test("redis-server: plain with a unix socket");
     test_cond(start_redis("plain", plain, extra) && wait_ping(plain, NULL, NULL));
     snprintf(extra, sizeof extra,
