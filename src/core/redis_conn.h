@@ -303,4 +303,32 @@ int cb_sentinel_connect(cb_sentinel *s, cb_conn *c, double deadline);
 int cb_sentinel_parse_switch(const cb_sentinel *s, const struct redisReply *r, char *host,
                              size_t hostcap, int *port);
 
+/* ---- Cluster (redis_cluster.c) ------------------------------------------------
+ * Here now: the slot of a key and the redirections.  The routing object the
+ * store will use comes with the integration round, on this plan:
+ *   cb_cluster *cb_cluster_new(seed endpoints, cb_conn_opts template)
+ *   cb_cluster_refresh(k, deadline)   CLUSTER SLOTS from any seed or known
+ *                                     node: a slot -> master table
+ *   cb_cluster_conn(k, slot, deadline) the master's cb_conn, connected on
+ *                                     first use (one per master)
+ *   a command on key K: the conn of cb_cluster_keyslot(K); on MOVED,
+ *   refresh and retry once; on ASK, ASKING + the command on the named
+ *   node, once, without touching the table; all within the one deadline.
+ * A breaker's keys share a slot with the hash-tagged layout
+ * ("<prefix>:{<name>}:state"), so the shared-mode script touches one slot.
+ * PUBLISH reaches every node's subscribers, so the subscription may stay
+ * on any one node and move on its failure. */
+
+enum { CB_CLUSTER_MOVED = 1, CB_CLUSTER_ASK = 2 };
+
+/* The hash slot (0..16383) of key[len]: CRC16 of the first non-empty
+ * {tag} when there is one, else of the whole key. */
+unsigned cb_cluster_keyslot(const char *key, size_t len);
+
+/* An error reply "MOVED slot host:port" or "ASK slot host:port": returns
+ * CB_CLUSTER_MOVED or CB_CLUSTER_ASK with slot, host (may be "": the node
+ * that answered) and port; 0 for any other reply. */
+int cb_cluster_redirect(const struct redisReply *r, int *slot, char *host, size_t hostcap,
+                        int *port);
+
 #endif
