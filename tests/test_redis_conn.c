@@ -417,6 +417,7 @@ static void test_acl(int port) {
               says(admin, "OK", "ACL", "SETUSER", "cbuser", "+get") &&
               says(admin, "OK", "ACL", "SETUSER", "cbuser", "+set") &&
               says(admin, "OK", "ACL", "SETUSER", "cbuser", "+publish") &&
+              says(admin, "OK", "ACL", "SETUSER", "cbuser", "+subscribe") &&
               says(admin, "OK", "ACL", "SETUSER", "cbuser", "+ping"));
     cb_conn_free(admin);
 
@@ -433,7 +434,9 @@ static void test_acl(int port) {
               says(c, "NOPERM", "SET", "other:x", "1", 0) &&
               says(c, "", "PUBLISH", "cbacl:events", "m", 0) &&
               says(c, "NOPERM", "PUBLISH", "other:events", "m", 0) &&
-              says(c, "NOPERM", "FLUSHALL", 0, 0, 0));
+              says(c, "NOPERM", "FLUSHALL", 0, 0, 0) &&
+              says(c, "NOPERM", "SUBSCRIBE", "other:events", 0, 0) &&
+              says(c, "", "SUBSCRIBE", "cbacl:events", 0, 0));
     cb_conn_free(c);
 
     test("a wrong password: a clear error naming AUTH, and no password in it");
