@@ -1,5 +1,6 @@
-/* redis_conn.h -- one connection to a Redis server, and Sentinel discovery.
- * Internal to the core; never installed.
+/* redis_conn.h -- one connection to a Redis server, Sentinel discovery and
+ * Cluster slots: the store's transport.  Internal to the core; never
+ * installed.
  *
  * hiredis is kept for the protocol only: redisFormatCommandArgv encodes,
  * redisReader parses (with a bound on what a reply may announce, checked
@@ -27,6 +28,9 @@
  *   cb_sentinel_connect(s, c, deadline)       re-discovery: on an error, on
  *                                            reconnect, or when a sentinel
  *                                            says +switch-master
+ *   cb_sentinel_parse_switch(s, reply, ...)   that message, read with
+ *                                            cb_conn_read on a sentinel
+ *   cb_cluster_keyslot, cb_cluster_redirect   routing (see the Cluster part)
  *
  * Every call that waits takes an absolute deadline on cb_clock_monotonic's
  * clock and returns by then; a failure leaves err/errstr set (like
@@ -37,8 +41,10 @@
  * buffer and makes no system call and no OpenSSL call.  Encryption and the
  * write happen in cb_conn_flush, which the store runs from its poll (at a
  * bounded cadence, or when the caller drives the fd), so TLS adds no I/O
- * and no crypto to the hot path.  Shared mode pays one TLS write and one
- * TLS read per record, as it pays one round trip without TLS.
+ * and no crypto to the hot path.  (The store today writes what the socket
+ * takes right after appending; on this transport it leaves that to poll.)
+ * Shared mode pays one TLS write and one TLS read per record, as it pays
+ * one round trip without TLS.
  *
  * A cb_conn is used by one thread at a time.  The only thread it starts is
  * the resolver's (redis_resolve.c), which touches nothing of the cb_conn. */
