@@ -97,6 +97,13 @@ static void kill_all(void) {
        "rm -rf %s", dir, dir);
 }
 
+/* ctest's timeout (SIGTERM), ^C or our own alarm: the servers go too.  Not
+ * async-signal-safe, and it need not be: the process ends here. */
+static void on_signal(int sig) {
+    kill_all();
+    _exit(128 + sig);
+}
+
 static pid_t pid_of(const char *name) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s.pid", dir, name);
@@ -1067,6 +1074,10 @@ int main(void) {
         return 1;
     }
     atexit(kill_all);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGALRM, on_signal);
+    alarm(110);  /* a hang in here ends, servers killed, before ctest's 120 s */
     signal(SIGPIPE, SIG_DFL);  /* a write may not raise it: the default kills */
 
     test("certificates made with openssl (CA, server with SANs, another CA, client)");
