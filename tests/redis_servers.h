@@ -190,6 +190,11 @@ static CB_UNUSED int start_redis(const char *name, int port, const char *extra) 
     return r == 0 && pid_of(name) > 0;
 }
 
+/* When a server did not come up: the end of every log, to say why. */
+static CB_UNUSED void show_logs(void) {
+    sh("for f in %s/*.log; do echo \"== $f\"; tail -5 \"$f\"; done >&2", dir);
+}
+
 /* Makes the temp dir and the clean-up guards; exits when a program is
  * missing (`progs`: space-separated), naming the Debian packages. */
 static CB_UNUSED void servers_init(const char *progs, const char *packages) {

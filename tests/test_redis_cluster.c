@@ -39,7 +39,10 @@ static void test_cluster(void) {
          says(a, "OK", "CLUSTER", "MEET", "127.0.0.1", pbs);
     for (int i = 0; ok && i < 1000 && !(cluster_ok(pa) && cluster_ok(pb)); i++) nap(0.01);
     test_cond(ok && cluster_ok(pa) && cluster_ok(pb));
-    if (!ok) goto out;
+    if (!ok) {
+        show_logs();
+        goto out;
+    }
 
     test("cb_cluster_keyslot agrees with CLUSTER KEYSLOT (tags, empty tags, 300 keys)");
     const char *keys[] = {"123456789", "foo", "{user1000}.following", "{user1000}.followers",

@@ -578,6 +578,7 @@ int main(void) {
     test("redis-server: TLS only, client certificates required, requirepass");
     /* --port 0 after --port: the last one wins */
     test_cond(start_redis("tls", 0, extra) && wait_ping(tls, &t, "tls-pass"));
+    if (tests_failed) show_logs();
 
     test_plain(plain);
     test_unix();

@@ -73,7 +73,10 @@ static void test_sentinel(void) {
         nap(0.01);
     }
     test_cond(ok);
-    if (!ok) return;
+    if (!ok) {
+        show_logs();
+        return;
+    }
 
     cb_sentinel_opts so;
     cb_sentinel_opts_init(&so);
