@@ -237,10 +237,17 @@ int cb_wait_fd(int fd, short ev, double deadline) {
  * 16 GB at once.  Its object functions see each announcement before
  * anything is allocated, so they count and refuse. */
 
-static void *bounded_array(const redisReadTask *task, int elements) {
+#if HIREDIS_MAJOR >= 1
+typedef size_t nelem_t;  /* 1.x counts elements in a size_t */
+#else
+typedef int nelem_t;
+#endif
+
+static void *bounded_array(const redisReadTask *task, nelem_t elements) {
     cb_conn_priv *p = task->privdata;
-    if (elements < 0) {
-        snprintf(p->limit_msg, sizeof p->limit_msg, "a reply announces %d elements", elements);
+    if ((long long)elements < 0) {
+        snprintf(p->limit_msg, sizeof p->limit_msg, "a reply announces %lld elements",
+                 (long long)elements);
         return NULL;  /* the reader stops with an error */
     }
     if ((size_t)elements > p->o.max_elements - p->announced) {
@@ -350,7 +357,7 @@ long cb_conn_read(cb_conn *c) {
 int cb_conn_append(cb_conn *c, int argc, const char **argv, const size_t *lens) {
     cb_conn_priv *p = c->priv;
     char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    long long n = redisFormatCommandArgv(&cmd, argc, argv, lens);  /* int in 0.14 */
     if (n < 0) {
         set_err(c, CB_CONN_EOOM, "%s: out of memory", p->where);
         return CB_ERR;
