@@ -102,6 +102,31 @@ static void test_sentinel(void) {
     test_cond(ok && strcmp(cb_conn_where(c), where) == 0 && says(c, "OK", "SET", "sn:k", "1", 0));
     if (!ok) fprintf(stderr, "  %s\n", s->errstr);
 
+    test("a hung sentinel first: its share of the time, then the next one answers");
+    int hung = socket(AF_INET, SOCK_STREAM, 0);  /* listens, never answers */
+    struct sockaddr_in ha = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t hl = sizeof ha;
+    ok = hung >= 0 && bind(hung, (struct sockaddr *)&ha, sizeof ha) == 0 && listen(hung, 8) == 0 &&
+         getsockname(hung, (struct sockaddr *)&ha, &hl) == 0;
+    cb_sentinel_opts ho = so;
+    ho.n = 2;
+    ho.ports[0] = ntohs(ha.sin_port);
+    ho.ports[1] = sports[0];
+    cb_sentinel *hs = cb_sentinel_new(&ho);
+    char hhost[64];
+    int hport = 0;
+    t0 = now();
+    ok = ok && cb_sentinel_master_addr(hs, t0 + 4 * TIMEOUT, hhost, sizeof hhost, &hport) == CB_OK;
+    double first = now() - t0;
+    test_cond(ok && hport == mport && first >= 2 * TIMEOUT - 0.01 && first < 4 * TIMEOUT + SLACK);
+
+    test("the sentinel that answered is asked first next time: no wait for the hung one");
+    t0 = now();
+    ok = cb_sentinel_master_addr(hs, t0 + 4 * TIMEOUT, hhost, sizeof hhost, &hport) == CB_OK;
+    test_cond(ok && hport == mport && now() - t0 < SLACK);
+    cb_sentinel_free(hs);
+    close(hung);
+
     test("a master name no sentinel knows: a clear error");
     so.master = "nosuchmaster";
     cb_sentinel *s2 = cb_sentinel_new(&so);
