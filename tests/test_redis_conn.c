@@ -554,6 +554,33 @@ static void test_resolve(int port) {
 }
 
 
+/* A server that dies and comes back on the same port: the same cb_conn
+ * reports the loss clearly and reconnects. */
+static void test_reconnect(void) {
+    int port = free_port();
+    test("reconnect: a killed server is an error at once, a restarted one is reached again");
+    int ok = start_redis("restart", port, "") && wait_ping(port, NULL, NULL);
+    cb_conn *c = conn_to("localhost", port, NULL);  /* a name: the cache serves again */
+    ok = ok && cb_conn_connect(c, now() + TIMEOUT) == CB_OK && says(c, "PONG", "PING", 0, 0, 0);
+    pid_t pid = pid_of("restart");
+    char pidfile[128];
+    snprintf(pidfile, sizeof pidfile, "%s/restart.pid", dir);
+    ok = ok && pid > 0 && kill(pid, SIGKILL) == 0;
+    unlink(pidfile);
+    for (int i = 0; ok && i < 200 && kill(pid, 0) == 0; i++) nap(0.01);  /* gone */
+    double t0 = now();
+    redisReply *r = ok ? cmd(c, "PING", 0, 0, 0) : NULL;
+    ok = ok && !r && (c->err == CB_CONN_EEOF || c->err == CB_CONN_EIO) && now() - t0 < SLACK &&
+         cb_conn_fd(c) == -1;
+    if (r) freeReplyObject(r);
+    ok = ok && cb_conn_connect(c, now() + TIMEOUT) == CB_ERR && c->err == CB_CONN_ECONNECT;
+    ok = ok && start_redis("restart", port, "") && wait_ping(port, NULL, NULL) &&
+         cb_conn_connect(c, now() + TIMEOUT) == CB_OK && says(c, "PONG", "PING", 0, 0, 0);
+    test_cond(ok);
+    if (!ok) fprintf(stderr, "  %s\n", c->errstr);
+    cb_conn_free(c);
+}
+
 int main(void) {
     servers_init("redis-server openssl", "redis-server, openssl");
 
@@ -586,5 +613,6 @@ int main(void) {
     test_tls(tls);
     test_bounds();
     test_resolve(plain);
+    test_reconnect();
     return test_report();
 }
