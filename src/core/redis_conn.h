@@ -54,7 +54,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "store_impl.h"
+#include "cbreaker.h"  /* CB_OK, cb_clock_monotonic */
 
 struct addrinfo;
 struct redisReply;
