@@ -66,7 +66,15 @@ cb_peer_state cb_message_peer_state(const cb_message *m);
 
 /* ---- URLs --------------------------------------------------------------------
  * redis://[[user]:password@]host[:port][/db]   (host may be [ipv6])
- * unix://[:password@]/path/to/socket[?db=N]                                 */
+ * rediss://...                                 the same over TLS
+ * unix://[:password@]/path/to/socket[?db=N]
+ * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
+ * rediss+sentinel://...                        sentinels and master over TLS
+ * (the sentinel form is the one Python's redis-sentinel-url and Prefect
+ * spell; sentinel ports default to 26379; user and password are the
+ * master's).                                                                */
+
+#define CB_URL_SENTINELS_MAX 8
 
 typedef struct cb_redis_url {
     int unix_socket;
@@ -75,10 +83,23 @@ typedef struct cb_redis_url {
     char path[108];         /* unix socket path (sun_path's size) */
     int db;                 /* 0 when absent */
     char password[256];     /* "" when absent */
+    char user[128];         /* ACL user, "" when absent (AUTH password alone) */
+    int tls;                /* rediss:// or rediss+sentinel:// */
+    int nsentinels;         /* > 0 for redis+sentinel://; host and port unused */
+    struct {
+        char host[256];
+        int port;
+    } sentinels[CB_URL_SENTINELS_MAX];
+    char master[128];       /* the name the sentinels monitor */
 } cb_redis_url;
 
-/* Parses `url` into `u`.  Returns CB_OK, or CB_ERR with a message in `err`
- * that never contains the password. */
+/* Parses `url` into `u`, every form above.  Returns CB_OK, or CB_ERR with a
+ * message in `err` that never contains the password. */
+int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap);
+
+/* cb_redis_url_parse_any for the store as it is until it moves to the new
+ * transport (redis_conn.h): TLS and Sentinel URLs are refused, so a
+ * rediss:// URL never goes out in clear text. */
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap);
 
 /* ---- replies ------------------------------------------------------------------
