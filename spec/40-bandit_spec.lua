@@ -67,17 +67,17 @@ describe("cb.bandit", function()
     assert.matches("too many arms %(at most 256%)", errmsg(cb.bandit, { arms = many }))
     assert.matches("option 'prior' must be {alpha, beta}", errmsg(cb.bandit, { prior = 1 }))
     assert.matches("option 'prior' must be {alpha, beta}", errmsg(cb.bandit, { prior = { 1 } }))
-    assert.matches("prior%[2%] is string", errmsg(cb.bandit, { prior = { 1, "1" } }))
-    assert.matches("prior alpha must be in", errmsg(cb.bandit, { prior = { 0, 1 } }))
-    assert.matches("prior beta must be in", errmsg(cb.bandit, { prior = { 1, -2 } }))
-    assert.matches("prior beta must be in", errmsg(cb.bandit, { prior = { 1, 0 / 0 } }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 0 }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 1.01 }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 0 / 0 }))
-    assert.matches("option 'decay' must be a number %(got string%)",
+    assert.matches("option 'prior%[2%]' must be a number in %[0.001, 1e6%] %(got string%)", errmsg(cb.bandit, { prior = { 1, "1" } }))
+    assert.matches("option 'prior%[1%]' must be a number in %[0.001, 1e6%] %(got 0%)", errmsg(cb.bandit, { prior = { 0, 1 } }))
+    assert.matches("option 'prior%[2%]' must be a number in", errmsg(cb.bandit, { prior = { 1, -2 } }))
+    assert.matches("option 'prior%[2%]' must be a number in", errmsg(cb.bandit, { prior = { 1, 0 / 0 } }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got 0%)", errmsg(cb.bandit, { decay = 0 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%]", errmsg(cb.bandit, { decay = 1.01 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%]", errmsg(cb.bandit, { decay = 0 / 0 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got string%)",
       errmsg(cb.bandit, { decay = "0.9" }))
-    assert.matches("half_life must be", errmsg(cb.bandit, { half_life = -1 }))
-    assert.matches("option 'seed' must be an integer %(got a fraction%)",
+    assert.matches("option 'half_life' must be 0 %(off%) or a number of seconds", errmsg(cb.bandit, { half_life = -1 }))
+    assert.matches("option 'seed' must be an integer %(got 1.5%)",
       errmsg(cb.bandit, { seed = 1.5 }))
     assert.matches("option 'clock' must be a cbreaker.manual_clock",
       errmsg(cb.bandit, { clock = os.time }))
@@ -312,7 +312,7 @@ describe("cb.bandit", function()
     assert.matches("option 'arms' cannot be changed here %(use add_arm%)",
       errmsg(b.configure, b, { arms = { "x" } }))
     assert.matches("option 'seed' cannot be changed here", errmsg(b.configure, b, { seed = 1 }))
-    assert.matches("decay must be in", errmsg(b.configure, b, { decay = 2 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got 2%)", errmsg(b.configure, b, { decay = 2 }))
     assert.equal(1, b:options().decay)
   end)
 

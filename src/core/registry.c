@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "breaker_impl.h"
+#include "optspec.h"
 
 #define HT_MIN 16             /* buckets of a new table */
 #define HT_EMPTY_VISITS 10    /* empty buckets a rehash step may skip */
@@ -432,9 +433,7 @@ void cb_registry_opts_init(cb_registry_opts *o) {
 }
 
 const char *cb_registry_opts_check(const cb_registry_opts *o) {
-    if (!(o->idle_ttl > 0)) return "idle_ttl must be a number of seconds > 0";
-    if (!(o->unused_ttl >= 0)) return "unused_ttl must be a number of seconds >= 0";
-    return cb_breaker_opts_check(&o->defaults);
+    return cb_optschema_check(&cb_registry_schema, o);  /* defaults too: optspec.c */
 }
 
 static uint64_t random_seed(const void *salt) {

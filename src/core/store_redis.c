@@ -31,6 +31,7 @@
 #include <openssl/crypto.h>
 
 #include "breaker_impl.h"
+#include "optspec.h"
 #include "store_impl.h"
 #include "store_script.h"
 
@@ -867,23 +868,14 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
         return "prefix must be a non-empty string of at most 128 bytes";
     if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
         return "channel must be a non-empty string of at most 256 bytes";
-    if (o->mode != CB_STORE_BROADCAST && o->mode != CB_STORE_SHARED)
-        return "mode must be \"broadcast\" or \"shared\"";
-    if (!(o->timeout_ms >= 1 && o->timeout_ms <= 60000))
-        return "timeout_ms must be in [1, 60000]";
-    if (!(o->ttl >= 1 && o->ttl <= 1e8)) return "ttl must be a number of seconds in [1, 1e8]";
-    if (!(o->backoff_min > 0 && o->backoff_min <= 3600))
-        return "backoff_min must be in (0, 3600] seconds";
-    if (!(o->backoff_max >= o->backoff_min && o->backoff_max <= 86400))
-        return "backoff_max must be in [backoff_min, 86400] seconds";
+    const char *bad = cb_optschema_check(&cb_store_schema, o);  /* ranges: optspec.c */
+    if (bad) return bad;
+    if (o->backoff_max < o->backoff_min) return "backoff_max must be at least backoff_min";
     if (o->quorum > 1 && o->mode != CB_STORE_SHARED) return "quorum needs mode \"shared\"";
-    if (o->quorum > 10000) return "quorum must be at most 10000";
     if (o->id && (!o->id[0] || strlen(o->id) >= CB_ORIGIN_MAX))
         return "id must be a non-empty string shorter than 64 bytes";
     if (o->secret && (strlen(o->secret) < SECRET_MIN || strlen(o->secret) > SECRET_MAX))
         return "secret must be a string of 16 to 1024 bytes";
-    if (!(o->replay_window_ms >= 1000 && o->replay_window_ms <= 86400000))
-        return "replay_window_ms must be in [1000, 86400000]";
     return NULL;
 }
 

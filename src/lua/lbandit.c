@@ -52,9 +52,6 @@ enum { UP_MT = 1, UP_NONE, UP_COUNT = 2 };
 
 #define NO_ARMS "no eligible arms"
 
-static const char *const option_names[] = {
-    "arms", "prior", "decay", "half_life", "seed", "clock", NULL};
-
 static lbandit *checkbox_slow(lua_State *L, int idx) {
     lbandit *box = luaL_checkudata(L, idx, CB_BANDIT_MT);
     if (!box->b) luaL_error(L, "attempt to use a closed bandit");
@@ -82,7 +79,7 @@ static int unknown_arm(lua_State *L, cb_bandit *b, const char *ctx, const char *
     int n = cb_bandit_arm_count(b);
     for (int i = 0; i < n; i++) names[i] = cb_bandit_arm_name(b, i);
     names[n] = NULL;
-    const char *near = cb_lua_closest(name, names, NULL);
+    const char *near = cb_lua_closest(name, names);
     if (near) return luaL_error(L, "%s: unknown arm '%s' (did you mean '%s'?)", ctx, name, near);
     return luaL_error(L, "%s: unknown arm '%s'", ctx, name);
 }
@@ -113,28 +110,11 @@ static double checkfraction(lua_State *L, int idx, const char *ctx, const char *
 
 /* ---- options ------------------------------------------------------------------ */
 
-static double checknumber_opt(lua_State *L, const char *ctx, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "%s: option '%s' must be a number (got %s)", ctx, key,
-                   luaL_typename(L, -1));
-    return lua_tonumber(L, -1);
-}
-
-/* prior = {alpha, beta} */
-static void read_prior(lua_State *L, cb_bandit_opts *o, const char *ctx) {
-    if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
-        luaL_error(L, "%s: option 'prior' must be {alpha, beta}, two numbers (got %s)", ctx,
-                   lua_istable(L, -1) ? "another table" : luaL_typename(L, -1));
-    double v[2];
-    for (int k = 0; k < 2; k++) {
-        if (lua_rawgeti(L, -1, k + 1) != LUA_TNUMBER)
-            luaL_error(L, "%s: option 'prior' must be {alpha, beta}, two numbers (prior[%d] is %s)",
-                       ctx, k + 1, luaL_typename(L, -1));
-        v[k] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
-    o->prior_alpha = v[0];
-    o->prior_beta = v[1];
+/* Keeps the arms list and the clock in the stack slots `ud` points at. */
+static void keep_opt(lua_State *L, int which, void *ud) {
+    int arms = *(int *)ud;
+    lua_pushvalue(L, -1);
+    lua_replace(L, which == CB_KEEP_ARMS ? arms : arms + 1);
 }
 
 /* Reads the options table at `idx` into `o`, and pushes the arms list and
@@ -146,44 +126,8 @@ static void read_opts(lua_State *L, int idx, cb_bandit_opts *o, const char *ctx,
     lua_pushnil(L);  /* the arms list, when given */
     int arms = lua_gettop(L);
     lua_pushnil(L);  /* the clock */
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {  /* arms, clock, key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings (got %s)", ctx, luaL_typename(L, -2));
-        const char *key = lua_tostring(L, -2);
-        if (strcmp(key, "prior") == 0) {
-            read_prior(L, o, ctx);
-        } else if (strcmp(key, "decay") == 0) {
-            o->decay = checknumber_opt(L, ctx, key);
-        } else if (strcmp(key, "half_life") == 0) {
-            o->half_life = checknumber_opt(L, ctx, key);
-        } else if (strcmp(key, "clock") == 0) {
-            cb_lua_checkclock(L, -1, &o->clock, ctx);
-            lua_pushvalue(L, -1);
-            lua_replace(L, arms + 1);
-        } else if (strcmp(key, "arms") == 0 || strcmp(key, "seed") == 0) {
-            if (!creating)
-                luaL_error(L, "%s: option '%s' cannot be changed here%s", ctx, key,
-                           key[0] == 'a' ? " (use add_arm)" : "");
-            if (key[0] == 'a') {
-                if (!lua_istable(L, -1))
-                    luaL_error(L, "%s: option 'arms' must be a list of names (got %s)", ctx,
-                               luaL_typename(L, -1));
-                lua_pushvalue(L, -1);
-                lua_replace(L, arms);
-            } else {
-                int isint = 0;
-                lua_Integer v = lua_tointegerx(L, -1, &isint);
-                if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-                    luaL_error(L, "%s: option 'seed' must be an integer (got %s)", ctx,
-                               lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-                o->seed = (uint64_t)v;
-            }
-        } else {
-            cb_lua_unknown_option(L, ctx, key, option_names, NULL);
-        }
-        lua_pop(L, 1);  /* value; the key stays for lua_next */
-    }
+    cb_lua_optread r = {ctx, "", keep_opt, &arms, 0, !creating, NULL, 0};
+    cb_lua_read_opts(L, idx, &cb_bandit_schema, o, &r);
     const char *bad = cb_bandit_opts_check(o);
     if (bad) luaL_error(L, "%s: %s", ctx, bad);
 }

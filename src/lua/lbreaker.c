@@ -104,39 +104,17 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
     else cb_breaker_on_change(b, NULL, NULL);  /* the registry keeps it */
 }
 
-typedef struct newctx {
-    int box;        /* stack index of the box being built */
-    int on_change;  /* stack index of the on_change function, or 0 */
-    int store;      /* a store option was given */
-    cb_breaker_opts *o;
-} newctx;
-
-static const char *const new_extra[] = {"classify", "clock", "on_change", "store", NULL};
-
-static int new_option(lua_State *L, const char *key, void *ud) {
-    newctx *c = ud;
-    if (strcmp(key, "classify") == 0 || strcmp(key, "on_change") == 0) {
-        if (!lua_isfunction(L, -1))
-            luaL_error(L, "cbreaker.new: option '%s' must be a function (got %s)", key,
-                       luaL_typename(L, -1));
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, c->box, key[0] == 'c' ? CB_UV_CLASSIFY : CB_UV_ON_CHANGE);
-        return 1;
+/* Keeps what cb.new's reader found: callbacks and the clock in the box's
+ * user values (the box at stack index 2), a store to attach once the
+ * breaker exists. */
+static void keep_new(lua_State *L, int which, void *ud) {
+    if (which == CB_KEEP_STORE) {
+        *(int *)ud = 1;
+        return;
     }
-    if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &c->o->clock, "cbreaker.new");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, c->box, CB_UV_CLOCK);  /* keeps the clock alive */
-        return 1;
-    }
-    if (strcmp(key, "store") == 0) {  /* attached once the breaker exists */
-        if (!luaL_testudata(L, -1, CB_STORE_MT))
-            luaL_error(L, "cbreaker.new: option 'store' must be a cbreaker.Store (got %s)",
-                       luaL_typename(L, -1));
-        c->store = 1;
-        return 1;
-    }
-    return 0;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 2, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY
+                          : which == CB_KEEP_ON_CHANGE ? CB_UV_ON_CHANGE : CB_UV_CLOCK);
 }
 
 static int breaker_new(lua_State *L) {
@@ -154,15 +132,18 @@ static int breaker_new(lua_State *L) {
     box->owned = 1;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
-    newctx c = {2, 0, 0, &o};
-    cb_lua_read_breaker_opts(L, 1, &o, "cbreaker.new", new_option, &c, new_extra);
+    int store = 0;
+    cb_lua_optread r = {"cbreaker.new", "", keep_new, &store, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_breaker_schema, &o, &r);
+    const char *bad = cb_breaker_opts_check(&o);
+    if (bad) return luaL_error(L, "cbreaker.new: %s", bad);
     box->b = cb_breaker_new(&o);
     if (!box->b) return luaL_error(L, "cbreaker.new: out of memory");
     box->measure = o.slow_call_ms > 0;
     if (lua_getiuservalue(L, 2, CB_UV_ON_CHANGE) == LUA_TFUNCTION)
         set_on_change(L, 2, box, -1);
     lua_pop(L, 1);
-    if (c.store) {
+    if (store) {
         lua_getfield(L, 1, "store");
         cb_lua_store_attach(L, -1, 2, "cbreaker.new");
         lua_pop(L, 1);
@@ -373,20 +354,6 @@ static int breaker_on_change(lua_State *L) {
     return 0;
 }
 
-static int configure_option(lua_State *L, const char *key, void *ud) {
-    (void)ud;
-    if (strcmp(key, "classify") != 0) {
-        if (strcmp(key, "clock") == 0 || strcmp(key, "on_change") == 0 ||
-            strcmp(key, "store") == 0)
-            luaL_error(L, "configure: option '%s' cannot be changed here", key);
-        return 0;
-    }
-    if (!lua_isfunction(L, -1) && !lua_isnil(L, -1))
-        luaL_error(L, "configure: option 'classify' must be a function (got %s)",
-                   luaL_typename(L, -1));
-    return 1;
-}
-
 /* br:configure{...}: a hot reload.  Options not given keep their values;
  * state and counters are kept. */
 static int breaker_configure(lua_State *L) {
@@ -395,9 +362,12 @@ static int breaker_configure(lua_State *L) {
     cb_breaker_opts o;
     cb_breaker_get_opts(box->b, &o);
     const char *name = o.name;
-    cb_lua_read_breaker_opts(L, 2, &o, "configure", configure_option, NULL, new_extra);
+    cb_lua_optread r = {"configure", "", NULL, NULL, 0, 1, NULL, 0};
+    cb_lua_read_opts(L, 2, &cb_breaker_schema, &o, &r);
+    const char *bad = cb_breaker_opts_check(&o);
+    if (bad) return luaL_error(L, "configure: %s", bad);
     if (strcmp(o.name, name) != 0) return luaL_error(L, "configure: a breaker's name cannot change");
-    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {
+    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {  /* checked by the reader */
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, CB_UV_CLASSIFY);
     }

@@ -7,6 +7,7 @@
 #include <lua.h>
 
 #include "cbreaker.h"
+#include "../core/optspec.h"  /* the option schema the core owns */
 
 /* Metatable names (`__name` gives error messages and tostring for free). */
 #define CB_BREAKER_MT "cbreaker.Breaker"
@@ -76,30 +77,39 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why);
 
 /* ---- options ----------------------------------------------------------------- */
 
-/* Handles a key of an options table that is not a breaker option: value at
- * the top of the stack.  Returns 1 when handled, 0 when unknown. */
-typedef int (*cb_lua_optfn)(lua_State *L, const char *key, void *ud);
+/* How to read one options table (lopts.c, against the core's schema). */
+typedef struct cb_lua_optread {
+    const char *ctx;   /* prefixes messages ("cbreaker.new"); "" for none */
+    const char *path;  /* prefixes option names ("providers.openai"); "" for none */
+    /* Called with a clock or a host value (a callback, a store, the arms) at
+     * the top, once checked: the caller keeps it.  May be NULL (check only). */
+    void (*keep)(lua_State *L, int which, void *ud);
+    void *ud;
+    int nested;        /* a registry's breaker options: no name, clock or host values */
+    int configure;     /* a hot reload: options that only creation sets are refused */
+    const char *deny;  /* nested: why name and clock cannot be set */
+    int extra;         /* 0, or the stack index of a table of names the caller
+                          handles (true: skipped, and suggested) or refuses
+                          (false: unknown, and never suggested) */
+} cb_lua_optread;
 
-/* Reads the breaker options in the table at `idx` into `o` (which holds the
- * defaults).  `ctx` prefixes error messages ("cbreaker.new", "defaults");
- * keys that are not breaker options go to `other` (may be NULL), whose
- * accepted names `extra` (NULL-terminated, may be NULL) join the "did you
- * mean" search.  Raises on an unknown key, a wrong type or a bad value. */
-void cb_lua_read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o,
-                              const char *ctx, cb_lua_optfn other, void *ud,
-                              const char *const *extra);
+/* Why a registry's breaker options cannot hold a name or a clock. */
+#define CB_LUA_NAMED_BY_KEY "a registry breaker is named by its key and uses the registry's clock"
 
-/* Raises "CTX: unknown option 'KEY' (did you mean 'NAME'?)". */
-int cb_lua_unknown_option(lua_State *L, const char *ctx, const char *key,
-                          const char *const *names, const char *const *extra);
+/* `which` of keep: the clock, or a host value (the order of lopts.c's tables). */
+enum { CB_KEEP_CLOCK = -1, CB_KEEP_CLASSIFY = 0, CB_KEEP_ON_CHANGE, CB_KEEP_STORE,
+       CB_KEEP_ARMS = 0 };
 
-/* The closest of `names` to `s`, or NULL when none is close. */
-const char *cb_lua_closest(const char *s, const char *const *names,
-                           const char *const *extra);
+/* Reads the options table at `idx` into `o` (which holds the defaults)
+ * against schema `s`: raises on an unknown key (naming the closest valid
+ * one), a wrong type or a value out of range, naming the option's path.
+ * Rules between options are left to the core's *_opts_check. */
+void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
+                      const cb_lua_optread *r);
 
-/* Reads a manual clock at `idx` into `c` (raises for anything else); the
- * clock userdata must be kept alive by the caller. */
-void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
+/* The closest of `names` (NULL-terminated) to `s`, or NULL when none is
+ * close enough to be a typo. */
+const char *cb_lua_closest(const char *s, const char *const *names);
 
 /* ---- module parts ---------------------------------------------------------- */
 

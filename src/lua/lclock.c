@@ -14,15 +14,6 @@ static double checktime(lua_State *L, int idx, const char *what) {
     return t;
 }
 
-void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx) {
-    cb_manual_clock *mc = luaL_testudata(L, idx, CB_CLOCK_MT);
-    if (!mc)
-        luaL_error(L, "%s: option 'clock' must be a cbreaker.manual_clock (got %s)",
-                   ctx, luaL_typename(L, idx));
-    c->now = cb_manual_clock_now;
-    c->ud = mc;
-}
-
 static int clock_new(lua_State *L) {
     double t0 = luaL_opt(L, luaL_checknumber, 1, 0);
     if (!isfinite(t0)) luaL_argerror(L, 1, "start time must be finite");

@@ -69,10 +69,6 @@ enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
 
 #define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
 
-static const char *const option_names[] = {
-    "defaults", "max_entries", "max_per_tenant", "idle_ttl", "unused_ttl",
-    "cleanup_every", "clock", "seed", NULL};
-
 static lregistry *checkreg_slow(lua_State *L, int idx) {
     lregistry *lr = luaL_checkudata(L, idx, CB_REGISTRY_MT);
     if (!lr->r) luaL_error(L, "attempt to use a closed registry");
@@ -132,59 +128,12 @@ static void push_box(lua_State *L, int reg, cb_breaker *b) {
 
 /* ---- options ---------------------------------------------------------------- */
 
-static lua_Integer checkcount(lua_State *L, const char *key, lua_Integer max) {
-    int isint = 0;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-        luaL_error(L, "cbreaker.registry: option '%s' must be an integer (got %s)", key,
-                   lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-    if (v < 0 || v > max)
-        luaL_error(L, "cbreaker.registry: option '%s' must be in [0, %I] (got %I)", key,
-                   (LUAI_UACINT)max, (LUAI_UACINT)v);
-    return v;
-}
-
-static double checkseconds(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "cbreaker.registry: option '%s' must be a number of seconds (got %s)",
-                   key, luaL_typename(L, -1));
-    return lua_tonumber(L, -1);  /* ranges: cb_registry_opts_check */
-}
-
-/* Reads breaker options at `idx` over `o`; a registry breaker's name is its key. */
-static void read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o, const char *ctx) {
-    o->name = NULL;
-    cb_lua_read_breaker_opts(L, idx, o, ctx, NULL, NULL, NULL);
-    if (o->name)
-        luaL_error(L, "%s: option 'name' cannot be set: a registry breaker is named by its key",
-                   ctx);
-}
-
-static void read_option(lua_State *L, const char *key, cb_registry_opts *o) {
-    if (strcmp(key, "defaults") == 0) {
-        if (!lua_istable(L, -1))
-            luaL_error(L, "cbreaker.registry: option 'defaults' must be a table (got %s)",
-                       luaL_typename(L, -1));
-        read_breaker_opts(L, -1, &o->defaults, "defaults");
-    } else if (strcmp(key, "max_entries") == 0) {
-        o->max_entries = (size_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "max_per_tenant") == 0) {
-        o->max_per_tenant = (size_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "cleanup_every") == 0) {
-        o->cleanup_every = (uint32_t)checkcount(L, key, UINT32_MAX);
-    } else if (strcmp(key, "idle_ttl") == 0) {
-        o->idle_ttl = checkseconds(L, key);
-    } else if (strcmp(key, "unused_ttl") == 0) {
-        o->unused_ttl = checkseconds(L, key);
-    } else if (strcmp(key, "seed") == 0) {
-        o->seed = (uint64_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.registry");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 2, UV_CLOCK);  /* the registry keeps its clock alive */
-    } else {
-        cb_lua_unknown_option(L, "cbreaker.registry", key, option_names, NULL);
-    }
+/* The registry keeps its clock alive (the registry at stack index 2). */
+static void keep_clock(lua_State *L, int which, void *ud) {
+    (void)which;
+    (void)ud;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 2, UV_CLOCK);
 }
 
 static int registry_new(lua_State *L) {
@@ -212,14 +161,8 @@ static int registry_new(lua_State *L) {
     lua_setiuservalue(L, 2, UV_CACHE);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_SLOTS);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {  /* key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "cbreaker.registry: option names must be strings (got %s)",
-                       luaL_typename(L, -2));
-        read_option(L, lua_tostring(L, -2), &o);
-        lua_pop(L, 1);
-    }
+    cb_lua_optread r = {"cbreaker.registry", "", keep_clock, NULL, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_registry_schema, &o, &r);
     const char *bad = cb_registry_opts_check(&o);
     if (bad) return luaL_error(L, "cbreaker.registry: %s", bad);
     lr->r = cb_registry_new(&o);
@@ -290,7 +233,10 @@ static int registry_get(lua_State *L) {
         cb_registry_opts ro;
         cb_registry_get_opts(lr->r, &ro);
         o = ro.defaults;
-        read_breaker_opts(L, 4, &o, "registry:get");
+        cb_lua_optread r = {"registry:get", "", NULL, NULL, 1, 0, CB_LUA_NAMED_BY_KEY, 0};
+        cb_lua_read_opts(L, 4, &cb_breaker_schema, &o, &r);
+        const char *bad = cb_breaker_opts_check(&o);
+        if (bad) return luaL_error(L, "registry:get: %s", bad);
         op = &o;
     }
     cb_registry_status why;

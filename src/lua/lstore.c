@@ -20,64 +20,12 @@ static lstore *checkstore(lua_State *L, int idx) {
 
 /* ---- cb.redis{...} ---------------------------------------------------------- */
 
-static const char *const store_options[] = {
-    "url", "prefix", "channel", "timeout_ms", "password", "mode", "quorum", "ttl",
-    "id", "clock", "backoff_min", "backoff_max", "secret", "replay_window_ms", NULL};
-
-static const char *optstring(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "cbreaker.redis: option '%s' must be a string (got %s)", key,
-                   luaL_typename(L, -1));
-    return lua_tostring(L, -1);
-}
-
-static double optnumber(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "cbreaker.redis: option '%s' must be a number (got %s)", key,
-                   luaL_typename(L, -1));
-    return lua_tonumber(L, -1);
-}
-
-/* Reads the option at the top of the stack (the key below it).  Strings
- * stay on the Lua stack's table, so pointers into them live as long as the
- * call. */
-static void read_option(lua_State *L, const char *key, cb_store_opts *o, int box) {
-    if (strcmp(key, "url") == 0) o->url = optstring(L, key);
-    else if (strcmp(key, "prefix") == 0) o->prefix = optstring(L, key);
-    else if (strcmp(key, "channel") == 0) o->channel = optstring(L, key);
-    else if (strcmp(key, "password") == 0) o->password = optstring(L, key);
-    else if (strcmp(key, "id") == 0) o->id = optstring(L, key);
-    else if (strcmp(key, "secret") == 0) {
-        size_t n;
-        optstring(L, key);
-        o->secret = lua_tolstring(L, -1, &n);
-        if (strlen(o->secret) != n)
-            luaL_error(L, "cbreaker.redis: option 'secret' must not contain a zero byte");
-    } else if (strcmp(key, "replay_window_ms") == 0) o->replay_window_ms = optnumber(L, key);
-    else if (strcmp(key, "timeout_ms") == 0) o->timeout_ms = optnumber(L, key);
-    else if (strcmp(key, "ttl") == 0) o->ttl = optnumber(L, key);
-    else if (strcmp(key, "backoff_min") == 0) o->backoff_min = optnumber(L, key);
-    else if (strcmp(key, "backoff_max") == 0) o->backoff_max = optnumber(L, key);
-    else if (strcmp(key, "quorum") == 0) {
-        double q = optnumber(L, key);
-        if (!(q >= 1 && q <= 10000) || q != floor(q))
-            luaL_error(L, "cbreaker.redis: option 'quorum' must be an integer in [1, 10000]");
-        o->quorum = (uint32_t)q;
-    } else if (strcmp(key, "mode") == 0) {
-        const char *m = optstring(L, key);
-        int i = 0;
-        while (cb_store_mode_names[i] && strcmp(cb_store_mode_names[i], m) != 0) i++;
-        if (!cb_store_mode_names[i])
-            luaL_error(L, "cbreaker.redis: option 'mode' must be \"broadcast\" or \"shared\" "
-                       "(got \"%s\")", m);
-        o->mode = (cb_store_mode)i;
-    } else if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.redis");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, box, UV_CLOCK);  /* keeps the clock alive */
-    } else {
-        cb_lua_unknown_option(L, "cbreaker.redis", key, store_options, NULL);
-    }
+/* The store keeps its clock alive (the store at stack index 2). */
+static void keep_clock(lua_State *L, int which, void *ud) {
+    (void)which;
+    (void)ud;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 2, UV_CLOCK);
 }
 
 static int store_new(lua_State *L) {
@@ -90,13 +38,8 @@ static int store_new(lua_State *L) {
     box->s = NULL;
     box->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_STORE_MT);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {  /* t, box, key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return luaL_error(L, "cbreaker.redis: option names must be strings");
-        read_option(L, lua_tostring(L, -2), &o, 2);
-        lua_pop(L, 1);
-    }
+    cb_lua_optread r = {"cbreaker.redis", "", keep_clock, NULL, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
     cb_store *s = cb_store_new(&o);
     if (!s) return luaL_error(L, "cbreaker.redis: out of memory");
     if (s->err == CB_STORE_EOPTS) {
