@@ -47,26 +47,16 @@ static int cached_arm(const lbandit *box, const char *s) {
 /* User values of a bandit box. */
 enum { UV_NAMES = 1, UV_INDEX, UV_CLOCK, UV_COUNT = 3 };
 
-/* Upvalues of every method. */
-enum { UP_MT = 1, UP_NONE, UP_COUNT = 2 };
+/* Upvalues of every method after the class (CB_UP_CLASS). */
+enum { UP_NONE = CB_UP_FIRST, UP_COUNT = 1 };
 
 #define NO_ARMS "no eligible arms"
 
-static lbandit *checkbox_slow(lua_State *L, int idx) {
-    lbandit *box = luaL_checkudata(L, idx, CB_BANDIT_MT);
+/* `self` of a method: a live bandit. */
+static lbandit *self_box(lua_State *L) {
+    lbandit *box = cb_lua_checkself(L);
     if (!box->b) luaL_error(L, "attempt to use a closed bandit");
     return box;
-}
-
-/* `self` of a method: one metatable comparison against the upvalue. */
-static lbandit *self_box(lua_State *L) {
-    lbandit *box = lua_touserdata(L, 1);
-    if (box && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
-        lua_pop(L, 1);
-        if (same && box->b) return box;
-    }
-    return checkbox_slow(L, 1);  /* raises the right error */
 }
 
 static cb_bandit *self(lua_State *L) {
@@ -200,14 +190,15 @@ static int bandit_new(lua_State *L) {
 }
 
 static int bandit_close(lua_State *L) {
-    lbandit *box = luaL_checkudata(L, 1, CB_BANDIT_MT);
+    lbandit *box = cb_lua_checkself(L);
     cb_bandit_free(box->b);  /* idempotent: free(NULL) is a no-op */
     box->b = NULL;
+    cb_lua_forgetself(L, box);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int bandit_tostring(lua_State *L) {
-    lbandit *box = luaL_checkudata(L, 1, CB_BANDIT_MT);
+    lbandit *box = cb_lua_checkself(L);
     if (!box->b) lua_pushliteral(L, "cbreaker.Bandit (closed)");
     else lua_pushfstring(L, "cbreaker.Bandit (%d arms)", cb_bandit_arm_count(box->b));
     return 1;
@@ -416,14 +407,7 @@ static const luaL_Reg bandit_funcs[] = {
 };
 
 void cb_lua_open_bandit(lua_State *L) {
-    luaL_newmetatable(L, CB_BANDIT_MT);  /* module, mt */
-    int mt = lua_gettop(L);
-    luaL_setfuncs(L, bandit_meta, 0);
-    lua_newtable(L);  /* methods */
-    lua_pushvalue(L, mt);
     lua_pushliteral(L, NO_ARMS);
-    luaL_setfuncs(L, bandit_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_BANDIT, CB_BANDIT_MT, bandit_methods, bandit_meta, UP_COUNT);
     luaL_setfuncs(L, bandit_funcs, 0);
 }

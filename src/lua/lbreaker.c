@@ -8,31 +8,23 @@
 
 #include "lcbreaker.h"
 
-/* Upvalues of every method: the metatable, then the rejection reasons. */
-enum { UP_MT = 1, UP_OPEN, UP_FORCED, UP_HALF, UP_COUNT = 4 };
+/* Upvalues of every method after the class (CB_UP_CLASS): the rejection
+ * reasons. */
+enum { UP_OPEN = CB_UP_FIRST, UP_FORCED, UP_HALF, UP_COUNT = 3 };
 
-static lbreaker *checkbox_slow(lua_State *L, int idx) {
-    lbreaker *box = luaL_checkudata(L, idx, CB_BREAKER_MT);
+static lbreaker *checkopen(lua_State *L, lbreaker *box) {
     if (!box->b) luaL_error(L, "attempt to use a %s breaker", box->gone);
     return box;
 }
 
+/* A breaker argument of another class's function (store:attach). */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx) {
-    return checkbox_slow(L, idx);
+    return checkopen(L, luaL_checkudata(L, idx, CB_BREAKER_MT));
 }
 
-cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx) {
-    return checkbox_slow(L, idx)->b;
-}
-
-/* `self` of a hot method in two API calls.  A full userdata of exactly our
- * size whose first word holds its own address is one of our boxes: Lua code
- * cannot write into a userdata, and no other type here is laid out so.
- * Everything else takes the checked path, which raises the right error. */
+/* `self` of a method: a live breaker. */
 static lbreaker *self(lua_State *L) {
-    lbreaker *box = lua_touserdata(L, 1);
-    if (box && lua_rawlen(L, 1) == sizeof *box && box->self == box && box->b) return box;
-    return checkbox_slow(L, 1);
+    return checkopen(L, cb_lua_checkself(L));
 }
 
 static double optlatency(lua_State *L, int idx) {
@@ -79,7 +71,6 @@ static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
 
 lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->self = box;
     box->b = b;
     box->m = cb_lua_module_get(L);
     box->owned = (unsigned char)(owned != 0);
@@ -126,7 +117,6 @@ static int breaker_new(lua_State *L) {
     lua_settop(L, 1);
     /* The box first, closed: a raised error below leaks nothing. */
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->self = box;
     box->b = NULL;
     box->m = cb_lua_module_get(L);
     box->owned = 1;
@@ -152,13 +142,14 @@ static int breaker_new(lua_State *L) {
 }
 
 static int breaker_close(lua_State *L) {
-    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_checkself(L);
     cb_lua_box_close(L, box, "closed");
+    cb_lua_forgetself(L, box);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int breaker_tostring(lua_State *L) {
-    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_checkself(L);
     if (!box->b)
         lua_pushfstring(L, "cbreaker.Breaker (%s)", box->gone);
     else
@@ -425,22 +416,10 @@ static const luaL_Reg breaker_funcs[] = {
     {NULL, NULL}
 };
 
-/* Pushes the method upvalues: the metatable and the rejection reasons. */
-static void push_upvalues(lua_State *L, int mt) {
-    lua_pushvalue(L, mt);
+void cb_lua_open_breaker(lua_State *L) {
     lua_pushstring(L, cb_verdict_names[CB_REJECT_OPEN]);
     lua_pushstring(L, cb_verdict_names[CB_REJECT_FORCED_OPEN]);
     lua_pushstring(L, cb_verdict_names[CB_REJECT_HALF_OPEN]);
-}
-
-void cb_lua_open_breaker(lua_State *L) {
-    luaL_newmetatable(L, CB_BREAKER_MT);  /* module, mt */
-    int mt = lua_gettop(L);
-    luaL_setfuncs(L, breaker_meta, 0);
-    lua_newtable(L);  /* methods */
-    push_upvalues(L, mt);
-    luaL_setfuncs(L, breaker_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_BREAKER, CB_BREAKER_MT, breaker_methods, breaker_meta, UP_COUNT);
     luaL_setfuncs(L, breaker_funcs, 0);
 }

@@ -3,6 +3,8 @@
 #ifndef LCBREAKER_H
 #define LCBREAKER_H
 
+#include <stdint.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -19,6 +21,55 @@
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
 
+/* ---- classes ------------------------------------------------------------------ */
+
+/* Upvalues of every method and metamethod of a class. */
+enum {
+    CB_UP_CLASS = 1,  /* the class's metatable */
+    CB_UP_LAST,       /* a light userdata: the class's row of
+                         cb_lua_module.last, in the module state */
+    CB_UP_FIRST       /* the first of the class's own upvalues */
+};
+
+/* The classes whose methods check `self` (slots of cb_lua_module.last). */
+enum { CB_CLASS_BREAKER, CB_CLASS_REGISTRY, CB_CLASS_BANDIT, CB_CLASS_STORE,
+       CB_CLASS_CLOCK, CB_CLASS_REJECTION, CB_CLASS_COUNT };
+
+/* Builds class `id` named `name`: its metatable (luaL_newmetatable) holding
+ * the metamethods `meta`, and an __index table of `methods` (may be NULL).
+ * Every method and metamethod gets CB_UP_CLASS and CB_UP_LAST; the methods
+ * also get the `nup` values on top of the stack (popped) as upvalues
+ * CB_UP_FIRST on.  Leaves the stack as it was below them. */
+void cb_lua_newclass(lua_State *L, int id, const char *name, const luaL_Reg *methods,
+                     const luaL_Reg *meta, int nup);
+
+/* `self` (argument 1) of a method or metamethod, of the running function's
+ * class; raises "bad argument #1 to 'f' (cbreaker.X expected, got Y)" for
+ * anything else.
+ *
+ * The proof is the metatable, compared with CB_UP_CLASS.  As that costs
+ * as much as the rest of a hot method, the class remembers the selves it
+ * proved last (CB_UP_LAST, a small table indexed by address) and a call on
+ * one of them skips the comparison.  A remembered box is ours as long as it
+ * lives, and its __gc forgets it (cb_lua_forgetself) before its memory can
+ * be reused. */
+#define CB_SELF_SLOTS 16  /* per class and lua_State */
+
+static inline unsigned cb_lua_selfslot(const void *p) {
+    return (unsigned)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >> 60);  /* Fibonacci */
+}
+
+void *cb_lua_checkself_slow(lua_State *L);
+
+static inline void *cb_lua_checkself(lua_State *L) {
+    void *const *last = lua_touserdata(L, lua_upvalueindex(CB_UP_LAST));
+    void *p = lua_touserdata(L, 1);
+    return p && last[cb_lua_selfslot(p)] == p ? p : cb_lua_checkself_slow(L);
+}
+
+/* For __gc and close: self may be finalized, forget it. */
+void cb_lua_forgetself(lua_State *L, void *self);
+
 /* ---- module state ---------------------------------------------------------- */
 
 /* State changes are queued by the core's callback and handed to Lua once the
@@ -31,6 +82,7 @@ typedef struct cb_lua_event {
 #define CB_LUA_MAX_EVENTS 64
 
 typedef struct cb_lua_module {
+    void *last[CB_CLASS_COUNT][CB_SELF_SLOTS];  /* selves each class proved (lclass.c) */
     cb_lua_event events[CB_LUA_MAX_EVENTS];
     unsigned head, count;  /* a FIFO ring */
     unsigned long dropped; /* events lost to a full ring */
@@ -51,7 +103,6 @@ static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
 /* ---- breaker box ------------------------------------------------------------ */
 
 typedef struct lbreaker {
-    void *self;           /* the box's own address: see self() in lbreaker.c */
     cb_breaker *b;        /* NULL once closed or removed from its registry */
     cb_lua_module *m;
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
@@ -65,7 +116,6 @@ enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STOR
 
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
-cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx);
 
 /* Pushes a new box for `b`: owned (freed with the box) or borrowed (from a
  * registry, whose userdata should be stored with cb_lua_box_setowner). */

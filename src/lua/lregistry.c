@@ -42,16 +42,12 @@ typedef struct cslot {
 #define CACHE_AGE (2 * CACHE_SLOTS)
 
 typedef struct lregistry {
-    void *self;      /* the userdata's own address: see self() */
     cb_registry *r;  /* NULL once closed */
     lua_State *L;    /* the thread of the running method, for the hook */
     cb_lua_module *m;
     uint32_t gets;   /* a clock for the cache */
     cslot cache[CACHE_SLOTS];
 } lregistry;
-
-/* self() tells the types apart by size, as lbreaker.c does. */
-_Static_assert(sizeof(lregistry) != sizeof(lbreaker), "registry and breaker boxes must differ in size");
 
 /* User values of a registry. */
 enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_COUNT = 4 };
@@ -64,25 +60,15 @@ static unsigned slot_of(const char *t, const char *k) {
     return (unsigned)(h >> 54) & (CACHE_SLOTS - 1);
 }
 
-/* Upvalues of every method: get's refusals. */
-enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
+/* Upvalues of every method after the class (CB_UP_CLASS): get's refusals. */
+enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
 
 #define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
 
-static lregistry *checkreg_slow(lua_State *L, int idx) {
-    lregistry *lr = luaL_checkudata(L, idx, CB_REGISTRY_MT);
-    if (!lr->r) luaL_error(L, "attempt to use a closed registry");
-    return lr;
-}
-
-/* `self` of a method in two API calls, as lbreaker.c's: a full userdata of
- * exactly our size whose first word holds its own address is a registry
- * (Lua code cannot write into a userdata).  Anything else takes the checked
- * path, which raises the right error. */
+/* `self` of a method: a live registry. */
 static lregistry *self(lua_State *L) {
-    lregistry *lr = lua_touserdata(L, 1);
-    if (!(lr && lua_rawlen(L, 1) == sizeof *lr && lr->self == lr && lr->r))
-        lr = checkreg_slow(L, 1);
+    lregistry *lr = cb_lua_checkself(L);
+    if (!lr->r) luaL_error(L, "attempt to use a closed registry");
     lr->L = L;
     return lr;
 }
@@ -144,7 +130,6 @@ static int registry_new(lua_State *L) {
     lua_settop(L, 1);
     /* The userdata first, closed: a raised error below leaks nothing. */
     lregistry *lr = lua_newuserdatauv(L, sizeof *lr, UV_COUNT);
-    lr->self = lr;
     lr->r = NULL;
     lr->L = L;
     lr->m = cb_lua_module_get(L);
@@ -172,7 +157,7 @@ static int registry_new(lua_State *L) {
 }
 
 static int registry_close(lua_State *L) {
-    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    lregistry *lr = cb_lua_checkself(L);
     if (lr->r) {
         cb_registry *r = lr->r;
         lr->r = NULL;
@@ -184,11 +169,12 @@ static int registry_close(lua_State *L) {
             lua_setiuservalue(L, 1, uv);
         }
     }
+    cb_lua_forgetself(L, lr);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int registry_tostring(lua_State *L) {
-    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    lregistry *lr = cb_lua_checkself(L);
     if (!lr->r)
         lua_pushliteral(L, "cbreaker.Registry (closed)");
     else
@@ -418,16 +404,8 @@ static const luaL_Reg registry_funcs[] = {
 };
 
 void cb_lua_open_registry(lua_State *L) {
-    luaL_newmetatable(L, CB_REGISTRY_MT);  /* module, mt */
-    int mt = lua_gettop(L);
     lua_pushliteral(L, "registry full");
     lua_pushliteral(L, "tenant full");
-    luaL_setfuncs(L, registry_meta, UP_COUNT);
-    lua_newtable(L);  /* methods */
-    lua_pushliteral(L, "registry full");
-    lua_pushliteral(L, "tenant full");
-    luaL_setfuncs(L, registry_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_REGISTRY, CB_REGISTRY_MT, registry_methods, registry_meta, UP_COUNT);
     luaL_setfuncs(L, registry_funcs, 0);
 }

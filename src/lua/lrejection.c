@@ -48,10 +48,12 @@ static const luaL_Reg rejection_funcs[] = {
     {NULL, NULL}
 };
 
+static const luaL_Reg rejection_meta[] = {
+    {"__tostring", rejection_tostring},
+    {NULL, NULL}
+};
+
 void cb_lua_open_rejection(lua_State *L) {
-    luaL_newmetatable(L, CB_REJECTION_MT);
-    lua_pushcfunction(L, rejection_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_REJECTION, CB_REJECTION_MT, NULL, rejection_meta, 0);
     luaL_setfuncs(L, rejection_funcs, 0);
 }

@@ -12,8 +12,9 @@ typedef struct lstore {
 
 enum { UV_CLOCK = 1, UV_COUNT = 1 };
 
-static lstore *checkstore(lua_State *L, int idx) {
-    lstore *box = luaL_checkudata(L, idx, CB_STORE_MT);
+/* `self` of a method: a live store. */
+static lstore *self(lua_State *L) {
+    lstore *box = cb_lua_checkself(L);
     if (!box->s) luaL_error(L, "attempt to use a closed store");
     return box;
 }
@@ -68,14 +69,14 @@ void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx) {
 }
 
 static int store_attach(lua_State *L) {
-    checkstore(L, 1);
+    self(L);
     cb_lua_store_attach(L, 1, 2, "attach");
     lua_settop(L, 2);
     return 1;
 }
 
 static int store_detach(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     lbreaker *br = cb_lua_checkbox(L, 2);
     cb_store_detach(st->s, br->b);
     lua_pushnil(L);
@@ -86,7 +87,7 @@ static int store_detach(lua_State *L) {
 /* ---- methods --------------------------------------------------------------- */
 
 static int store_poll(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     int n = cb_store_poll(st->s);
     cb_lua_flush(L, st->m);
     if (n == CB_ERR) {
@@ -103,7 +104,7 @@ static int store_poll(lua_State *L) {
 /* store:wait(ms): true when the subscription has something for poll,
  * false on timeout, nil, "not connected". */
 static int store_wait(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     double ms = luaL_checknumber(L, 2);
     if (!(ms >= 0)) luaL_argerror(L, 2, "milliseconds must be >= 0");
     int r = cb_store_wait(st->s, ms);
@@ -124,7 +125,7 @@ static void add_name(void *ud, const char *name) {
 
 /* store:names() -> the names in the boot-recovery hash, sorted, or nil, msg. */
 static int store_names(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     lua_newtable(L);
     lua_checkstack(L, 4);
     if (cb_store_names(st->s, add_name, L) == CB_ERR) {
@@ -143,7 +144,7 @@ static int store_names(lua_State *L) {
 }
 
 static int store_fd(lua_State *L) {
-    int fd = cb_store_fd(checkstore(L, 1)->s);
+    int fd = cb_store_fd(self(L)->s);
     if (fd < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "not connected");
@@ -157,7 +158,7 @@ static int store_fd(lua_State *L) {
 #define SETNUM(f) (lua_pushnumber(L, h.f), lua_setfield(L, -2, #f))
 
 static int store_health(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     cb_store_health h;
     cb_store_get_health(st->s, &h);
     lua_createtable(L, 0, 20);
@@ -175,15 +176,16 @@ static int store_health(lua_State *L) {
 }
 
 static int store_close(lua_State *L) {
-    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    lstore *st = cb_lua_checkself(L);
     cb_store *s = st->s;
     st->s = NULL;
     cb_store_free(s);  /* detaches its breakers */
+    cb_lua_forgetself(L, st);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int store_tostring(lua_State *L) {
-    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    lstore *st = cb_lua_checkself(L);
     if (!st->s) {
         lua_pushliteral(L, "cbreaker.Store (closed)");
     } else {
@@ -210,7 +212,6 @@ static const luaL_Reg store_meta[] = {
     {"__gc", store_close},
     {"__close", store_close},
     {"__tostring", store_tostring},
-    {"__index", NULL},  /* set below */
     {NULL, NULL}
 };
 
@@ -220,10 +221,6 @@ static const luaL_Reg store_funcs[] = {
 };
 
 void cb_lua_open_store(lua_State *L) {
-    luaL_newmetatable(L, CB_STORE_MT);
-    luaL_setfuncs(L, store_meta, 0);
-    luaL_newlib(L, store_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_STORE, CB_STORE_MT, store_methods, store_meta, 0);
     luaL_setfuncs(L, store_funcs, 0);
 }
