@@ -207,38 +207,82 @@ static int breaker_record(lua_State *L) {
     return 0;
 }
 
-/* Runs the classifier on (ok, results...) at [first, top]: the outcome, and
- * a retry-after in seconds.  A classifier that raises or answers nonsense
- * makes the call a failure, and its error is raised after recording. */
-static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
-    int top = lua_gettop(L);
-    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
-    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
-    if (lua_pcall(L, top - first + 1, 2, 0) != LUA_OK) {
-        *bad = 1;  /* the error stays on the stack */
-        return CB_FAILURE;
+/* The classifier contract, one implementation for the breaker and the
+ * engine: classify(ok, ...) -> "success" | "failure" | "ignore" [,
+ * retry_after].  Reads the answer of a classifier run by lua_pcall(k) with
+ * two results, `status` its status: returns the outcome, with *retry_after
+ * set (-1 when none was given), or -1 with the message of what went wrong
+ * pushed (the caller records a failure). */
+static int classify_answer(lua_State *L, int status, double *retry_after) {
+    *retry_after = -1;
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushfstring(L, "classify failed: %s", luaL_tolstring(L, -1, NULL));
+        return -1;
     }
-    const char *s = lua_tostring(L, -2);
     int outcome = -1;
-    for (int i = 0; s && cb_outcome_names[i]; i++)
-        if (strcmp(s, cb_outcome_names[i]) == 0) outcome = i;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, -2);
+        for (int i = 0; cb_outcome_names[i]; i++)
+            if (strcmp(s, cb_outcome_names[i]) == 0) outcome = i;
+    }
     if (outcome < 0) {
         lua_pushfstring(L, "classify must return \"success\", \"failure\" or \"ignore\" (got %s)",
-                        s ? s : luaL_typename(L, -2));
-        *bad = 1;
-        return CB_FAILURE;
+                        luaL_tolstring(L, -2, NULL));
+        return -1;
     }
     if (!lua_isnil(L, -1)) {
         double ra = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || !(ra >= 0) || isinf(ra)) {
             lua_pushliteral(L, "classify: retry_after must be a finite number of seconds >= 0");
-            *bad = 1;
-            return CB_FAILURE;
+            return -1;
         }
         *retry_after = ra;
     }
+    return outcome;
+}
+
+/* Runs the breaker's classifier on (ok, results...) at [first, top]: the
+ * outcome, and a retry-after in seconds.  A classifier that raises or
+ * answers nonsense makes the call a failure, and its message is left on the
+ * stack, to be raised after recording. */
+static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
+    int top = lua_gettop(L);
+    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
+    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
+    int outcome = classify_answer(L, lua_pcall(L, top - first + 1, 2, 0), retry_after);
+    if (outcome < 0) {
+        *bad = 1;
+        return CB_FAILURE;
+    }
+    if (*retry_after < 0) *retry_after = 0;
     lua_settop(L, top);
     return (cb_outcome)outcome;
+}
+
+static int core_classify_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)ctx;
+    double ra;
+    int outcome = classify_answer(L, status, &ra);
+    if (outcome < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);  /* false, message */
+        return 2;
+    }
+    lua_pushstring(L, cb_outcome_names[outcome]);
+    if (ra >= 0) lua_pushnumber(L, ra); else lua_pushnil(L);
+    return 2;
+}
+
+/* core.classify(fn, ok, ...) -> outcome, retry_after (or nil), or false and
+ * a message when fn raised or answered nonsense; with fn nil, ok's outcome.
+ * fn may yield. */
+static int core_classify(lua_State *L) {
+    if (lua_isnil(L, 1)) {
+        lua_pushstring(L, cb_outcome_names[lua_toboolean(L, 2) ? CB_SUCCESS : CB_FAILURE]);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    return core_classify_k(L, lua_pcallk(L, lua_gettop(L) - 1, 2, 0, 0, core_classify_k), 0);
 }
 
 static int breaker_call(lua_State *L) {
@@ -267,7 +311,7 @@ static int breaker_call(lua_State *L) {
     if (!box->b) return luaL_error(L, "breaker was %s during call", box->gone);
     cb_breaker_record(box->b, outcome, ms, ra);
     cb_lua_flush(L, box->m);
-    if (bad) return luaL_error(L, "classify failed: %s", lua_tostring(L, -1));
+    if (bad) return lua_error(L);  /* classify_answer's message */
     return lua_gettop(L) - 1;
 }
 
@@ -413,6 +457,7 @@ static const luaL_Reg breaker_meta[] = {
 
 static const luaL_Reg breaker_funcs[] = {
     {"new", breaker_new},
+    {"classify", core_classify},
     {NULL, NULL}
 };
 
