@@ -103,6 +103,21 @@ describe("policy", function()
       err_of({providers = {a = {}}, redis = {replay_windw_ms = 1}}), 1, true)
   end)
 
+  it("checks C objects' options with the C schema (core.check_options)", function()
+    local core = require("cbreaker.core")
+    assert.has_error(function() core.check_options("breaker", { windw = 1 }, "x.y") end,
+      "unknown option 'x.y.windw' (did you mean 'window'?)")
+    assert.has_error(function() core.check_options("redis", { timeout_ms = 100000 }) end,
+      "option 'timeout_ms' must be a number of milliseconds in [1, 60000] (got 100000)")
+    assert.has_error(function() core.check_options("registry", { defaults = { jitter = 2 } }, "s") end,
+      "option 's.defaults.jitter' must be a number in [0, 1] (got 2)")
+    assert.has_error(function() core.check_options("bandit", { own = 1, arms = {} }, "", { own = true, arms = false }) end,
+      "unknown option 'arms'")
+    local t = { own = 1, decay = 0.5 }
+    assert.equal(t, core.check_options("bandit", t, "", { own = true }))
+    assert.has_error(function() core.check_options("engine", {}) end)
+  end)
+
   it("requires at least one provider", function()
     assert.matches("'providers' is missing", err_of({}), 1, true)
     assert.matches("'providers' must name at least one provider", err_of({providers = {}}), 1, true)
