@@ -31,7 +31,9 @@
 #include <openssl/crypto.h>
 
 #include "breaker_impl.h"
+#include "hashtab.h"
 #include "optspec.h"
+#include "siphash.h"
 #include "store_impl.h"
 #include "store_script.h"
 
@@ -48,10 +50,10 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 
 typedef struct attach {
+    cb_hnode h;           /* first: the table links attachments as nodes */
     cb_breaker *b;
     struct cb_store_priv *p;
-    struct attach *next;  /* hash chain */
-    uint32_t hash;
+    uint64_t hash;        /* of the breaker's name */
     uint8_t from_peer;    /* its current open state was a peer's */
     uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
     uint8_t seen;         /* reconcile: named in the boot hash */
@@ -89,8 +91,8 @@ typedef struct cb_store_priv {
     uint64_t budget_seq;
     double budget_deadline;
     char sha[41];
-    attach **buckets;
-    size_t nbuckets, count;
+    cb_htab attached;     /* attach, by name: several may share one */
+    uint64_t k0, k1;      /* its SipHash key */
     char last_error[128];
     uint64_t reconnects, failures, published, received, applied, own, malformed,
         dropped, unsigned_msgs, bad_signature, stale;
@@ -119,10 +121,13 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-static uint32_t hash_name(const char *s) {
-    uint32_t h = 2166136261u;  /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+static uint64_t hash_name(const cb_store_priv *p, const char *s) {
+    return cb_siphash13(s, strlen(s), p->k0, p->k1);
+}
+
+static uint64_t attach_rehash(const void *ud, const cb_hnode *n) {
+    (void)ud;
+    return ((const attach *)n)->hash;
 }
 
 /* Keeps the first I/O error of a failure for health(); the password can
@@ -372,40 +377,22 @@ static int handshake(cb_store_priv *p, redisContext *c, int select_db, double de
 
 /* ---- attachments ----------------------------------------------------------- */
 
-static attach *first_named(cb_store_priv *p, const char *name, uint32_t h) {
-    for (attach *a = p->buckets[h & (p->nbuckets - 1)]; a; a = a->next)
-        if (a->hash == h && strcmp(a->b->name, name) == 0) return a;
-    return NULL;
-}
-
-static attach *next_named(attach *a) {
-    for (attach *n = a->next; n; n = n->next)
-        if (n->hash == a->hash && strcmp(n->b->name, a->b->name) == 0) return n;
-    return NULL;
-}
-
-static int grow(cb_store_priv *p) {
-    size_t n = p->nbuckets * 2;
-    attach **nb = calloc(n, sizeof *nb);
-    if (!nb) return CB_ERR;
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (attach *a = p->buckets[i], *next; a; a = next) {
-            next = a->next;
-            a->next = nb[a->hash & (n - 1)];
-            nb[a->hash & (n - 1)] = a;
+/* The attachments named `name` (hashed `h`) are in the chain of each table
+ * (while the table grows, some may still be in the old one). */
+static attach *first_named(cb_store_priv *p, const char *name, uint64_t h) {
+    for (int i = 0; i < 2; i++) {
+        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            attach *a = (attach *)n;
+            if (a->hash == h && strcmp(a->b->name, name) == 0) return a;
         }
     }
-    free(p->buckets);
-    p->buckets = nb;
-    p->nbuckets = n;
-    return CB_OK;
+    return NULL;
 }
 
 static void unlink_attach(cb_store_priv *p, attach *a) {
-    attach **pp = &p->buckets[a->hash & (p->nbuckets - 1)];
-    while (*pp && *pp != a) pp = &(*pp)->next;
-    if (*pp) *pp = a->next;
-    p->count--;
+    cb_htab_unlink(&p->attached, &a->h, a->hash);
+    cb_htab_step(&p->attached, NULL, attach_rehash);
 }
 
 /* ---- publishing ------------------------------------------------------------ */
@@ -507,9 +494,8 @@ static void announce(cb_store_priv *p, attach *a, int what) {
 /* Applies `m` to every breaker named m->service_id.  `boot`: from the hash,
  * where ts dates the open deadline. */
 static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
-    uint32_t h = hash_name(m->service_id);
-    attach *a = first_named(p, m->service_id, h);
-    if (!a) return 0;
+    uint64_t h = hash_name(p, m->service_id);
+    if (!first_named(p, m->service_id, h)) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
     if (boot && m->ts > 0) {
@@ -520,9 +506,14 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
             if (open_for <= 0) return 0;  /* that opening is over */
         }
     }
-    for (; a; a = next_named(a)) {
-        a->seen = 1;
-        cb_breaker_apply_peer(a->b, ps, open_for);
+    for (int i = 0; i < 2; i++) {  /* every breaker of that name, in both tables */
+        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            attach *a = (attach *)n;
+            if (a->hash != h || strcmp(a->b->name, m->service_id) != 0) continue;
+            a->seen = 1;
+            cb_breaker_apply_peer(a->b, ps, open_for);
+        }
     }
     return 1;
 }
@@ -568,9 +559,24 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
 
 /* Imports the boot hash and drops peer states it no longer holds (their
  * `recovered` may have been lost while we were away). */
+static int clear_seen(cb_hnode *n, void *ud) {
+    (void)ud;
+    ((attach *)n)->seen = 0;
+    return 0;
+}
+
+/* A peer's open state the boot hash no longer holds is dropped. */
+static int drop_unseen(cb_hnode *n, void *ud) {
+    attach *a = (attach *)n;
+    cb_state s = (cb_state)a->b->state;
+    (void)ud;
+    if (a->from_peer && !a->seen && s != CB_CLOSED)
+        cb_breaker_apply_peer(a->b, s == CB_FORCED_OPEN ? CB_PEER_RECOVERED : CB_PEER_CLOSED, 0);
+    return 0;
+}
+
 static void import(cb_store_priv *p, const redisReply *all) {
-    for (size_t i = 0; i < p->nbuckets; i++)
-        for (attach *a = p->buckets[i]; a; a = a->next) a->seen = 0;
+    cb_htab_foreach(&p->attached, clear_seen, NULL);
     for (size_t i = 0; all && i + 1 < all->elements; i += 2) {
         redisReply *v = all->element[i + 1];
         cb_message m;
@@ -580,25 +586,24 @@ static void import(cb_store_priv *p, const redisReply *all) {
         if (strcmp(m.origin, p->id) == 0 || !m.open || m.recovered) continue;
         apply_message(p, &m, 1);
     }
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (attach *a = p->buckets[i]; a; a = a->next) {
-            cb_state s = (cb_state)a->b->state;
-            if (!a->from_peer || a->seen || s == CB_CLOSED) continue;
-            cb_breaker_apply_peer(a->b, s == CB_FORCED_OPEN ? CB_PEER_RECOVERED : CB_PEER_CLOSED, 0);
-        }
-    }
+    cb_htab_foreach(&p->attached, drop_unseen, NULL);
+}
+
+/* Sends what was not sent, and our own open states again; stops when the
+ * connection drops. */
+static int republish(cb_hnode *n, void *ud) {
+    cb_store_priv *p = ud;
+    attach *a = (attach *)n;
+    cb_state s = (cb_state)a->b->state;
+    if (a->unsent) announce(p, a, a->unsent);
+    else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
+        announce(p, a, UNSENT_STATE);
+    return !p->connected;
 }
 
 static void reconcile(cb_store_priv *p, redisReply *all) {
     import(p, all);
-    for (size_t i = 0; i < p->nbuckets && p->connected; i++) {
-        for (attach *a = p->buckets[i]; a && p->connected; a = a->next) {
-            cb_state s = (cb_state)a->b->state;
-            if (a->unsent) announce(p, a, a->unsent);
-            else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
-                announce(p, a, UNSENT_STATE);  /* our own open states, again */
-        }
-    }
+    if (p->connected) cb_htab_foreach(&p->attached, republish, p);
 }
 
 /* One attempt, at most timeout_ms: subscribe first, so nothing published
@@ -879,17 +884,29 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
     return NULL;
 }
 
-static void make_id(cb_store_priv *p) {
+/* A generator seeded by the time, the process and the address: the table's
+ * hash key and the default origin id differ between stores. */
+static void seed_rng(cb_rng *rng, const cb_store_priv *p) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cb_rng_seed(rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                         ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)p);
+}
+
+static void make_id(cb_store_priv *p, cb_rng *rng) {
     char host[33] = "host";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    cb_rng rng;
-    cb_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                          ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)p);
     snprintf(p->id, sizeof p->id, "%s:%ld:%08x", host, (long)getpid(),
-             (unsigned)(cb_rng_next(&rng) >> 32));
+             (unsigned)(cb_rng_next(rng) >> 32));
+}
+
+static int free_attach(cb_hnode *n, void *ud) {
+    attach *a = (attach *)n;
+    (void)ud;
+    cb_breaker_set_hook(a->b, NULL, NULL);
+    free(a);
+    return 0;
 }
 
 cb_store *cb_store_new(const cb_store_opts *o) {
@@ -911,14 +928,13 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     }
     p->prefix = dupstr(o->prefix);
     p->channel = dupstr(o->channel);
-    p->nbuckets = 64;
-    p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
+    int table_ok = cb_htab_init(&p->attached) == CB_OK;
     if (o->secret) {
         p->secret_len = strlen(o->secret);
         p->secret = (unsigned char *)dupstr(o->secret);
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->prefix || !p->channel || !p->buckets || (o->secret && !p->secret)) {
+    if (!p->prefix || !p->channel || !table_ok || (o->secret && !p->secret)) {
         cb_store_free(s);
         return NULL;
     }
@@ -929,8 +945,12 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     p->backoff_max = o->backoff_max;
     p->quorum = o->quorum;
     p->clock = o->clock;
+    cb_rng rng;
+    seed_rng(&rng, p);
+    p->k0 = cb_rng_next(&rng);
+    p->k1 = cb_rng_next(&rng);
     if (o->id) snprintf(p->id, sizeof p->id, "%s", o->id);
-    else make_id(p);
+    else make_id(p, &rng);
     p->last_poll = now_of(p);
     try_connect(p, mono() + p->timeout);
     return s;
@@ -940,16 +960,10 @@ void cb_store_free(cb_store *s) {
     if (!s) return;
     cb_store_priv *p = s->priv;
     if (p) {
-        for (size_t i = 0; i < p->nbuckets; i++) {
-            for (attach *a = p->buckets[i], *next; a; a = next) {
-                next = a->next;
-                cb_breaker_set_hook(a->b, NULL, NULL);
-                free(a);
-            }
-        }
+        cb_htab_foreach(&p->attached, free_attach, NULL);
         if (p->cmd) redisFree(p->cmd);
         if (p->sub) redisFree(p->sub);
-        free(p->buckets);
+        cb_htab_release(&p->attached);
         free(p->prefix);
         free(p->channel);
         if (p->secret) OPENSSL_cleanse(p->secret, p->secret_len);
@@ -977,21 +991,18 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
     cb_store_priv *p = s->priv;
     if (strlen(b->name) >= CB_NAME_MAX) return CB_ERR;
     if (cb_breaker_hook_of(b)) return CB_ERR;
-    if (p->count >= p->nbuckets * 2 && grow(p) != CB_OK) return CB_ERR;
     attach *a = calloc(1, sizeof *a);
     if (!a) return CB_ERR;
     a->b = b;
     a->p = p;
-    a->hash = hash_name(b->name);
+    a->hash = hash_name(p, b->name);
     if (cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook,
                             a) != CB_OK) {
         free(a);
         return CB_ERR;
     }
-    size_t i = a->hash & (p->nbuckets - 1);
-    a->next = p->buckets[i];
-    p->buckets[i] = a;
-    p->count++;
+    cb_htab_insert(&p->attached, &a->h, a->hash);
+    cb_htab_step(&p->attached, NULL, attach_rehash);
     if (p->connected && !p->in_poll) {  /* boot import of this name */
         char states[KEY_MAX];
         snprintf(states, sizeof states, "%s:states", p->prefix);
@@ -1135,7 +1146,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->unsigned_msgs = p->unsigned_msgs;
     h->bad_signature = p->bad_signature;
     h->stale = p->stale;
-    h->attached = p->count;
+    h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);
     h->retry_in = p->connected || left < 0 ? 0 : left;
