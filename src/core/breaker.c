@@ -33,7 +33,7 @@ const char *const cb_outcome_names[] = {"success", "failure", "ignore", NULL};
 
 void cb_breaker_opts_init(cb_breaker_opts *o) {
     memset(o, 0, sizeof *o);
-    o->failure_threshold = 5;  /* seed 003: 5 failures, 30 s, 2 successes */
+    o->failure_threshold = 5;  /* pybreaker's shape: 5 failures, 30 s, 2 successes */
     o->reset_timeout = 30;
     o->success_threshold = 2;
     o->half_open_max_calls = 1;
@@ -429,9 +429,9 @@ void cb_breaker_reset(cb_breaker *b) {
     if (h && h->reset) h->reset(b->ext->hook_ud, b);
 }
 
-/* Seed 002's subscriber, as a state machine input.  Transitions go through
- * transition() with CB_REASON_PEER, so on_change sees them like any other;
- * a store never re-publishes them (that echo kept seed 002 stuck). */
+/* A peer's channel message, as a state machine input.  Transitions go
+ * through transition() with CB_REASON_PEER, so on_change sees them like any
+ * other; a store never re-publishes them (that echo keeps a fleet stuck open). */
 void cb_breaker_apply_peer(cb_breaker *b, cb_peer_state peer, double open_for) {
     cb_state s = (cb_state)b->state;
     if (s == CB_DISABLED) return;  /* a local operator's choice; peers never change it */

@@ -302,9 +302,9 @@ static void housekeeping(cb_registry *r, double now) {
 void cb_registry_opts_init(cb_registry_opts *o) {
     memset(o, 0, sizeof *o);
     cb_breaker_opts_init(&o->defaults);
-    o->max_entries = 1000;   /* seed 001's hard cap */
+    o->max_entries = 1000;   /* a hard cap: memory stays bounded */
     o->idle_ttl = 600;
-    o->cleanup_every = 100;  /* seed 001: a cleanup every 100 calls */
+    o->cleanup_every = 100;  /* a cleanup step every 100 calls */
 }
 
 const char *cb_registry_opts_check(const cb_registry_opts *o) {

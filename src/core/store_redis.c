@@ -1,4 +1,5 @@
-/* store_redis.c -- breaker state shared through Redis (seeds 002 and 003).
+/* store_redis.c -- breaker state shared through Redis: per-field keys other
+ * services read and write, a boot-recovery hash and a pub/sub channel.
  *
  * Two connections, both non-blocking hiredis contexts driven by poll(2)
  * with a deadline, so nothing waits longer than timeout_ms:
@@ -12,8 +13,9 @@
  * back-off; reconnecting re-subscribes, then reconciles (publishes what was
  * lost, republishes our own open states, re-imports the boot hash).
  *
- * Seed 002's stuck-open loop cannot happen: a state applied from a peer is
- * never published again (only local decisions are), reset() always
+ * A fleet cannot keep itself stuck open (a force-open echoed back and forth
+ * between peers, re-imported after every recovery): a state applied from a
+ * peer is never published again (only local decisions are), reset() always
  * publishes `recovered` and clears the boot entry, and on reconnect a state
  * that came from a peer is dropped when the boot hash no longer has it. */
 #include <errno.h>
@@ -72,7 +74,7 @@ typedef struct cb_store_priv {
     cb_store_mode mode;
     cb_redis_url url;
     char *prefix, *channel;
-    unsigned char *secret;  /* NULL: seed 002's plain messages */
+    unsigned char *secret;  /* NULL: plain, unsigned messages */
     size_t secret_len;
     double replay_window;   /* ms */
     char id[CB_ORIGIN_MAX];
@@ -696,7 +698,7 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
     cb_store_priv *p = a->p;
     (void)b;
     (void)from;
-    if (why == CB_REASON_PEER) {  /* never echoed: the seed 002 loop */
+    if (why == CB_REASON_PEER) {  /* never echoed: an echo keeps a fleet stuck open */
         a->from_peer = to != CB_CLOSED;
         return;
     }
