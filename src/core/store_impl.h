@@ -13,7 +13,7 @@
  *  "recovered":bool} plus our own optional fields: "origin" (the instance
  * that sent it, to skip one's own messages) and "retryAfterMs" (how long an
  * open state has left, so a peer opens for as long, not for its own timeout).
- * Other fields are allowed and ignored, as the seed's services send them. */
+ * Other fields are allowed and ignored, as existing services send them. */
 
 #define CB_MESSAGE_MAX 4096  /* bytes; a longer channel message is malformed */
 #define CB_NAME_MAX 256      /* a serviceId this long or longer is malformed */
