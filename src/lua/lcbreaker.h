@@ -157,6 +157,10 @@ enum { CB_KEEP_CLOCK = -1, CB_KEEP_CLASSIFY = 0, CB_KEEP_ON_CHANGE, CB_KEEP_STOR
 void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
                       const cb_lua_optread *r);
 
+/* A keep for objects whose only kept option is the clock: it goes to user
+ * value *(const int *)ud of the object being built, at stack index 2. */
+void cb_lua_keep_uv(lua_State *L, int which, void *ud);
+
 /* The closest of `names` (NULL-terminated) to `s`, or NULL when none is
  * close enough to be a typo. */
 const char *cb_lua_closest(const char *s, const char *const *names);

@@ -331,6 +331,12 @@ static void read_table(lua_State *L, int idx, const lschema *s, void *o,
     }
 }
 
+void cb_lua_keep_uv(lua_State *L, int which, void *ud) {
+    (void)which;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 2, *(const int *)ud);
+}
+
 void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
                       const cb_lua_optread *r) {
     read_table(L, idx, schema_of(s), o, r);

@@ -114,14 +114,6 @@ static void push_box(lua_State *L, int reg, cb_breaker *b) {
 
 /* ---- options ---------------------------------------------------------------- */
 
-/* The registry keeps its clock alive (the registry at stack index 2). */
-static void keep_clock(lua_State *L, int which, void *ud) {
-    (void)which;
-    (void)ud;
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 2, UV_CLOCK);
-}
-
 static int registry_new(lua_State *L) {
     cb_registry_opts o;
     cb_registry_opts_init(&o);
@@ -146,7 +138,8 @@ static int registry_new(lua_State *L) {
     lua_setiuservalue(L, 2, UV_CACHE);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_SLOTS);
-    cb_lua_optread r = {"cbreaker.registry", "", keep_clock, NULL, 0, 0, NULL, 0};
+    static const int clock_uv = UV_CLOCK;  /* the registry keeps its clock alive */
+    cb_lua_optread r = {"cbreaker.registry", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
     cb_lua_read_opts(L, 1, &cb_registry_schema, &o, &r);
     const char *bad = cb_registry_opts_check(&o);
     if (bad) return luaL_error(L, "cbreaker.registry: %s", bad);

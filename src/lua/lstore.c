@@ -21,14 +21,6 @@ static lstore *self(lua_State *L) {
 
 /* ---- cb.redis{...} ---------------------------------------------------------- */
 
-/* The store keeps its clock alive (the store at stack index 2). */
-static void keep_clock(lua_State *L, int which, void *ud) {
-    (void)which;
-    (void)ud;
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 2, UV_CLOCK);
-}
-
 static int store_new(lua_State *L) {
     cb_store_opts o;
     cb_store_opts_init(&o);
@@ -39,7 +31,8 @@ static int store_new(lua_State *L) {
     box->s = NULL;
     box->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_STORE_MT);
-    cb_lua_optread r = {"cbreaker.redis", "", keep_clock, NULL, 0, 0, NULL, 0};
+    static const int clock_uv = UV_CLOCK;  /* the store keeps its clock alive */
+    cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
     cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
     cb_store *s = cb_store_new(&o);
     if (!s) return luaL_error(L, "cbreaker.redis: out of memory");
