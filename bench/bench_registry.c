@@ -6,13 +6,16 @@
  *     driven by the cap (evictions), once by idle time (sweeps): max and
  *     p99.9 in microseconds, per kind of call;
  *  4. the same growth into uthash (what the issue suggested): its pause when
- *     the table doubles, and its handle size.
+ *     the table doubles, and its handle size.  Only when uthash.h was found
+ *     at configure time (Debian: uthash-dev, not a build dependency).
  *   build/bench/bench_registry [N]   (N live sessions, default 1000000) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#if CB_HAVE_UTHASH
 #include <uthash.h>
+#endif
 
 #include "cbreaker.h"
 
@@ -217,6 +220,8 @@ static void bench_churn(long n, double idle_ttl) {
 
 /* ---- 4. uthash, for comparison ------------------------------------------------ */
 
+#if CB_HAVE_UTHASH
+
 typedef struct uentry {
     UT_hash_handle hh;
     char key[32];
@@ -246,6 +251,13 @@ static void bench_uthash(long n) {
         free(e);
     }
 }
+#else
+static void bench_uthash(long n) {
+    (void)n;
+    printf("4. uthash: skipped (uthash.h was not found when this was configured;"
+           " apt-get install uthash-dev, then reconfigure)\n");
+}
+#endif
 
 int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 1000000;

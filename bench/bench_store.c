@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cbreaker.h"
+#include "cbreaker_redis.h"
 
 static double loop(cb_breaker *b, long n) {
     double t0 = cb_clock_monotonic(NULL);

@@ -27,6 +27,14 @@ function M.row(label, ns, base_label, base_ns, goal)
   return ratio
 end
 
+-- A row with a goal: `goal` says it ("<= 1.2x", "<= 100 ns"), `met` whether
+-- the figure meets it.  Returns `met`.
+function M.goal(label, ns, base_label, base_ns, goal, met)
+  print(("%-44s %8.1f ns   %-26s %8.1f ns   ratio %5.2fx   goal %-10s %s"):format(
+    label, ns, base_label, base_ns, ns / base_ns, goal, met and "met" or "NOT MET"))
+  return met
+end
+
 -- Lets `require("nop")` find the baseline module built in build*/bench.
 function M.cpath(build)
   package.cpath = (build or os.getenv("CB_BUILD_DIR") or "build") .. "/bench/?.so;" .. package.cpath

@@ -10,7 +10,7 @@
 --    median and p99 over 10k trials.
 package.path = "spec/?.lua;" .. package.path
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 local N = tonumber(arg and arg[1]) or 2000000
 local server = helper.start()

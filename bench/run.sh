@@ -14,3 +14,5 @@ run "$build/bench/bench_bandit"
 run "$build/cbreaker" bench/bandit.lua
 run "$build/cbreaker" bench/engine.lua
 run "$build/cbreaker" bench/redis.lua
+run "$build/bench/bench_pool"
+run "$build/cbreaker" bench/peers.lua

@@ -18,6 +18,10 @@
 
 #include "cbreaker.h"
 
+/* The module's entry point, linked in from the binding's objects; declared
+ * here as Lua's own linit.c declares the libraries it opens. */
+int luaopen_cbreaker_core(lua_State *L);
+
 #ifndef CB_SOURCE_LUADIR
 #define CB_SOURCE_LUADIR "lua"
 #endif

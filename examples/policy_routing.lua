@@ -1,5 +1,5 @@
--- Seed 002: Thompson sampling across LLM providers that skips providers
--- whose breakers are open, with a health sentinel calling engine:probe().
+-- Thompson sampling across LLM providers that skips providers whose
+-- breakers are open, with a health sentinel calling engine:probe().
 -- A healthy probe resets a forced-open provider (and, with redis, tells
 -- every peer it recovered); three failed probes in a row force it open.
 -- The sentinel never reads the breakers' states as evidence, so open

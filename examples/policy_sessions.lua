@@ -1,6 +1,5 @@
--- Seeds 000 and 001: one guardrail breaker per agent session, so a session
--- stuck in an error loop is stopped without touching any other session of
--- the same tenant.  The map is cleaned every 100 calls and capped at 1000
+-- One guardrail breaker per agent session, so a session stuck in an error
+-- loop is stopped without touching any other session of the same tenant.  The map is cleaned every 100 calls and capped at 1000
 -- entries; an open breaker is never evicted to make room, and one tenant
 -- cannot push out another's sessions.
 --
@@ -22,9 +21,9 @@ return {
     assistant = {},  -- the orchestrator's one model endpoint
   },
   sessions = {
-    max_entries = 1000,    -- seed 000's hard cap
-    cleanup_every = 100,   -- seed 000: cleanup runs every 100 chat calls
-    max_per_tenant = 200,  -- seed 001: a tenant cannot exhaust the map
+    max_entries = 1000,    -- a hard cap: the map never grows without bound
+    cleanup_every = 100,   -- dead sessions are swept every 100 calls
+    max_per_tenant = 200,  -- a tenant cannot exhaust the map
     idle_ttl = 1800,       -- a session idle for 30 minutes is dropped
     defaults = {
       failure_threshold = 5,  -- five errors in a row stop the session

@@ -5,7 +5,7 @@ local cb = require("cbreaker")
 
 local clock = cb.manual_clock(0)
 local br = cb.new{
-  name = "llm-provider",     -- seed 003's defaults: 5 failures open it,
+  name = "llm-provider",     -- pybreaker's defaults: 5 failures open it,
   clock = clock,             -- 30 s later it is half-open, 2 successes close it
   on_change = function(name, from, to, why)
     print(("  [t=%5.1fs] %s: %s -> %s (%s)"):format(clock:now(), name, from, to, why))

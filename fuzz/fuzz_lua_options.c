@@ -11,7 +11,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "cbreaker.h"
+#include "lcbreaker.h"  /* luaopen_cbreaker_core */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,7 +2,8 @@
  * are RESP, read by hiredis's reader as the store's connections would, and
  * each reply is interpreted as a subscription reply, the boot hash, one
  * boot entry or the shared script's answer, by stores with and without a
- * secret, to attached breakers named as the seeds' messages name them.
+ * secret, to attached breakers named as the pub/sub manager's messages name
+ * them.
  * No network: the stores' URL is a socket path that does not exist. */
 #include <stdint.h>
 #include <string.h>

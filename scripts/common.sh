@@ -1,9 +1,15 @@
-# common.sh -- sourced by scripts/demo, scripts/test and .ci/run.
+# common.sh -- sourced by scripts/demo, scripts/test and scripts/check_deps.
 # Installs what is missing (Debian 12 packages), builds, runs redis-server.
+# CB_PACKAGES is the project's one list of Debian packages: scripts/check_deps
+# fails when a header or command comes from a package that is not in it.
 
 CB_PACKAGES="cmake make gcc pkg-config lua5.4 liblua5.4-dev libhiredis-dev
 libcjson-dev libssl-dev openssl lua-cjson lua-busted redis-server
-clang libclang-rt-14-dev valgrind"
+clang libclang-rt-14-dev valgrind luarocks python3 python3-redis"
+
+# Headers the build uses only when present (header:package): not installed
+# here; CMake checks for each and says what it skips.
+CB_OPTIONAL_HEADERS="uthash.h:uthash-dev"
 
 cb_log() { printf '==> %s\n' "$*" >&2; }
 

@@ -25,7 +25,7 @@ done
 start=$(date +%s)
 cd "$root"
 if CB_TIME_SLACK_MS=${CB_TIME_SLACK_MS:-1500} $vg "$build/cbreaker" "$(command -v busted)" \
-    --helper=spec/helper.lua "--lpath=lua/?.lua;lua/?/init.lua;spec/?.lua" --cpath= \
+    --cpath= \
     -o TAP spec >"$build/valgrind-specs.log" 2>&1; then
   echo "valgrind specs: clean, $(grep -c '^ok' "$build/valgrind-specs.log") specs ($(( $(date +%s) - start )) s)"
 else

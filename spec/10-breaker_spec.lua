@@ -1,21 +1,9 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
--- A breaker on a manual clock, with options on top of `opts`.
-local function breaker(opts)
-  local clock = cb.manual_clock(1000)
-  local o = { name = "svc", clock = clock }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return cb.new(o), clock
-end
+local breaker, fail = fx.breaker, fx.fail
 
-local function fail(br, n)
-  for _ = 1, n do
-    assert.is_true((br:allow()))
-    br:failure()
-  end
-end
-
-describe("breaker defaults (seed 003)", function()
+describe("breaker defaults (pybreaker's: 5 failures, 30 s, 2 successes)", function()
   it("opens after 5 consecutive failures", function()
     local br = breaker()
     fail(br, 4)

@@ -1,28 +1,9 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
--- A registry on a manual clock, with options on top of `opts`.
-local function registry(opts)
-  local clock = cb.manual_clock(1000)
-  local o = { clock = clock, seed = 7 }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return cb.registry(o), clock
-end
+local registry, fail, succeed = fx.registry, fx.fail, fx.succeed
 
-local function fail(br, n)
-  for _ = 1, n do
-    assert.is_true((br:allow()))
-    br:failure()
-  end
-end
-
-local function succeed(br, n)
-  for _ = 1, n or 1 do
-    assert.is_true((br:allow()))
-    br:success()
-  end
-end
-
-describe("registry isolation (seeds 000, 001)", function()
+describe("registry isolation (one session's errors never trip another's)", function()
   it("session A trips, session B still works", function()
     local reg = registry()
     local a = reg:get("tenant1", "session-A")
@@ -294,7 +275,7 @@ describe("registry per-tenant cap", function()
 end)
 
 describe("registry cleanup", function()
-  it("removes inactive sessions of 150 (seed 001), unused ones first", function()
+  it("removes inactive sessions of 150, unused ones first", function()
     local reg, clock = registry{ idle_ttl = 60, unused_ttl = 5, cleanup_every = 0 }
     for i = 1, 150 do
       local br = reg:get("tenant1", "session-" .. i)

@@ -1,7 +1,8 @@
--- cb.redis in broadcast mode (seeds 002, 003): two or more stores per test,
+-- cb.redis in broadcast mode (the Redis pub/sub manager's messages and the
+-- circuit_breaker:{name}:{field} key layout): two or more stores per test,
 -- one private redis-server for the file.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 describe("cb.redis options", function()
   it("rejects bad URLs with a clear message and never shows the password", function()
@@ -33,24 +34,9 @@ describe("cb.redis options", function()
 end)
 
 describe("#redis broadcast mode", function()
-  local server, clock, stores
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, clock = clock, timeout_ms = 200 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
-
-  local function breaker(s, name, extra)
-    local o = { name = name or "svc", clock = clock, store = s }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return cb.new(o)
-  end
-
-  helper.use_server(function(s, list) server, stores = s, list end)
-  before_each(function() clock = cb.manual_clock(1000) end)
+  local server, clock
+  local store, breaker = helper.fixture({ clock = 1000, store = { timeout_ms = 200 } },
+    function(s, _, c) server, clock = s, c end)
 
   it("connects, and reports health without I/O on the hot path", function()
     local a = store("A")
@@ -97,14 +83,14 @@ describe("#redis broadcast mode", function()
     helper.drain({ a, b })
     assert.equals(1, a:health().own)
     assert.equals(0, a:health().applied)
-    -- seed 002's own service, publishing without an origin
+    -- a service speaking the pub/sub manager's format, publishing without an origin
     server:cli([[publish circuit_breaker:events '{"serviceId":"svc","state":"closed","ts":1,"forcedOpen":false,"recovered":true}']])
     assert.is_true(helper.eventually(function()
       return ba:state() == "closed" and bb:state() == "closed"
     end, { a, b }))
   end)
 
-  it("a plain closed never clears a forced-open; recovered does (seed 002)", function()
+  it("a plain closed never clears a forced-open; recovered does", function()
     local a, b, c = store("A"), store("B"), store("C")
     local ba, bb, bc = breaker(a), breaker(b), breaker(c)
     ba:force_open()
@@ -183,7 +169,7 @@ describe("#redis broadcast mode", function()
     assert.equals("forced-open", breaker(again, "x"):state())
   end)
 
-  it("gives every key it writes a TTL (seed 003's key layout)", function()
+  it("gives every key it writes a TTL (circuit_breaker:{name}:{field})", function()
     local a, b = store("A", { ttl = 120 }), store("B", { ttl = 120 })
     local ba = breaker(a, "svc")
     breaker(b, "svc")
@@ -193,9 +179,11 @@ describe("#redis broadcast mode", function()
     local keys = {}
     for k in server:cli("--scan --pattern 'circuit_breaker:*'"):gmatch("[^\n]+") do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "circuit_breaker:states", "circuit_breaker:svc:open_until",
+    assert.same({ "circuit_breaker:states", "circuit_breaker:svc:forced",
       "circuit_breaker:svc:opened_at", "circuit_breaker:svc:state" }, keys)
-    assert.equals("forced-open", server:cli("get circuit_breaker:svc:state"))
+    -- a force is `open` plus a marker: a pybreaker peer knows only three states
+    assert.equals("open", server:cli("get circuit_breaker:svc:state"))
+    assert.equals("1", server:cli("get circuit_breaker:svc:forced"))
     for _, k in ipairs(keys) do
       local ttl = tonumber(server:cli("ttl " .. k))
       assert.is_true(ttl > 0 and ttl <= 120, k .. " has TTL " .. ttl)

@@ -1,28 +1,19 @@
 -- cb.redis{mode = "shared"}: the fleet's counts and transitions live in
 -- Redis, computed by the store's script on Redis's own clock.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local fx = require("helpers.fixtures")
+local helper = require("helpers.redis")
 
 describe("#redis shared mode", function()
-  local server, stores
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, mode = "shared", timeout_ms = 200 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
+  local server
+  local store, new_breaker = helper.fixture({ store = { mode = "shared", timeout_ms = 200 },
+    breaker = { reset_timeout = 10 } }, function(s) server = s end)
 
   -- Each instance has its own clock, far apart: the fleet must not care.
   local function breaker(s, t0, extra)
     local clock = cb.manual_clock(t0)
-    local o = { name = "svc", clock = clock, store = s, reset_timeout = 10 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return cb.new(o), clock
+    return new_breaker(s, nil, fx.with({ clock = clock }, extra)), clock
   end
-
-  helper.use_server(function(s, list) server, stores = s, list end)
 
   it("counts failures fleet-wide and trips the fleet together", function()
     local a, b = store("A"), store("B")
@@ -66,7 +57,8 @@ describe("#redis shared mode", function()
     for _ = 1, 5 do ba:failure() end
     assert.is_true(helper.eventually(function() return bb:state() == "open" end, { b }))
     ca:advance(11); cbk:advance(11)
-    server:cli("set circuit_breaker:svc:open_until 0")  -- the fleet's timeout is over
+    -- the fleet's timeout is over (opened_at too: a later one is a peer's open)
+    server:cli("mset circuit_breaker:svc:open_until 0 circuit_breaker:svc:opened_at 0")
     assert.is_true(ba:allow())
     local pttl = tonumber(server:cli("pttl circuit_breaker:svc:lease"))
     assert.is_true(pttl > 0 and pttl <= 3000)
@@ -92,7 +84,7 @@ describe("#redis shared mode", function()
     for _ = 1, 5 do bb:failure() end
     assert.is_true(helper.eventually(function() return ba:state() == "open" end, { a }))
     ca:advance(11); cbk:advance(11)
-    server:cli("set circuit_breaker:svc:open_until 0")
+    server:cli("mset circuit_breaker:svc:open_until 0 circuit_breaker:svc:opened_at 0")
     assert.is_true(ba:allow())
     ba:failure()
     assert.equals("open", ba:state())
@@ -120,7 +112,8 @@ describe("#redis shared mode", function()
     local a, b = store("A"), store("B")
     local ba, bb = breaker(a, 0), breaker(b, 0)
     ba:force_open()
-    assert.equals("forced-open", server:cli("get circuit_breaker:svc:state"))
+    assert.equals("open", server:cli("get circuit_breaker:svc:state"))
+    assert.equals("1", server:cli("get circuit_breaker:svc:forced"))
     bb:success()  -- the fleet answers: forced open
     assert.equals("forced-open", bb:state())
     bb:reset()

@@ -1,44 +1,20 @@
 -- Redis unreachable, killed, restarted, hung: breakers keep working on local
 -- state, no call blocks longer than timeout_ms, reconnects back off, state
 -- is reconciled afterwards.
-local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
-local TIMEOUT_MS = 100
--- CB_TIME_SLACK_MS: more margin where everything is slow (scripts/valgrind.sh)
-local SLACK_MS = tonumber(os.getenv("CB_TIME_SLACK_MS")) or 0
-local MARGIN_MS = 60 + SLACK_MS  -- scheduling noise on a shared 2-core machine, sanitizers
+local TIMEOUT_MS, SLACK_MS, MARGIN_MS = helper.TIMEOUT_MS, helper.SLACK_MS, helper.MARGIN_MS
+local timed = helper.timed
 
 describe("#redis faults", function()
-  local server, clock, stores
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, clock = clock, timeout_ms = TIMEOUT_MS,
-      backoff_min = 1, backoff_max = 8 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
-
-  local function breaker(s, name)
-    return cb.new{ name = name or "svc", clock = clock, store = s }
-  end
+  local server, clock
+  -- Every test starts from a live, empty server: restarted after each.
+  local store, breaker = helper.fixture({ clock = 0, store = helper.FAULT_STORE, restart = true },
+    function(s, _, c) server, clock = s, c end)
 
   local function reconnect(list, cond)
     return helper.reconnect(list, clock, 8, cond)
   end
-
-  -- Runs fn, returns how long it took in ms (real time).
-  local function timed(fn, ...)
-    local t0 = cb.now()
-    fn(...)
-    return (cb.now() - t0) * 1000
-  end
-
-  -- Every test starts from a live, empty server: restarted after each.
-  helper.use_server(function(s, list) server, stores = s, list end, { restart = true })
-  before_each(function() clock = cb.manual_clock(0) end)
 
   it("starts without Redis, works locally, connects after the back-off", function()
     server:kill()

@@ -2,7 +2,7 @@
 -- the boot hash) can and cannot do to an instance, with and without
 -- cb.redis{secret = ...}.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 local SECRET = "0123456789abcdef-shared"
 local CHANNEL = "circuit_breaker:events"
@@ -43,19 +43,12 @@ local function message(name, fields)
 end
 
 describe("#redis channel security", function()
-  local server, stores
+  local server
+  local store, new_breaker = helper.fixture({ store = { timeout_ms = 200 },
+    breaker = { reset_timeout = 10 } }, function(s) server = s end)
 
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, timeout_ms = 200 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
-
-  local function breaker(s, name)
-    return cb.new({ name = name or "svc", clock = cb.manual_clock(0), store = s,
-      reset_timeout = 10 })
+  local function breaker(s, name)  -- each on a clock of its own, never advanced
+    return new_breaker(s, name, { clock = cb.manual_clock(0) })
   end
 
   local function publish(payload)
@@ -69,7 +62,6 @@ describe("#redis channel security", function()
     assert.is_true(helper.eventually(function() return s:health()[field] > before end, { s }))
   end
 
-  helper.use_server(function(s, list) server, stores = s, list end)
 
   describe("without a secret", function()
     it("a plain `closed` never clears a forced-open", function()

@@ -4,7 +4,7 @@
 -- carry a prefix of their own and are deleted afterwards.  Without the
 -- variable they start a private server, like the other #redis specs.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
 describe("#redis the suite's redis-server", function()
   local url, server, prefix, stores

@@ -5,36 +5,23 @@
 -- a newcomer.  For each: no call slower than timeout_ms plus a margin,
 -- breakers keep working locally, state reconciled afterwards.
 -- docs/faults.md has the table.
-local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
-local TIMEOUT_MS = 100
--- CB_TIME_SLACK_MS: more margin where everything is slow (scripts/valgrind.sh)
-local SLACK_MS = tonumber(os.getenv("CB_TIME_SLACK_MS")) or 0
-local MARGIN_MS = 60 + SLACK_MS  -- scheduling noise on a shared 2-core machine, sanitizers
+local TIMEOUT_MS, SLACK_MS, MARGIN_MS = helper.TIMEOUT_MS, helper.SLACK_MS, helper.MARGIN_MS
 
 describe("#redis fault matrix", function()
-  local server, clock, stores, slowest
-
-  local function store(id, extra)
-    local o = { url = server:url(), id = id, clock = clock, timeout_ms = TIMEOUT_MS,
-      backoff_min = 1, backoff_max = 8 }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    local s = cb.redis(o)
-    stores[#stores + 1] = s
-    return s
-  end
+  local server, clock, slowest
+  -- Every test starts from a live, empty server: restarted after each.
+  local store, new_breaker = helper.fixture({ clock = 0, store = helper.FAULT_STORE,
+    breaker = { reset_timeout = 5 }, restart = true }, function(s, _, c) server, clock = s, c end)
 
   local function breaker(s, name, reset_timeout)
-    return cb.new{ name = name or "svc", clock = clock, store = s,
-      reset_timeout = reset_timeout or 5 }
+    return new_breaker(s, name, { reset_timeout = reset_timeout })
   end
 
   -- Runs fn and keeps the slowest duration (ms, real time).
   local function timed(fn, ...)
-    local t0 = cb.now()
-    fn(...)
-    local ms = (cb.now() - t0) * 1000
+    local ms = helper.timed(fn, ...)
     if ms > slowest then slowest = ms end
     return ms
   end
@@ -64,11 +51,7 @@ describe("#redis fault matrix", function()
     assert.is_true(slowest < TIMEOUT_MS + MARGIN_MS, ("a call took %.1f ms"):format(slowest))
   end
 
-  helper.use_server(function(s, list) server, stores = s, list end, { restart = true })
-  before_each(function()
-    clock = cb.manual_clock(0)
-    slowest = 0
-  end)
+  before_each(function() slowest = 0 end)
 
   it("maxmemory: writes refused with OOM, then sent again once memory is back", function()
     local a, b = store("A"), store("B")

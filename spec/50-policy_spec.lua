@@ -1,7 +1,8 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 local policy = require("cbreaker.policy")
 
-local source = os.getenv("CB_SOURCE_DIR") or "."
+local source = fx.source
 
 local function err_of(p)
   local ok, e = pcall(policy.load, p)

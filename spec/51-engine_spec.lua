@@ -1,6 +1,7 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
-local source = os.getenv("CB_SOURCE_DIR") or "."
+local source = fx.source
 
 -- A deterministic coin for simulated providers (never math.random: specs
 -- must not depend on the interpreter's seed).
@@ -13,20 +14,14 @@ local function coin(seed)
 end
 
 local function engine(extra, clock)
-  local p = {clock = clock or cb.manual_clock(0), providers = {a = {}, b = {}, c = {}},
-             selection = {seed = 7}}
-  for k, v in pairs(extra or {}) do p[k] = v end
+  local p = fx.with({clock = clock or cb.manual_clock(0), providers = {a = {}, b = {}, c = {}},
+                     selection = {seed = 7}}, extra)
   return cb.engine(p), p.clock
 end
 
 local function ok_fn(provider, x) return provider, x end
 
-local function trip(br)
-  while br:state() == "closed" do
-    assert.is_true(br:allow())
-    br:failure()
-  end
-end
+local trip = fx.trip
 
 describe("engine", function()
   describe("construction", function()
@@ -309,7 +304,7 @@ describe("engine", function()
     end)
   end)
 
-  describe("session guardrails (seeds 000, 001)", function()
+  describe("session guardrails", function()
     local function client_error(ok, err)
       if ok then return "success" end
       return type(err) == "table" and err.client and "ignore" or "failure"
@@ -452,7 +447,7 @@ describe("engine", function()
     end)
   end)
 
-  describe("probe (seed 002's sentinel)", function()
+  describe("probe (the health sentinel)", function()
     it("resets a forced-open provider on a healthy probe", function()
       local e = engine()
       local br = e:breaker("a")
@@ -476,7 +471,7 @@ describe("engine", function()
     end)
 
     it("cannot keep a provider down through its own open breakers", function()
-      -- The seed 002 loop: breakers open, no traffic, so no evidence; the
+      -- The force-open loop: breakers open, no traffic, so no evidence; the
       -- probe is healthy.  The first healthy probe ends it.
       local e, clock = engine({defaults = {reset_timeout = 30}, sentinel = {force_open_after = 1}})
       e:probe("a", false)
@@ -603,6 +598,20 @@ describe("engine", function()
         assert.is_truthy(line:match("^# HELP %S+ .+$") or line:match("^# TYPE %S+ %a+$")
           or line:match("^[%a_:][%w_:]*{.-} %S+$") or line:match("^[%a_:][%w_:]* %S+$"), line)
       end
+    end)
+
+    it("renders a stats snapshot alone (cbreaker.metrics)", function()
+      local e = engine({sessions = {}})
+      e:call("t", "s", ok_fn)
+      local st = e:stats()
+      e:close()  -- the text needs nothing but the table
+      local text = require("cbreaker.metrics").text(st)
+      assert.matches('cbreaker_requests_total{result="ok"} 1\n', text, 1, true)
+      assert.matches("cbreaker_sessions 1\n", text, 1, true)
+      st.providers.a.state, st.providers.a.slow_calls = "forced-open", 2.5
+      text = require("cbreaker.metrics").text(st)
+      assert.matches('cbreaker_provider_state{provider="a",state="forced-open"} 1\n', text, 1, true)
+      assert.matches('cbreaker_provider_slow_calls_total{provider="a"} 2.5\n', text, 1, true)
     end)
   end)
 

@@ -1,7 +1,8 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
-local host = os.getenv("CB_HOST") or "build/cbreaker"
-local source = os.getenv("CB_SOURCE_DIR") or "."
+local host = fx.host
+local source = fx.source
 
 --- Runs the host with `args`; returns its exit status and output (both streams).
 local function run(args)
@@ -103,12 +104,9 @@ describe("cbreaker check", function()
 end)
 
 describe("#redis operators' commands and a shared engine", function()
-  local helper = require("redis_helper")
+  local helper = require("helpers.redis")
   local server
-
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
-  before_each(function() server:cli("flushall") end)
+  helper.use_server(function(s) server = s end)
 
   it("force-open, status and reset act on every peer", function()
     local url = server:url()
@@ -167,7 +165,7 @@ describe("#redis operators' commands and a shared engine", function()
     assert.matches("cannot reach redis://127.0.0.1:1/0", out, 1, true)
   end)
 
-  it("two engines share a sentinel's verdicts (seed 002 across tasks)", function()
+  it("two engines share a sentinel's verdicts across tasks", function()
     local function engine(id)
       return cb.engine{providers = {deepseek = {}, openai = {}}, sentinel = {force_open_after = 1},
                        redis = {url = server:url(), id = id, timeout_ms = 200}}

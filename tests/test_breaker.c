@@ -39,7 +39,7 @@ int main(void) {
     cb_breaker_opts_init(&o);
     o.name = "c-svc";
 
-    test("defaults are seed 003's");
+    test("defaults are pybreaker's: 5 failures, 30 s, 2 successes");
     test_cond(o.failure_threshold == 5 && o.reset_timeout == 30 && o.success_threshold == 2);
 
     cb_breaker *b = make(&mc, &o);

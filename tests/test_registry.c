@@ -6,9 +6,6 @@
 #include "breaker_impl.h"
 #include "test.h"
 
-/* One named check: test.h's test() and check() together. */
-#define check(name, c) do { test(name); test_cond(c); } while (0)
-
 #define S(s) (s), strlen(s)
 
 static cb_manual_clock mc;
@@ -38,7 +35,7 @@ static void count_removed(void *ud, cb_breaker *b) {
 }
 
 static void test_isolation(void) {
-    printf("-- %s\n", "session A trips, session B still works (seed 001)");
+    printf("-- %s\n", "session A trips, session B still works");
     cb_registry *r = new_reg(1000, 0);
     cb_breaker *a = get(r, "tenant1", "session-A");
     trip(a);
@@ -195,7 +192,7 @@ static void test_tenant_cap(void) {
 }
 
 static void test_cleanup(void) {
-    printf("-- %s\n", "cleanup removes closed idle breakers, unused ones sooner (seed 001)");
+    printf("-- %s\n", "cleanup removes closed idle breakers, unused ones sooner");
     cb_registry_opts o;
     cb_registry_opts_init(&o);
     o.idle_ttl = 60;

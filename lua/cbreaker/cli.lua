@@ -10,7 +10,8 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker walkthrough          one breaker's life, narrated
        cbreaker check POLICY.lua     validate an engine policy file
        cbreaker status [NAME...] --redis URL  breakers' shared states
-                                     (no names: every breaker held open)
+                                     (no names: every breaker held open, by
+                                     cbreaker or by a peer's keys alone)
        cbreaker status --policy POLICY.lua --redis URL
        cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
@@ -191,8 +192,18 @@ function commands.status(...)
     io.stderr:write("cbreaker: status: ", err, "\n")
     return 1
   end
-  if #names == 0 then  -- every breaker some instance holds open
-    local listed, lerr = store:names()
+  local source = {}  -- name -> who holds it open, when the store can say
+  if #names == 0 then  -- every breaker held open: announced, or only in its keys
+    local listed, lerr
+    if store.list then  -- {name, source} pairs (cb_store_list)
+      listed, lerr = store:list()
+      for i, e in ipairs(listed or {}) do
+        source[e.name] = e.source == "keys" and "peer (keys only)" or e.source
+        listed[i] = e.name
+      end
+    else
+      listed, lerr = store:names()
+    end
     if not listed or #listed == 0 then
       store:close()
       if not listed then return die("status: %s", lerr) end
@@ -201,12 +212,13 @@ function commands.status(...)
     end
     names = listed
   end
-  print(("%-32s %-12s %s"):format("breaker", "state", "retry after"))
+  print(("%-32s %-12s %-12s %s"):format("breaker", "state", "retry after", "source"))
   for _, name in ipairs(names) do
-    local br = attached(store, name)
+    local br = attached(store, name)  -- imports its boot entry and its per-field keys
     local ra = br:retry_after()
-    print(("%-32s %-12s %s"):format(name, br:state(),
-      ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-"))
+    print(("%-32s %-12s %-12s %s"):format(name, br:state(),
+      ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-",
+      source[name] or "-"))
     br:close()
   end
   store:close()

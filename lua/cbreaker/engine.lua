@@ -5,29 +5,27 @@
 --     return http_post(endpoints[provider], req)
 --   end, request)
 --
--- Each call passes the session's guardrail breaker (seeds 000/001: one
--- session in an error loop is stopped without touching the others), picks a
--- provider whose breaker allows a call (Thompson sampling, seed 002), runs
+-- Each call passes the session's guardrail breaker (one session in an error
+-- loop is stopped without touching the other sessions), picks a provider
+-- whose breaker allows a call (cbreaker.selection: Thompson sampling by
+-- default), runs
 -- the function under that provider's breaker, and records the outcome on the
 -- session, the provider and the selector.  Permits are never leaked: every
 -- allow() that succeeds is followed by exactly one record().  The engine is
 -- plain Lua around the C objects, so fn may yield (an event loop's
 -- coroutine) wherever engine:call runs.
 local core = require("cbreaker.core")
+local metrics = require("cbreaker.metrics")
 local policy = require("cbreaker.policy")
+local selection = require("cbreaker.selection")
 
 local M = {}
 
 local huge, pack, unpack = math.huge, table.pack, table.unpack
 
 -- ---- the parts built by other modules ------------------------------------------
--- The engine's only contact with the bandit, the registry and the store.
-
--- Raises at the caller of the method (level 3: past this function and the
--- method).
-local function wrong_self(name, self)
-  error(("engine:%s: self must be a cbreaker.Engine (got %s)"):format(name, type(self)), 3)
-end
+-- The engine's only contact with the registry and the store (the selector
+-- comes from cbreaker.selection).
 
 local function copy(t)
   local o = {}
@@ -36,43 +34,6 @@ local function copy(t)
 end
 
 local parts = {}
-
---- Thompson sampling over the provider names, in C.
-function parts.thompson(sel, names, clock)
-  return core.bandit{arms = names, prior = sel.prior, decay = sel.decay,
-                     half_life = sel.half_life, seed = sel.seed, clock = clock}
-end
-
---- Hot reload of the selector's priors and forgetting.
-function parts.configure_selector(selector, sel)
-  if selector.configure then
-    selector:configure{prior = sel.prior, decay = sel.decay or 1, half_life = sel.half_life or 0}
-  end
-end
-
---- Round robin over the eligible providers: the selector interface
--- (select/update/discount/reset/stats) without learning.
-function parts.round_robin(_, names)
-  local next_i, picks = 0, {}
-  local rr = {}
-  function rr.select(_, eligible)
-    if #eligible == 0 then return nil, "no eligible arms" end
-    next_i = next_i % #eligible + 1
-    local name = eligible[next_i]
-    picks[name] = (picks[name] or 0) + 1
-    return name
-  end
-  function rr.update() end
-  function rr.discount() end
-  function rr.reset() end
-  function rr.stats()
-    local t = {}
-    for _, n in ipairs(names) do t[n] = {selections = picks[n] or 0} end
-    return t
-  end
-  function rr.close() end
-  return rr
-end
 
 --- The per-session guardrail breakers.  Their classifier runs in the engine.
 function parts.registry(sessions, clock)
@@ -123,6 +84,15 @@ end
 local Engine = {}
 Engine.__index = Engine
 Engine.__name = "cbreaker.Engine"
+
+--- Every public method starts with this: a method called on anything but
+-- an engine says so, at the caller (level 3: past this function and the
+-- method), instead of "attempt to index a nil value" from deep inside.
+local function check_self(self, method)
+  if getmetatable(self) ~= Engine then
+    error(("engine:%s: self must be a cbreaker.Engine (got %s)"):format(method, type(self)), 3)
+  end
+end
 
 --- The breaker options the engine hands to the core for `name`.
 local function provider_options(p, name)
@@ -177,7 +147,7 @@ function M.new(src)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
   self.store = p.redis and parts.store(p.redis, clock) or nil
-  self.selector = parts[p.selection.strategy](p.selection, p.names, clock)
+  self.selector = selection.new(p.selection, p.names, clock)
   for _, name in ipairs(p.names) do
     self.transitions[name] = {}
     self.selected[name] = 0
@@ -199,6 +169,7 @@ end
 
 --- The breaker of `provider`; raises for a provider not in the policy.
 function Engine:breaker(provider)
+  check_self(self, "breaker")
   local br = self.breakers[provider]
   if br then return br end
   local set = {}
@@ -237,7 +208,7 @@ end
 -- "all providers open" (or "session open"), and the seconds until a call
 -- may be allowed.  Takes no permit and records nothing.
 function Engine:pick(tenant, session)
-  if getmetatable(self) ~= Engine then wrong_self("pick", self) end
+  check_self(self, "pick")
   if self.sessions and tenant ~= nil then
     checkkey(tenant, "tenant", 2)
     checkkey(session, "session", 2)
@@ -335,7 +306,7 @@ end
 -- rejection (cb.is_rejection(err); err.reason is "session open", "all
 -- providers open", "registry full" or "tenant full").
 function Engine:call(tenant, session, fn, ...)
-  if getmetatable(self) ~= Engine then wrong_self("call", self) end
+  check_self(self, "call")
   if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
   if type(session) ~= "string" then checkkey(session, "session", 2) end
   if type(fn) ~= "function" then
@@ -401,14 +372,16 @@ end
 
 -- ---- sentinel ----------------------------------------------------------------------------
 
---- engine:probe(provider, healthy): a health probe's verdict (seed 002).
--- The verdict comes from the probe alone, never from the breakers' states,
--- so open breakers cannot keep a provider down by themselves.  A healthy
+--- engine:probe(provider, healthy): a health probe's verdict.  The
+-- verdict comes from the probe alone, never from the breakers' states, so
+-- open breakers cannot keep a provider down by themselves (a sentinel that
+-- read them would hold a provider forced open with no traffic failing).  A healthy
 -- probe resets a forced-open provider (with a store, peers hear
 -- "recovered") and gives its selector statistics a fresh start; failed
 -- probes force it open after sentinel.force_open_after in a row.  Returns
 -- what it did: "recovered", "healthy", "forced-open" or "unhealthy".
 function Engine:probe(provider, healthy)
+  check_self(self, "probe")
   local br = self:breaker(provider)
   if type(healthy) ~= "boolean" then
     error(("bad argument #2 to 'probe' (boolean expected, got %s)"):format(type(healthy)), 2)
@@ -471,6 +444,7 @@ end
 -- states, counters and selector statistics are kept.  Raises (changing
 -- nothing) when the new policy is invalid or changes what cannot change.
 function Engine:reload(src)
+  check_self(self, "reload")
   local p = policy.load(src, 2)
   local old = self.policy
   if not same(p.names, old.names) then
@@ -494,7 +468,7 @@ function Engine:reload(src)
     self.breakers[name]:configure(configure_options(p, name))
     self.hooks[name] = policy.provider_options(p, name).on_change
   end
-  parts.configure_selector(self.selector, p.selection)
+  selection.configure(self.selector, p.selection)
   self.policy = p
   self:_classifiers()
   return true
@@ -516,6 +490,7 @@ end
 --- A table: per provider its breaker's stats plus selections, traffic
 -- share, transitions and bypasses; the request totals; the sessions.
 function Engine:stats()
+  check_self(self, "stats")
   local out = {providers = {}, requests = copy(self.requests)}
   local total = 0
   for _, name in ipairs(self.names) do total = total + self.selected[name] end
@@ -535,83 +510,17 @@ function Engine:stats()
   return out
 end
 
-local STATES = {"closed", "open", "half-open", "forced-open", "disabled"}
-
-local function label(v)
-  return (tostring(v):gsub("[\\\"\n]", {["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n"}))
-end
-
-local function num(v)
-  if v == huge then return "+Inf" end
-  if math.type(v) == "integer" then return tostring(v) end
-  return ("%.17g"):format(v)
-end
-
 --- Prometheus text exposition (format 0.0.4) of the engine's state.
 function Engine:metrics()
-  local out = {}
-  local function family(name, kind, help)
-    out[#out + 1] = ("# HELP %s %s\n# TYPE %s %s"):format(name, help, name, kind)
-  end
-  local function sample(name, labels, v)
-    out[#out + 1] = ("%s{%s} %s"):format(name, labels, num(v))
-  end
-  local stats = {}
-  for _, name in ipairs(self.names) do stats[name] = self.breakers[name]:stats() end
-
-  family("cbreaker_provider_state", "gauge", "1 for the state the provider's breaker is in.")
-  for _, name in ipairs(self.names) do
-    for _, s in ipairs(STATES) do
-      sample("cbreaker_provider_state", ('provider="%s",state="%s"'):format(label(name), s),
-        stats[name].state == s and 1 or 0)
-    end
-  end
-  family("cbreaker_provider_calls_total", "counter", "Calls recorded on the provider's breaker, by outcome.")
-  for _, name in ipairs(self.names) do
-    local st = stats[name]
-    for _, o in ipairs({"success", "failure", "ignored"}) do
-      local v = o == "success" and st.successes or o == "failure" and st.failures or st.ignored
-      sample("cbreaker_provider_calls_total", ('provider="%s",outcome="%s"'):format(label(name), o), v)
-    end
-  end
-  family("cbreaker_provider_slow_calls_total", "counter", "Calls slower than slow_call_ms.")
-  for _, name in ipairs(self.names) do
-    sample("cbreaker_provider_slow_calls_total", ('provider="%s"'):format(label(name)), stats[name].slow_calls)
-  end
-  family("cbreaker_provider_rejections_total", "counter", "Calls the provider's breaker refused.")
-  for _, name in ipairs(self.names) do
-    sample("cbreaker_provider_rejections_total", ('provider="%s"'):format(label(name)), stats[name].rejections)
-  end
-  family("cbreaker_provider_transitions_total", "counter", "State changes of the provider's breaker, by new state.")
-  for _, name in ipairs(self.names) do
-    for _, s in ipairs(STATES) do
-      sample("cbreaker_provider_transitions_total", ('provider="%s",to="%s"'):format(label(name), s),
-        self.transitions[name][s] or 0)
-    end
-  end
-  family("cbreaker_provider_selections_total", "counter", "Calls the selector routed to the provider.")
-  for _, name in ipairs(self.names) do
-    sample("cbreaker_provider_selections_total", ('provider="%s"'):format(label(name)), self.selected[name])
-  end
-  family("cbreaker_provider_bypasses_total", "counter", "Calls sent past an open breaker (on_all_open = \"bypass\").")
-  for _, name in ipairs(self.names) do
-    sample("cbreaker_provider_bypasses_total", ('provider="%s"'):format(label(name)), self.bypassed[name])
-  end
-  family("cbreaker_requests_total", "counter", "engine:call results.")
-  for _, r in ipairs({"ok", "error", "all_open", "session_open", "registry_full"}) do
-    sample("cbreaker_requests_total", ('result="%s"'):format(r), self.requests[r])
-  end
-  if self.sessions then
-    family("cbreaker_sessions", "gauge", "Per-session guardrail breakers held.")
-    out[#out + 1] = "cbreaker_sessions " .. num(self.sessions:size())
-  end
-  return table.concat(out, "\n") .. "\n"
+  check_self(self, "metrics")
+  return metrics.text(self:stats())
 end
 
 --- Releases the engine's breakers, sessions, selector and store (closing
 -- its Redis connections) now rather than at garbage collection.  The
 -- engine cannot be used afterwards.
 function Engine:close()
+  check_self(self, "close")
   if self.closed then return end
   self.closed = true
   for _, br in ipairs(self.brs) do br:close() end
@@ -623,18 +532,6 @@ Engine.__close = Engine.close
 
 function Engine:__tostring()
   return ("cbreaker.Engine (%s)"):format(table.concat(self.names, ", "))
-end
-
--- A public method called on anything but an engine says so, instead of
--- "attempt to index a nil value" from deep inside (spec 60).  call and pick
--- check inline: a wrapper would cost them ~80 ns.
-for name, f in pairs(Engine) do
-  if type(f) == "function" and not name:find("^_") and name ~= "call" and name ~= "pick" then
-    Engine[name] = function(self, ...)
-      if getmetatable(self) ~= Engine then wrong_self(name, self) end
-      return f(self, ...)
-    end
-  end
 end
 
 return M

@@ -9,5 +9,4 @@ local M = core
 --- cb.engine(policy): the policy layer (cbreaker.engine).
 M.engine = engine.new
 
-
 return M

@@ -232,6 +232,7 @@ static void transition(cb_breaker *b, cb_state to, cb_reason why, double now) {
         if (b->win) cb_window_clear(b->win);
     }
     if (to == CB_OPEN) b->opens++;
+    if (to == CB_FORCED_OPEN) b->forced_opens++;
     cb_breaker_ext *x = b->ext;
     if (!x) return;
     if (x->hook && x->hook->change) x->hook->change(x->hook_ud, b, from, to, why);

@@ -67,6 +67,7 @@ struct cb_breaker {  /* ordered to pack: a registry holds a million of these */
     uint32_t half_open_successes;
     uint32_t permits_out;
     uint32_t reopens;       /* opens since the last close, for back-off */
+    uint32_t forced_opens;  /* times forced open (wraps), for a pool to notice */
     uint8_t state;          /* cb_state */
     uint8_t owns_name;
     uint8_t hook_records;   /* ext->hook->record is set: one flag on the hot path */

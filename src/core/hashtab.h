@@ -37,6 +37,16 @@ static inline cb_hnode **cb_htab_chain(const cb_htab *h, int i, uint64_t hash) {
     return h->size[i] ? &h->t[i][hash & (h->size[i] - 1)] : NULL;
 }
 
+/* The buckets of both tables, and bucket k of them (the old table's, then
+ * the new one's): a cursor that resumes a walk where it stopped. */
+static inline size_t cb_htab_buckets(const cb_htab *h) {
+    return h->size[0] + h->size[1];
+}
+
+static inline cb_hnode *cb_htab_bucket(const cb_htab *h, size_t k) {
+    return k < h->size[0] ? h->t[0][k] : h->t[1][k - h->size[0]];
+}
+
 /* Links `n`; starts growing once there are more nodes than buckets (out of
  * memory, chains just get longer).  Never fails. */
 void cb_htab_insert(cb_htab *h, cb_hnode *n, uint64_t hash);

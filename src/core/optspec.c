@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "optspec.h"
+#if CB_WITH_REDIS
+#include "cbreaker_redis.h"
+#endif
 
 #define U32_MAX 4294967295.0
 #define INT_MAX63 9223372036854775807.0  /* a Lua integer's largest */
@@ -83,6 +86,8 @@ static const cb_optspec bandit_f[] = {
 
 /* ---- store -------------------------------------------------------------------- */
 
+#if CB_WITH_REDIS
+
 #define S(field, kind, flags, lo, hi, what) ENTRY(cb_store_opts, field, kind, flags, lo, hi, what)
 static const cb_optspec store_f[] = {
     S(url, CB_OPT_STRING, 0, 0, 0, "a string"),
@@ -101,17 +106,22 @@ static const cb_optspec store_f[] = {
     S(backoff_max, CB_OPT_NUMBER, 0, 1e-3, 86400, "a number of seconds in [0.001, 86400]"),
     S(replay_window_ms, CB_OPT_NUMBER, 0, 1000, 86400000,
       "a number of milliseconds in [1000, 86400000]"),
+    S(peer_read_ms, CB_OPT_NUMBER, CB_OPT_ZERO, 10, 3600000,
+      "0 (off) or a number of milliseconds in [10, 3600000]"),
     S(clock, CB_OPT_CLOCK, 0, 0, 0, "a cbreaker.manual_clock"),
 };
 #undef S
 
 _Static_assert(sizeof(cb_store_mode) == sizeof(int), "CB_OPT_ENUM reads an int");
+#endif
 
 #define SCHEMA(kind, f) {kind, f, sizeof f / sizeof f[0]}
 const cb_optschema cb_breaker_schema = SCHEMA("breaker", breaker_f);
 const cb_optschema cb_registry_schema = SCHEMA("registry", registry_f);
 const cb_optschema cb_bandit_schema = SCHEMA("bandit", bandit_f);
+#if CB_WITH_REDIS
 const cb_optschema cb_store_schema = SCHEMA("redis", store_f);
+#endif
 
 const cb_optspec *cb_optschema_find(const cb_optschema *s, const char *name) {
     for (size_t i = 0; i < s->n; i++)

@@ -46,8 +46,10 @@ typedef struct cb_optschema {
     size_t n;
 } cb_optschema;
 
-extern const cb_optschema cb_breaker_schema, cb_registry_schema, cb_bandit_schema,
-    cb_store_schema;
+extern const cb_optschema cb_breaker_schema, cb_registry_schema, cb_bandit_schema;
+#if CB_WITH_REDIS
+extern const cb_optschema cb_store_schema;  /* cbreaker_redis.h's cb_store_opts */
+#endif
 
 /* The entry named `name`, or NULL. */
 const cb_optspec *cb_optschema_find(const cb_optschema *s, const char *name);

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "cbreaker.h"
+#include "cbreaker_redis.h"
 
 /* ---- channel messages (the JSON existing services publish) -----------------
  * {"serviceId":"x","state":"open"|"closed","ts":<ms>,"forcedOpen":bool,

@@ -35,6 +35,7 @@
 #include "breaker_impl.h"
 #include "hashtab.h"
 #include "optspec.h"
+#include "peer_time.h"
 #include "siphash.h"
 #include "store_impl.h"
 #include "store_script.h"
@@ -48,8 +49,10 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
 #define SECRET_MIN 16
 #define SECRET_MAX 1024
+#define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
+enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read's MGET, not an event */
 
 typedef struct attach {
     cb_hnode h;           /* first: the table links attachments as nodes */
@@ -59,14 +62,28 @@ typedef struct attach {
     uint8_t from_peer;    /* its current open state was a peer's */
     uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
     uint8_t seen;         /* reconcile: named in the boot hash */
+    uint64_t seq;         /* the store's seq at this breaker's last transition */
 } attach;
+
+/* A read of the per-field keys of some names (peers that never publish,
+ * such as a pybreaker service): sent as one MGET, applied once its reply
+ * came, by poll, never halfway through another breaker's call. */
+typedef struct peer_read {
+    struct peer_read *next;  /* the ready list */
+    uint64_t seq;            /* the store's seq when sent: later transitions win */
+    int tick;                /* the periodic read (else an attach's) */
+    size_t n;                /* names */
+    struct redisReply *reply;
+    char names[];            /* n NUL-terminated names */
+} peer_read;
 
 /* A write whose reply is still owed: if it fails, or the connection drops
  * before the reply, the event is sent again after reconnecting (at least
  * once: a `recovered` lost with a dying server must not leave peers stuck). */
 typedef struct inflight {
     attach *a;      /* NULL once detached */
-    uint8_t what;   /* UNSENT_* */
+    peer_read *rd;  /* INFLIGHT_READ: owned here until its reply comes */
+    uint8_t what;   /* UNSENT_*, INFLIGHT_READ */
 } inflight;
 
 typedef struct cb_store_priv {
@@ -98,7 +115,17 @@ typedef struct cb_store_priv {
     char last_error[128];
     uint64_t reconnects, failures, published, received, applied, own, malformed,
         dropped, unsigned_msgs, bad_signature, stale;
+    /* peer reads */
+    double peer_read, last_read;  /* seconds between reads (0: off); last one sent */
+    int reading;                  /* a tick's read awaits its reply */
+    size_t read_cursor;           /* bucket the next tick's read starts at */
+    uint64_t seq;                 /* bumped on every transition of an attached breaker */
+    peer_read *ready;             /* replies to apply */
+    uint64_t peer_unparsed;       /* per-field values ignored: not a state or time */
 } cb_store_priv;
+
+static void free_reads(cb_store_priv *p);
+static void read_done(cb_store_priv *p, struct redisReply *r);
 
 /* ---- small things --------------------------------------------------------- */
 
@@ -159,7 +186,11 @@ static void mark_unsent(attach *a, int what) {
 /* The oldest write owed a reply; its event is re-marked unless it succeeded. */
 static void ring_pop(cb_store_priv *p, int ok) {
     inflight *e = &p->ring[p->head];
-    if (!ok && e->a) mark_unsent(e->a, e->what);
+    if (e->what == INFLIGHT_READ) {
+        if (e->rd && e->rd->tick) p->reading = 0;
+        free(e->rd);
+        e->rd = NULL;
+    } else if (!ok && e->a) mark_unsent(e->a, e->what);
     p->head = (p->head + 1) % MAX_PENDING;
     p->pending--;
 }
@@ -167,6 +198,7 @@ static void ring_pop(cb_store_priv *p, int ok) {
 /* Drops both connections and schedules the next attempt. */
 static void drop(cb_store_priv *p) {
     while (p->pending) ring_pop(p, 0);  /* unknown fate: send again */
+    free_reads(p);  /* a reconnect reconciles, then reads afresh */
     if (p->cmd) redisFree(p->cmd);
     if (p->sub) redisFree(p->sub);
     p->cmd = p->sub = NULL;
@@ -261,6 +293,10 @@ static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline
 /* The reply to the oldest async write: errors are kept for health, and
  * the event is sent again. */
 static void settle(cb_store_priv *p, redisReply *r) {
+    if (p->ring[p->head].what == INFLIGHT_READ) {
+        read_done(p, r);
+        return;
+    }
     int ok = !(r && r->type == REDIS_REPLY_ERROR);
     if (!ok) {
         /* NOSCRIPT (flushed: reload), OOM (maxmemory), READONLY (a
@@ -313,6 +349,7 @@ static int command_async(cb_store_priv *p, attach *a, int what, int argc, const 
     }
     inflight *e = &p->ring[(p->head + p->pending) % MAX_PENDING];
     e->a = a;
+    e->rd = NULL;
     e->what = (uint8_t)what;
     p->pending++;
     int done = 0;
@@ -392,6 +429,18 @@ static attach *first_named(cb_store_priv *p, const char *name, uint64_t h) {
     return NULL;
 }
 
+/* Calls fn(p, a, ud) for every attachment named `name` (hashed `h`). */
+static void each_named(cb_store_priv *p, const char *name, uint64_t h,
+                       void (*fn)(cb_store_priv *p, attach *a, void *ud), void *ud) {
+    for (int i = 0; i < 2; i++) {
+        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            attach *a = (attach *)n;
+            if (a->hash == h && strcmp(a->b->name, name) == 0) fn(p, a, ud);
+        }
+    }
+}
+
 static void unlink_attach(cb_store_priv *p, attach *a) {
     cb_htab_unlink(&p->attached, &a->h, a->hash);
     cb_htab_step(&p->attached, NULL, attach_rehash);
@@ -400,11 +449,11 @@ static void unlink_attach(cb_store_priv *p, attach *a) {
 /* ---- publishing ------------------------------------------------------------ */
 
 enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TRIPPED,
-       K_STATES, K_COUNT };
+       K_FORCED, K_STATES, K_COUNT };
 static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
-                                         "successes", "lease", "tripped"};
+                                         "successes", "lease", "tripped", "forced"};
 
-/* EVALSHA sha 8, the eight keys, then op name ttl channel and the op's own. */
+/* EVALSHA sha 9, the nine keys, then op name ttl channel and the op's own. */
 typedef struct script_call {
     const char *argv[24];
     size_t lens[24];
@@ -414,7 +463,7 @@ typedef struct script_call {
 } script_call;
 
 static void call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
-    static const char nkeys[] = "8";
+    static const char nkeys[] = "9";
     sc->argc = 0;
     sc->argv[sc->argc++] = "EVALSHA";
     sc->argv[sc->argc++] = p->sha;
@@ -493,6 +542,18 @@ static void announce(cb_store_priv *p, attach *a, int what) {
 
 /* ---- applying peers' state ------------------------------------------------ */
 
+typedef struct peer_apply {
+    cb_peer_state ps;
+    double open_for;
+} peer_apply;
+
+static void apply_one(cb_store_priv *p, attach *a, void *ud) {
+    const peer_apply *pa = ud;
+    (void)p;
+    a->seen = 1;
+    cb_breaker_apply_peer(a->b, pa->ps, pa->open_for);
+}
+
 /* Applies `m` to every breaker named m->service_id.  `boot`: from the hash,
  * where ts dates the open deadline. */
 static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
@@ -508,15 +569,8 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
             if (open_for <= 0) return 0;  /* that opening is over */
         }
     }
-    for (int i = 0; i < 2; i++) {  /* every breaker of that name, in both tables */
-        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
-        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
-            attach *a = (attach *)n;
-            if (a->hash != h || strcmp(a->b->name, m->service_id) != 0) continue;
-            a->seen = 1;
-            cb_breaker_apply_peer(a->b, ps, open_for);
-        }
-    }
+    peer_apply pa = {ps, open_for};
+    each_named(p, m->service_id, h, apply_one, &pa);
     return 1;
 }
 
@@ -555,6 +609,222 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     int n = apply_message(p, &m, 0);
     p->applied += (uint64_t)n;
     return n;
+}
+
+/* ---- reading peers that never publish ------------------------------------------
+ * A pybreaker service writes `state`, `counter` and `opened_at` and nothing
+ * else: no channel message, no boot-hash entry.  Every peer_read_ms, poll
+ * sends one MGET of state, opened_at, open_until and forced for the attached
+ * names (READ_NAMES_MAX at a time, round robin) and applies the reply at a
+ * later poll; attaching reads its own name in the same round trip as the
+ * boot-hash import. */
+
+enum { RK_STATE, RK_OPENED_AT, RK_OPEN_UNTIL, RK_FORCED, RK_COUNT };
+static const int read_fields[RK_COUNT] = {K_STATE, K_OPENED_AT, K_OPEN_UNTIL, K_FORCED};
+
+static void free_reads(cb_store_priv *p) {
+    while (p->ready) {
+        peer_read *rd = p->ready;
+        p->ready = rd->next;
+        freeReplyObject(rd->reply);
+        free(rd);
+    }
+}
+
+/* The reply to the oldest write on cmd was a read's: kept for poll. */
+static void read_done(cb_store_priv *p, redisReply *r) {
+    inflight *e = &p->ring[p->head];
+    peer_read *rd = e->rd;
+    e->rd = NULL;
+    if (rd && rd->tick) p->reading = 0;
+    ring_pop(p, 1);
+    if (!rd || !r || r->type != REDIS_REPLY_ARRAY || r->elements != rd->n * RK_COUNT) {
+        if (r && r->type == REDIS_REPLY_ERROR) note_error(p, "redis", r->str);
+        freeReplyObject(r);
+        free(rd);
+        return;
+    }
+    rd->reply = r;
+    peer_read **tail = &p->ready;
+    while (*tail) tail = &(*tail)->next;
+    *tail = rd;
+}
+
+/* Appends rd's MGET on cmd; its reply comes back through settle. */
+static int read_send(cb_store_priv *p, peer_read *rd) {
+    size_t argc = 1 + rd->n * RK_COUNT, bytes = 0, plen = strlen(p->prefix);
+    const char *name = rd->names;
+    for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1)
+        for (int f = 0; f < RK_COUNT; f++)
+            bytes += plen + strlen(name) + strlen(key_fields[read_fields[f]]) + 3;
+    const char **argv = malloc(argc * sizeof *argv);
+    char *keys = malloc(bytes);
+    int ok = CB_ERR;
+    if (argv && keys) {
+        argv[0] = "MGET";
+        char *k = keys;
+        name = rd->names;
+        for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
+            for (int f = 0; f < RK_COUNT; f++) {
+                argv[1 + i * RK_COUNT + (size_t)f] = k;
+                k += sprintf(k, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]) + 1;
+            }
+        }
+        ok = command_async(p, NULL, INFLIGHT_READ, (int)argc, argv, NULL);
+        if (ok == CB_OK) p->ring[(p->head + p->pending - 1) % MAX_PENDING].rd = rd;
+    }
+    free(argv);
+    free(keys);
+    if (ok != CB_OK) free(rd);
+    return ok;
+}
+
+/* A read of the names of up to READ_NAMES_MAX attached breakers, starting
+ * at bucket *cursor (moved past the last bucket taken); NULL when none or
+ * out of memory. */
+static peer_read *read_collect(cb_store_priv *p, size_t *cursor) {
+    const cb_htab *h = &p->attached;
+    size_t nb = cb_htab_buckets(h), start = *cursor < nb ? *cursor : 0, taken = 0, n = 0, bytes = 0;
+    for (; taken < nb && n < READ_NAMES_MAX; taken++) {  /* whole buckets */
+        for (cb_hnode *e = cb_htab_bucket(h, (start + taken) % nb); e; e = e->next) {
+            attach *a = (attach *)e;
+            if (first_named(p, a->b->name, a->hash) != a) continue;  /* a name once */
+            n++;
+            bytes += strlen(a->b->name) + 1;
+        }
+    }
+    *cursor = (start + taken) % nb;
+    if (n == 0) return NULL;
+    peer_read *rd = calloc(1, sizeof *rd + bytes);
+    if (!rd) return NULL;
+    char *w = rd->names;
+    for (size_t k = 0; k < taken; k++) {
+        for (cb_hnode *e = cb_htab_bucket(h, (start + k) % nb); e; e = e->next) {
+            attach *a = (attach *)e;
+            if (first_named(p, a->b->name, a->hash) != a) continue;
+            size_t len = strlen(a->b->name) + 1;
+            memcpy(w, a->b->name, len);
+            w += len;
+            rd->n++;
+        }
+    }
+    rd->seq = p->seq;
+    return rd;
+}
+
+/* Sends the periodic read when it is due (from poll, connected). */
+static void read_tick(cb_store_priv *p) {
+    if (!(p->peer_read > 0) || p->reading || now_of(p) - p->last_read < p->peer_read) return;
+    p->last_read = now_of(p);
+    peer_read *rd = read_collect(p, &p->read_cursor);
+    if (!rd) return;
+    rd->tick = 1;
+    if (read_send(p, rd) == CB_OK) p->reading = 1;
+}
+
+/* A value of the reply: its text, or NULL when the key is absent. */
+static const char *read_value(const redisReply *v, size_t *len) {
+    if (v->type != REDIS_REPLY_STRING) return NULL;
+    *len = v->len;
+    return v->str;
+}
+
+/* When the open that `opened_at`/`open_until` describe ends, in epoch ms;
+ * 0 when neither says.  open_until is a cbreaker's; an opened_at after it
+ * is a later open by a peer that writes no open_until, which lasts
+ * reset_timeout, as that peer times it. */
+static double open_deadline(cb_store_priv *p, const attach *a, const redisReply *opened,
+                            const redisReply *until) {
+    double at = 0, end = 0;
+    size_t len = 0;
+    const char *v;
+    int have_at = 0, have_end = 0;
+    if ((v = read_value(opened, &len)) != NULL) {
+        have_at = cb_peer_time_parse(v, len, &at) == 0;
+        if (!have_at) p->peer_unparsed++;
+    }
+    if ((v = read_value(until, &len)) != NULL) {
+        have_end = cb_peer_time_parse(v, len, &end) == 0;
+        if (!have_end) p->peer_unparsed++;
+    }
+    if (have_at && (!have_end || at > end)) return at + a->b->conf->o.reset_timeout * 1000;
+    return have_end ? end : 0;
+}
+
+/* Applies one name's per-field keys to `a`'s breaker.  Only what a key
+ * says better than our own state: a peer's open or force over our closed
+ * or half-open, a peer's close over an open that was a peer's. */
+static void apply_keys(cb_store_priv *p, attach *a, const redisReply *const *v) {
+    cb_breaker *b = a->b;
+    cb_state local = (cb_state)b->state;
+    size_t len = 0;
+    const char *st = read_value(v[RK_STATE], &len);
+    int forced = v[RK_FORCED]->type == REDIS_REPLY_STRING;
+    if (local == CB_DISABLED) return;
+    if (local == CB_FORCED_OPEN && !a->from_peer &&
+        !(st && strcmp(st, "open") == 0 && forced)) {
+        announce(p, a, UNSENT_STATE);  /* our force, lost or expired: write it again */
+        return;
+    }
+    if (!st || strcmp(st, "closed") == 0) {
+        if (a->from_peer && (local == CB_OPEN || local == CB_HALF_OPEN))
+            cb_breaker_apply_peer(b, CB_PEER_CLOSED, 0);
+        return;
+    }
+    if (strcmp(st, "half-open") == 0) return;  /* a peer's probe: its outcome will tell */
+    if (strcmp(st, "forced-open") == 0) forced = 1;  /* as cbreaker 0.x wrote a force */
+    else if (strcmp(st, "open") != 0) {
+        p->peer_unparsed++;
+        return;
+    }
+    if (forced) {
+        if (local != CB_FORCED_OPEN) cb_breaker_apply_peer(b, CB_PEER_FORCED_OPEN, 0);
+        return;
+    }
+    if (local != CB_CLOSED && local != CB_HALF_OPEN) return;  /* open already */
+    double left = (open_deadline(p, a, v[RK_OPENED_AT], v[RK_OPEN_UNTIL]) - wall_ms()) / 1000;
+    if (left > 0) cb_breaker_apply_peer(b, CB_PEER_OPEN, left);
+}
+
+typedef struct read_apply {
+    uint64_t seq;
+    const redisReply *const *v;
+} read_apply;
+
+static void apply_read(cb_store_priv *p, attach *a, void *ud) {
+    const read_apply *ra = ud;
+    if (a->seq <= ra->seq) apply_keys(p, a, ra->v);
+}
+
+/* Applies the reads whose replies came, to every breaker of each name
+ * that did not change since the read was sent. */
+static void apply_reads(cb_store_priv *p) {
+    int was = p->in_poll;
+    p->in_poll = 1;  /* callbacks polling again are no-ops */
+    while (p->ready) {
+        peer_read *rd = p->ready;
+        p->ready = rd->next;
+        const char *name = rd->names;
+        for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
+            const redisReply *const *v = (const redisReply *const *)rd->reply->element + i * RK_COUNT;
+            read_apply ra = {rd->seq, v};
+            each_named(p, name, hash_name(p, name), apply_read, &ra);
+        }
+        freeReplyObject(rd->reply);
+        free(rd);
+    }
+    p->in_poll = was;
+}
+
+/* A read of one name, for attaching: appended before the boot import. */
+static void read_one(cb_store_priv *p, const char *name) {
+    size_t len = strlen(name) + 1;
+    peer_read *rd = calloc(1, sizeof *rd + len);
+    if (!rd) return;
+    memcpy(rd->names, name, len);
+    rd->n = 1;
+    rd->seq = p->seq;
+    read_send(p, rd);
 }
 
 /* ---- connecting and reconciling -------------------------------------------- */
@@ -648,6 +918,7 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (p->ever_connected) p->reconnects++;
     p->ever_connected = 1;
     p->backoff = 0;
+    p->last_read = now_of(p) - p->peer_read;  /* read peers' keys at the next poll */
     p->pub->err = 0;
     p->pub->errstr[0] = '\0';
     reconcile(p, r);
@@ -698,6 +969,7 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
     cb_store_priv *p = a->p;
     (void)b;
     (void)from;
+    a->seq = ++p->seq;  /* a peer read sent before this is stale for it */
     if (why == CB_REASON_PEER) {  /* never echoed: an echo keeps a fleet stuck open */
         a->from_peer = to != CB_CLOSED;
         return;
@@ -717,6 +989,7 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
 static void hook_reset(void *ud, cb_breaker *b) {
     attach *a = ud;
     (void)b;
+    a->seq = ++a->p->seq;
     a->from_peer = 0;
     announce(a->p, a, UNSENT_RECOVERED);
 }
@@ -863,6 +1136,7 @@ void cb_store_opts_init(cb_store_opts *o) {
     o->backoff_min = 0.1;
     o->backoff_max = 5;
     o->replay_window_ms = 30000;
+    o->peer_read_ms = 1000;
 }
 
 static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err, size_t cap) {
@@ -947,6 +1221,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     p->backoff_max = o->backoff_max;
     p->quorum = o->quorum;
     p->clock = o->clock;
+    p->peer_read = o->peer_read_ms / 1000;
     cb_rng rng;
     seed_rng(&rng, p);
     p->k0 = cb_rng_next(&rng);
@@ -963,6 +1238,8 @@ void cb_store_free(cb_store *s) {
     cb_store_priv *p = s->priv;
     if (p) {
         cb_htab_foreach(&p->attached, free_attach, NULL);
+        while (p->pending) ring_pop(p, 1);  /* frees the reads in flight */
+        free_reads(p);
         if (p->cmd) redisFree(p->cmd);
         if (p->sub) redisFree(p->sub);
         cb_htab_release(&p->attached);
@@ -1005,11 +1282,14 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
     }
     cb_htab_insert(&p->attached, &a->h, a->hash);
     cb_htab_step(&p->attached, NULL, attach_rehash);
-    if (p->connected && !p->in_poll) {  /* boot import of this name */
+    if (p->connected && !p->in_poll) {  /* boot import of this name, and its keys */
         char states[KEY_MAX];
         snprintf(states, sizeof states, "%s:states", p->prefix);
         const char *argv[] = {"HGET", states, b->name};
-        redisReply *r = command(p, p->cmd, mono() + p->timeout, 3, argv, NULL);
+        read_one(p, b->name);  /* pipelined: one round trip */
+        redisReply *r = p->connected ? command(p, p->cmd, mono() + p->timeout, 3, argv, NULL)
+                                     : NULL;
+        apply_reads(p);
         import_one(p, r);
         freeReplyObject(r);
     }
@@ -1029,7 +1309,85 @@ void cb_store_detach(cb_store *s, cb_breaker *b) {
     free(a);
 }
 
-int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
+/* The names of `hkeys` (HKEYS of the boot hash) hold `name`? */
+static int in_reply(const redisReply *hkeys, const char *name, size_t len) {
+    for (size_t i = 0; i < hkeys->elements; i++) {
+        const redisReply *e = hkeys->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len == len && memcmp(e->str, name, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* SCAN MATCH <prefix>:*:state, then MGET of what it found: calls fn for
+ * each name whose state is open and that the boot hash does not hold
+ * (a peer that writes only the per-field keys).  Returns how many, or
+ * CB_ERR when Redis failed. */
+static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_list_fn fn,
+                         void *ud) {
+    char pattern[2 * 128 + 16], cursor[32] = "0";
+    size_t w = 0, plen = strlen(p->prefix);
+    for (const char *c = p->prefix; *c; c++) {  /* the prefix is no glob */
+        if (strchr("*?[]\\", *c)) pattern[w++] = '\\';
+        pattern[w++] = *c;
+    }
+    snprintf(pattern + w, sizeof pattern - w, ":*:state");
+    int n = 0;
+    for (int round = 0; round < 10000; round++) {  /* 10 M keys at most */
+        const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *r = command(p, p->cmd, mono() + p->timeout, 6, scan, NULL);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            return CB_ERR;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        const redisReply *keys = r->element[1];
+        redisReply *v = NULL;
+        if (keys->elements > 0) {
+            const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+            size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
+            int ok = argv && lens;
+            if (ok) {
+                argv[0] = "MGET";
+                lens[0] = 4;
+                for (size_t i = 0; i < keys->elements; i++) {
+                    argv[i + 1] = keys->element[i]->str;
+                    lens[i + 1] = keys->element[i]->len;
+                    ok = ok && keys->element[i]->type == REDIS_REPLY_STRING;
+                }
+            }
+            if (ok) v = command(p, p->cmd, mono() + p->timeout, (int)keys->elements + 1, argv, lens);
+            free(argv);
+            free(lens);
+            if (!v || v->type != REDIS_REPLY_ARRAY || v->elements != keys->elements) {
+                freeReplyObject(v);
+                freeReplyObject(r);
+                return CB_ERR;
+            }
+        }
+        for (size_t i = 0; v && i < keys->elements; i++) {
+            const redisReply *k = keys->element[i], *st = v->element[i];
+            if (st->type != REDIS_REPLY_STRING ||
+                (strcmp(st->str, "open") != 0 && strcmp(st->str, "forced-open") != 0))
+                continue;
+            size_t len = k->len - plen - 1 - strlen(":state");  /* MATCH made it longer */
+            char name[CB_NAME_MAX];
+            if (len == 0 || len >= sizeof name || memchr(k->str + plen + 1, '\0', len)) continue;
+            memcpy(name, k->str + plen + 1, len);
+            name[len] = '\0';
+            if (in_reply(hkeys, name, len)) continue;
+            fn(ud, name, "keys");
+            n++;
+        }
+        freeReplyObject(v);
+        freeReplyObject(r);
+        if (strcmp(cursor, "0") == 0) return n;
+    }
+    return n;
+}
+
+int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud) {
     cb_store_priv *p = s->priv;
     if (s->err == CB_STORE_EOPTS || !p->connected || p->in_poll) return CB_ERR;
     char states[KEY_MAX];
@@ -1044,15 +1402,33 @@ int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING || memchr(e->str, '\0', e->len)) continue;
-        fn(ud, e->str);  /* hiredis terminates bulk strings */
+        fn(ud, e->str, "cbreaker");  /* hiredis terminates bulk strings */
         n++;
     }
+    int more = list_key_only(p, r, fn, ud);
     freeReplyObject(r);
-    return n;
+    return more == CB_ERR ? CB_ERR : n + more;
+}
+
+typedef struct names_ud {
+    cb_store_name_fn fn;
+    void *ud;
+} names_ud;
+
+static void name_only(void *ud, const char *name, const char *source) {
+    names_ud *n = ud;
+    (void)source;
+    n->fn(n->ud, name);
+}
+
+int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
+    names_ud n = {fn, ud};
+    return cb_store_list(s, name_only, &n);
 }
 
 int cb_store_poll(cb_store *s) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
+    cb_htab_step(&s->priv->attached, NULL, attach_rehash);  /* growth ends without attaches */
     return poll_until(s->priv, mono() + s->priv->timeout);
 }
 
@@ -1110,7 +1486,9 @@ static int poll_until(cb_store_priv *p, double deadline) {
             }
         }
     }
+    if (p->connected) read_tick(p);
     p->in_poll = 0;
+    apply_reads(p);
     return p->connected ? applied : (applied ? applied : CB_ERR);
 }
 
@@ -1148,6 +1526,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->unsigned_msgs = p->unsigned_msgs;
     h->bad_signature = p->bad_signature;
     h->stale = p->stale;
+    h->peer_unparsed = p->peer_unparsed;
     h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);

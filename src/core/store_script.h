@@ -3,7 +3,15 @@
  * never a client's clock, and every key written gets a TTL.
  *
  * KEYS: 1 state, 2 counter, 3 opened_at, 4 open_until, 5 successes,
- *       6 lease, 7 tripped, 8 the boot-recovery hash <prefix>:states
+ *       6 lease, 7 tripped, 8 forced, 9 the boot-recovery hash <prefix>:states
+ *
+ * The per-field keys are shared with peers in other languages (a pybreaker
+ * service): `state` is only closed, open or half-open; a force is
+ * state=open plus the `forced` key, with opened_at far ahead so a peer
+ * that probes after opened_at + its own timeout keeps refusing;
+ * opened_at is written as whole epoch seconds and read in any of the forms
+ * peer_time.h accepts.  A peer's open has no open_until: it lasts until
+ * opened_at + the caller's timeout.
  * ARGV: 1 op, 2 name, 3 ttl ms, 4 channel, then per op:
  *   open|forced|closed|recovered  5 message (JSON, published as is),
  *                                 6 ms the open state has left
@@ -21,8 +29,51 @@ static const char cb_store_script[] =
 "local op, name, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
 "local t = redis.call('TIME')\n"
 "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"local S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, STATES =\n"
-"  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]\n"
+"local S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED, STATES =\n"
+"  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]\n"
+"local FORCE_AHEAD = 3155760000\n"  /* s: a force's opened_at is 100 years ahead */
+/* opened_at as peer_time.c reads it: epoch ms, or nil */
+"local function epoch_ms(v)\n"
+"  if type(v) ~= 'string' or #v > 64 then return nil end\n"
+"  if v:match('^%d+$') or v:match('^%d+%.%d+$') then\n"
+"    local n = tonumber(v)\n"
+"    if n >= 1e14 then return nil end\n"
+"    return n < 1e11 and n * 1000 or n\n"
+"  end\n"
+"  local y, mo, d, h, mi, rest = v:match('^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d)(.*)$')\n"
+"  if not y then return nil end\n"
+"  y, mo, d, h, mi = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi)\n"
+"  local sec, frac = 0, 0\n"
+"  local s2, r2 = rest:match('^:(%d%d)(.*)$')\n"
+"  if s2 then\n"
+"    sec, rest = tonumber(s2), r2\n"
+"    local f, r3 = rest:match('^%.(%d+)(.*)$')\n"
+"    if f then\n"
+"      if #f > 9 then return nil end\n"
+"      frac, rest = math.floor(tonumber('0.' .. f) * 1000 + 1e-6), r3\n"
+"    elseif rest:sub(1, 1) == '.' then return nil end\n"
+"  end\n"
+"  local off = 0\n"
+"  if rest ~= '' and rest ~= 'Z' and rest ~= 'z' then\n"
+"    local sign, oh, om = rest:match('^([+-])(%d%d):?(%d%d)$')\n"
+"    if not sign then sign, oh = rest:match('^([+-])(%d%d)$'); om = '00' end\n"
+"    if not sign or tonumber(oh) > 23 or tonumber(om) > 59 then return nil end\n"
+"    off = (tonumber(oh) * 60 + tonumber(om)) * (sign == '-' and -1 or 1)\n"
+"  end\n"
+"  local leap = (y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0\n"
+"  local mdays = {31, leap and 29 or 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}\n"
+"  if y < 1970 or mo < 1 or mo > 12 or d < 1 or d > mdays[mo] or h > 23 or mi > 59\n"
+"     or sec > 59 then return nil end\n"
+"  local yy = mo <= 2 and y - 1 or y\n"  /* days from civil, as peer_time.c */
+"  local era = math.floor(yy / 400)\n"
+"  local yoe = yy - era * 400\n"
+"  local doy = math.floor((153 * (mo > 2 and mo - 3 or mo + 9) + 2) / 5) + d - 1\n"
+"  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)\n"
+"    + doy - 719468\n"
+"  local s = days * 86400 + h * 3600 + mi * 60 + sec - off * 60\n"
+"  if s < 0 then return nil end\n"
+"  return s * 1000 + frac\n"
+"end\n"
 "local function remember(msg)\n"
 "  redis.call('HSET', STATES, name, msg)\n"
 "  redis.call('PEXPIRE', STATES, ttl)\n"
@@ -36,25 +87,34 @@ static const char cb_store_script[] =
 "    end\n"
 "  end\n"
 "end\n"
-/* broadcast: persist and publish a transition the client decided */
+/* broadcast: persist and publish a transition the client decided.  A
+ * force is lifted by a reset only: a plain close or open leaves its keys. */
+"local forced = redis.call('EXISTS', FORCED) == 1\n"
 "if op == 'recovered' then\n"
-"  redis.call('DEL', S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED)\n"
+"  redis.call('DEL', S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED)\n"
 "  redis.call('HDEL', STATES, name)\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "elseif op == 'closed' then\n"
-"  redis.call('SET', S, 'closed', 'PX', ttl)\n"
-"  redis.call('DEL', OPENED, UNTIL, SUCC, LEASE, TRIPPED)\n"
+"  if not forced then\n"
+"    redis.call('SET', S, 'closed', 'PX', ttl)\n"
+"    redis.call('DEL', OPENED, UNTIL, SUCC, LEASE, TRIPPED)\n"
+"  end\n"
 "  forget_unless_forced()\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "elseif op == 'open' or op == 'forced' then\n"
-"  redis.call('SET', S, op == 'open' and 'open' or 'forced-open', 'PX', ttl)\n"
-"  redis.call('SET', OPENED, now, 'PX', ttl)\n"
-"  if op == 'open' then\n"
+"  if op == 'forced' then\n"
+"    redis.call('SET', S, 'open', 'PX', ttl)\n"
+"    redis.call('SET', FORCED, '1', 'PX', ttl)\n"
+"    redis.call('SET', OPENED, math.floor(now / 1000) + FORCE_AHEAD, 'PX', ttl)\n"
+"    redis.call('DEL', UNTIL)\n"
+"  elseif not forced then\n"
+"    redis.call('SET', S, 'open', 'PX', ttl)\n"
+"    redis.call('SET', OPENED, math.floor(now / 1000), 'PX', ttl)\n"
 "    redis.call('SET', UNTIL, now + tonumber(ARGV[6]), 'PX', ttl)\n"
 "  end\n"
-"  remember(ARGV[5])\n"
+"  if op == 'forced' or not forced then remember(ARGV[5]) end\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "end\n"
@@ -67,7 +127,7 @@ static const char cb_store_script[] =
 "end\n"
 "local function open_fleet()\n"
 "  redis.call('SET', S, 'open', 'PX', ttl)\n"
-"  redis.call('SET', OPENED, now, 'PX', ttl)\n"
+"  redis.call('SET', OPENED, math.floor(now / 1000), 'PX', ttl)\n"
 "  redis.call('SET', UNTIL, now + timeout, 'PX', ttl)\n"
 "  redis.call('DEL', COUNT, SUCC, LEASE, TRIPPED)\n"
 "  if not quiet then\n"
@@ -78,8 +138,15 @@ static const char cb_store_script[] =
 "  return {'open', timeout, 1}\n"
 "end\n"
 "local state = redis.call('GET', S) or 'closed'\n"
-"local deadline = tonumber(redis.call('GET', UNTIL) or '0')\n"
-"if state == 'forced-open' then return {state, -1} end\n"
+"if (state == 'open' and forced) or state == 'forced-open' then return {'forced-open', -1} end\n"
+/* open_until is ours; a peer's open (or a later one over a stale
+ * open_until) lasts until opened_at + our timeout */
+"local deadline = tonumber(redis.call('GET', UNTIL) or '')\n"
+"if state == 'open' then\n"
+"  local at = epoch_ms(redis.call('GET', OPENED))\n"
+"  if at and (not deadline or at > deadline) then deadline = at + timeout end\n"
+"end\n"
+"deadline = deadline or 0\n"
 "if state == 'open' and now < deadline then return {'open', deadline - now} end\n"
 "if state == 'open' then state = 'half-open' end\n"
 "if op == 'trip' then\n"

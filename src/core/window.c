@@ -62,7 +62,10 @@ void cb_window_expire(cb_window *w, double now) {
     double e = floor(now / w->bucket_width);
     /* Clamp before converting: a huge clock value must not overflow. */
     int64_t epoch = e > 9e18 ? INT64_MAX : e < -9e18 ? INT64_MIN + 1 : (int64_t)e;
-    if (w->head_epoch == INT64_MIN || epoch - w->head_epoch >= (int64_t)w->size) {
+    /* The gap is taken unsigned: two clamped bucket numbers are 2^64 apart. */
+    if (w->head_epoch == INT64_MIN ||
+        (epoch > w->head_epoch &&
+         (uint64_t)epoch - (uint64_t)w->head_epoch >= w->size)) {
         for (uint32_t i = 0; i < w->size; i++) drop_bucket(w, &w->buckets[i]);
         w->head_epoch = epoch;
         return;

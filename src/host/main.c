@@ -18,7 +18,7 @@
 #include <lua.h>
 #include <lualib.h>
 
-#include "cbreaker.h"
+#include "lcbreaker.h"  /* luaopen_cbreaker_core */
 
 static int exists(const char *path) {
     return access(path, R_OK) == 0;

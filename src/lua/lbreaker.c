@@ -100,6 +100,9 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
  * breaker exists. */
 static void keep_new(lua_State *L, int which, void *ud) {
     if (which == CB_KEEP_STORE) {
+#if !CB_WITH_REDIS
+        cb_lua_store_attach(L, -1, 2, "cbreaker.new");  /* raises: no Redis support */
+#endif
         *(int *)ud = 1;
         return;
     }

@@ -11,6 +11,9 @@
 #include "cbreaker.h"
 #include "../core/optspec.h"  /* the option schema the core owns */
 
+/* The module's entry point (lcore.c), the one symbol core.so exports. */
+CB_API int luaopen_cbreaker_core(lua_State *L);
+
 /* Metatable names (`__name` gives error messages and tostring for free). */
 #define CB_BREAKER_MT "cbreaker.Breaker"
 #define CB_CLOCK_MT "cbreaker.ManualClock"

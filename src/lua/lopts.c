@@ -13,13 +13,16 @@
 #include <string.h>
 
 #include "lcbreaker.h"
+#if CB_WITH_REDIS
+#include "cbreaker_redis.h"
+#endif
 
 /* ---- host values: options the core's structs do not hold ------------------------ */
 
 typedef struct lhost {
     const char *name;
     int flags;       /* CB_OPT_NEW: not by configure */
-    int type;        /* LUA_TFUNCTION, LUA_TTABLE or LUA_TUSERDATA */
+    int type;        /* LUA_TFUNCTION, LUA_TTABLE, LUA_TUSERDATA or LUA_TNONE (any) */
     const char *mt;  /* LUA_TUSERDATA: its metatable name */
     const char *what;
     const char *hint;  /* why configure cannot set it, or NULL */
@@ -29,7 +32,9 @@ typedef struct lhost {
 static const lhost breaker_host[] = {
     {"classify", 0, LUA_TFUNCTION, NULL, "a function", NULL},
     {"on_change", CB_OPT_NEW, LUA_TFUNCTION, NULL, "a function", " (use br:on_change)"},
-    {"store", CB_OPT_NEW, LUA_TUSERDATA, CB_STORE_MT, "a cbreaker.Store", " (use store:attach)"},
+    /* without Redis any value: keeping it raises why there is no store */
+    {"store", CB_OPT_NEW, CB_WITH_REDIS ? LUA_TUSERDATA : LUA_TNONE, CB_STORE_MT,
+     "a cbreaker.Store", " (use store:attach)"},
     {NULL, 0, 0, NULL, NULL, NULL}
 };
 
@@ -49,7 +54,9 @@ static const lschema schemas[] = {
     {&cb_breaker_schema, breaker_host},
     {&cb_registry_schema, no_host},
     {&cb_bandit_schema, bandit_host},
+#if CB_WITH_REDIS
     {&cb_store_schema, no_host},
+#endif
 };
 
 static const lschema *schema_of(const cb_optschema *core) {
@@ -288,7 +295,8 @@ static void read_field(lua_State *L, const cb_optspec *f, void *o, const cb_lua_
 static void read_host(lua_State *L, const lschema *s, const lhost *h,
                       const cb_lua_optread *r) {
     int t = lua_type(L, -1);
-    int ok = h->type == LUA_TFUNCTION ? lua_isfunction(L, -1)
+    int ok = h->type == LUA_TNONE ? 1
+           : h->type == LUA_TFUNCTION ? lua_isfunction(L, -1)
            : h->type == LUA_TUSERDATA ? luaL_testudata(L, -1, h->mt) != NULL
            : t == h->type;
     if (!ok) badvalue(L, r, h->name, h->what, 0);
@@ -358,13 +366,21 @@ static int check_options(lua_State *L) {
         cb_breaker_opts b;
         cb_registry_opts r;
         cb_bandit_opts d;
+#if CB_WITH_REDIS
         cb_store_opts s;
+#endif
     } o;
     switch (k) {
     case 0: cb_breaker_opts_init(&o.b); break;
     case 1: cb_registry_opts_init(&o.r); break;
     case 2: cb_bandit_opts_init(&o.d); break;
-    default: cb_store_opts_init(&o.s); break;
+    default:
+#if CB_WITH_REDIS
+        cb_store_opts_init(&o.s);
+#else
+        return luaL_error(L, "check_options: built without Redis support");
+#endif
+        break;
     }
     cb_lua_optread r = {"", path, NULL, NULL, 0, 0, NULL, lua_istable(L, 4) ? 4 : 0};
     read_table(L, 2, &schemas[k], &o, &r);

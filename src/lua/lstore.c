@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cbreaker_redis.h"
 #include "lcbreaker.h"
 
 typedef struct lstore {

@@ -2,6 +2,9 @@
 -- same): a free loopback port, a temp dir, a pidfile, killed in teardown and
 -- again when busted exits, whatever failed.  Without redis-server the specs
 -- fail loudly: `start` raises.
+local cb = require("cbreaker")
+local with = require("helpers.fixtures").with
+
 local M = {}
 
 local running = {}  -- port -> server, for the exit guard
@@ -147,6 +150,49 @@ function M.use_server(set, opts)
     for _, s in ipairs(stores) do s:close() end
     if opts and opts.restart then server:restart() end
   end)
+end
+
+--- The fault specs' store timeout, and the margin a call may take beyond
+-- it: scheduling noise on a shared 2-core machine and sanitizers, plus
+-- CB_TIME_SLACK_MS where everything is slower still (under valgrind).
+M.TIMEOUT_MS = 100
+M.SLACK_MS = tonumber(os.getenv("CB_TIME_SLACK_MS")) or 0
+M.MARGIN_MS = 60 + M.SLACK_MS
+
+--- Store options for the fault specs: calls bounded by TIMEOUT_MS, a
+-- reconnect back-off of 1 to 8 s on the test's clock.
+M.FAULT_STORE = { timeout_ms = M.TIMEOUT_MS, backoff_min = 1, backoff_max = 8 }
+
+--- Runs fn(...), returns how long it took in ms (real time).
+function M.timed(fn, ...)
+  local t0 = cb.now()
+  fn(...)
+  return (cb.now() - t0) * 1000
+end
+
+--- use_server plus the two factories every #redis block writes: returns
+-- store(id, extra) and breaker(s, name, extra), built on the current
+-- test's server and clock.  `opts` is use_server's, plus `store` and
+-- `breaker` (default options of each), and `clock` (each test gets a new
+-- manual clock at that time; nil: none).  `set(server, stores, clock)`
+-- receives the current test's objects before each test.
+function M.fixture(opts, set)
+  opts = opts or {}
+  local server, stores, clock
+  M.use_server(function(s, list)
+    server, stores = s, list
+    clock = opts.clock and cb.manual_clock(opts.clock) or nil
+    if set then set(server, stores, clock) end
+  end, opts)
+  local function store(id, extra)
+    local s = cb.redis(with(with({ url = server:url(), id = id, clock = clock }, opts.store), extra))
+    stores[#stores + 1] = s
+    return s
+  end
+  local function breaker(s, name, extra)
+    return cb.new(with(with({ name = name or "svc", clock = clock, store = s }, opts.breaker), extra))
+  end
+  return store, breaker
 end
 
 --- Lets the stores' reconnect back-off elapse on `clock`, `step` seconds at

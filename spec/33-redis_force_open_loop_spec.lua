@@ -1,9 +1,14 @@
--- Seed 002's incident as a regression test, and the store across two OS
--- processes.
+-- The cross-task force-open loop as a regression test, and the store across
+-- two OS processes.  The loop: a transient probe failure force-opened a
+-- provider on two tasks; each task's sentinel then saw open breakers, called
+-- the provider degraded and forced it open again, and peers re-imported the
+-- state faster than a reset on one task could clear it.  A reset must reach
+-- every peer ("recovered") and clear the boot entry.
 local cb = require("cbreaker")
-local helper = require("redis_helper")
+local helper = require("helpers.redis")
 
--- Seed 002's health sentinel, PR #164 recovery path and override included:
+-- The pub/sub manager's health sentinel, its recovery path and override
+-- included:
 -- a failed probe force-opens; a healthy probe after down/degraded resets;
 -- a healthy probe while the breaker is open overrides to degraded and
 -- force-opens again (the override that fed the 11-hour loop).
@@ -15,7 +20,7 @@ local function sentinel(br)
       br:force_open()
       s.force_opens = s.force_opens + 1
     elseif s.status == "down" or s.status == "degraded" then
-      br:reset()  -- PR #164
+      br:reset()  -- the recovery path: healthy again after down/degraded
       s.status = "healthy"
     elseif br:state() ~= "closed" then
       s.status = "degraded"  -- "probe says healthy but circuit breakers are open"
@@ -26,7 +31,7 @@ local function sentinel(br)
   return s
 end
 
-describe("#redis seed 002 regression", function()
+describe("#redis force-open loop regression", function()
   local server, stores
 
   helper.use_server(function(s, list) server, stores = s, list end)
@@ -108,12 +113,10 @@ end)
 
 describe("#redis across processes", function()
   local server
-
-  setup(function() server = helper.start() end)
-  teardown(function() if server then server:stop() end end)
+  helper.use_server(function(s) server = s end)
 
   it("shares force-open and recovery with another OS process", function()
-    local host = os.getenv("CB_HOST") or "build/cbreaker"
+    local host = require("helpers.fixtures").host
     local script = os.tmpname()
     local f = assert(io.open(script, "w"))
     f:write([[
