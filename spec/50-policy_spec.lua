@@ -116,6 +116,10 @@ describe("policy", function()
       "unknown option 'arms'")
     local t = { own = 1, decay = 0.5 }
     assert.equal(t, core.check_options("bandit", t, "", { own = true }))
+    assert.has_error(function() core.check_options("pool", { strategy = "thomson" }, "p") end,
+      "option 'p.strategy' must be one of 'thompson', 'round_robin' (got 'thomson'; did you mean 'thompson'?)")
+    assert.has_error(function() core.check_options("pool", { bandit = { decay = 0 } }) end,
+      "option 'bandit.decay' must be a number in (0, 1] (got 0)")
     assert.has_error(function() core.check_options("engine", {}) end)
   end)
 

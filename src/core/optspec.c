@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cbreaker_pool.h"
 #include "optspec.h"
 #if CB_WITH_REDIS
 #include "cbreaker_redis.h"
@@ -84,6 +85,17 @@ static const cb_optspec bandit_f[] = {
 };
 #undef D
 
+/* ---- pool --------------------------------------------------------------------- */
+
+static const cb_optspec pool_f[] = {
+    {"strategy", CB_OPT_ENUM, CB_OPT_NEW, offsetof(cb_pool_opts, strategy), 0, 0, 0,
+     "one of 'thompson', 'round_robin'", "strategy must be \"thompson\" or \"round_robin\"",
+     cb_pool_strategy_names},
+    {"bandit", CB_OPT_OPTS, 0, offsetof(cb_pool_opts, bandit), 0, 0, 0, "a table",
+     "bandit must be valid bandit options", &cb_bandit_schema},
+    ENTRY(cb_pool_opts, discount, CB_OPT_NUMBER, 0, 0, 1, "a number in [0, 1]"),
+};
+
 /* ---- store -------------------------------------------------------------------- */
 
 #if CB_WITH_REDIS
@@ -115,10 +127,13 @@ static const cb_optspec store_f[] = {
 _Static_assert(sizeof(cb_store_mode) == sizeof(int), "CB_OPT_ENUM reads an int");
 #endif
 
+_Static_assert(sizeof(cb_pool_strategy) == sizeof(int), "CB_OPT_ENUM reads an int");
+
 #define SCHEMA(kind, f) {kind, f, sizeof f / sizeof f[0]}
 const cb_optschema cb_breaker_schema = SCHEMA("breaker", breaker_f);
 const cb_optschema cb_registry_schema = SCHEMA("registry", registry_f);
 const cb_optschema cb_bandit_schema = SCHEMA("bandit", bandit_f);
+const cb_optschema cb_pool_schema = SCHEMA("pool", pool_f);
 #if CB_WITH_REDIS
 const cb_optschema cb_store_schema = SCHEMA("redis", store_f);
 #endif

@@ -41,12 +41,13 @@ typedef struct cb_optspec {
 } cb_optspec;
 
 typedef struct cb_optschema {
-    const char *kind;  /* "breaker", "registry", "bandit", "redis" */
+    const char *kind;  /* "breaker", "registry", "bandit", "pool", "redis" */
     const cb_optspec *f;
     size_t n;
 } cb_optschema;
 
-extern const cb_optschema cb_breaker_schema, cb_registry_schema, cb_bandit_schema;
+extern const cb_optschema cb_breaker_schema, cb_registry_schema, cb_bandit_schema,
+    cb_pool_schema;
 #if CB_WITH_REDIS
 extern const cb_optschema cb_store_schema;  /* cbreaker_redis.h's cb_store_opts */
 #endif

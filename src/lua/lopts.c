@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cbreaker_pool.h"
 #include "lcbreaker.h"
 #if CB_WITH_REDIS
 #include "cbreaker_redis.h"
@@ -54,6 +55,7 @@ static const lschema schemas[] = {
     {&cb_breaker_schema, breaker_host},
     {&cb_registry_schema, no_host},
     {&cb_bandit_schema, bandit_host},
+    {&cb_pool_schema, no_host},
 #if CB_WITH_REDIS
     {&cb_store_schema, no_host},
 #endif
@@ -352,12 +354,13 @@ void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
 
 /* core.check_options(kind, t [, path [, names]]) -> t: checks the options
  * table `t` of cb.new ("breaker"), cb.registry ("registry"), cb.bandit
- * ("bandit") or cb.redis ("redis") without building anything; errors name
+ * ("bandit"), a provider pool ("pool") or cb.redis ("redis") without
+ * building anything; errors name
  * options as `path.name`.  `names` maps keys the caller handles itself to
  * true (skipped here, suggested for typos) and keys it refuses to false.
  * The policy layer checks its sections with it. */
 static int check_options(lua_State *L) {
-    static const char *const kinds[] = {"breaker", "registry", "bandit", "redis", NULL};
+    static const char *const kinds[] = {"breaker", "registry", "bandit", "pool", "redis", NULL};
     int k = luaL_checkoption(L, 1, NULL, kinds);
     luaL_checktype(L, 2, LUA_TTABLE);
     const char *path = luaL_optstring(L, 3, "");
@@ -366,6 +369,7 @@ static int check_options(lua_State *L) {
         cb_breaker_opts b;
         cb_registry_opts r;
         cb_bandit_opts d;
+        cb_pool_opts p;
 #if CB_WITH_REDIS
         cb_store_opts s;
 #endif
@@ -374,6 +378,7 @@ static int check_options(lua_State *L) {
     case 0: cb_breaker_opts_init(&o.b); break;
     case 1: cb_registry_opts_init(&o.r); break;
     case 2: cb_bandit_opts_init(&o.d); break;
+    case 3: cb_pool_opts_init(&o.p); break;
     default:
 #if CB_WITH_REDIS
         cb_store_opts_init(&o.s);
