@@ -91,6 +91,13 @@ typedef struct cb_lua_module {
     unsigned long dropped; /* events lost to a full ring */
 } cb_lua_module;
 
+/* Remembers `p`, a userdata just made or fetched with class `id`'s
+ * metatable, as a proved self of that class (see cb_lua_checkself): the
+ * breakers a registry hands out pass their next method call cheaply. */
+static inline void cb_lua_rememberself(cb_lua_module *m, int id, void *p) {
+    m->last[id][cb_lua_selfslot(p)] = p;
+}
+
 /* The module state of this lua_State (created by luaopen_cbreaker_core). */
 cb_lua_module *cb_lua_module_get(lua_State *L);
 

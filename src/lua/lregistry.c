@@ -29,11 +29,12 @@
 
 #include "lcbreaker.h"
 
-#define CACHE_SLOTS 1024  /* a power of two; 72 KB a registry with its anchors */
+#define CACHE_SLOTS 1024  /* a power of two; 80 KB a registry with its anchors */
 
 typedef struct cslot {
     const char *t, *k;  /* the strings' addresses, anchored in UV_CACHE */
     cb_breaker *b;      /* NULL: empty */
+    void *box;          /* b's box, anchored in UV_CACHE */
     uint32_t used;      /* lregistry.gets at its last hit */
 } cslot;
 
@@ -81,7 +82,7 @@ static void on_remove(void *ud, cb_breaker *b) {
     lua_State *L = lr->L;
     lua_getiuservalue(L, 1, UV_SLOTS);  /* slots */
     if (lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
         lua_pushnil(L);
         lua_rawsetp(L, -3, b);
     }
@@ -203,6 +204,7 @@ static int registry_get(lua_State *L) {
         cb_registry_touch(lr->r, slot->b);
         lua_getiuservalue(L, 1, UV_CACHE);
         lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+        cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
         cb_lua_flush(L, lr->m);
         return 1;
     }
@@ -229,6 +231,8 @@ static int registry_get(lua_State *L) {
         return 2;
     }
     push_box(L, 1, b);  /* ..., box */
+    void *box = lua_touserdata(L, -1);
+    cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, box);
     if (slot->b && now - slot->used < CACHE_AGE) {  /* the slot is in use */
         cb_lua_flush(L, lr->m);
         return 1;
@@ -236,7 +240,7 @@ static int registry_get(lua_State *L) {
     /* One slot per breaker: forget b's old slot and the slot's old breaker. */
     lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
     if (lua_rawgetp(L, -1, b) == LUA_TNUMBER)
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
     lua_pop(L, 1);
     if (slot->b) {
         lua_pushnil(L);
@@ -253,7 +257,7 @@ static int registry_get(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
     lua_pop(L, 1);
-    *slot = (cslot){t, k, b, now};  /* its strings are anchored now */
+    *slot = (cslot){t, k, b, box, now};  /* its strings and box are anchored now */
     cb_lua_flush(L, lr->m);  /* after: a callback may remove b */
     return 1;
 }
