@@ -212,19 +212,16 @@ static void read_field(lua_State *L, const cb_optspec *f, void *o, const cb_lua_
         memcpy(p, &v, sizeof v);
         break;
     }
-    case CB_OPT_U32: {
-        uint32_t v = (uint32_t)checkinteger(L, r, f);
-        memcpy(p, &v, sizeof v);
-        break;
-    }
-    case CB_OPT_SIZE: {
-        size_t v = (size_t)checkinteger(L, r, f);
-        memcpy(p, &v, sizeof v);
-        break;
-    }
-    case CB_OPT_SEED: {
-        uint64_t v = (uint64_t)checkinteger(L, r, f);
-        memcpy(p, &v, sizeof v);
+    case CB_OPT_U32:
+    case CB_OPT_SIZE:
+    case CB_OPT_SEED: {  /* in range, so each conversion is exact */
+        lua_Integer v = checkinteger(L, r, f);
+        uint32_t u32 = (uint32_t)v;
+        size_t size = (size_t)v;
+        uint64_t u64 = (uint64_t)v;  /* a negative seed wraps, as two's complement */
+        if (f->kind == CB_OPT_U32) memcpy(p, &u32, sizeof u32);
+        else if (f->kind == CB_OPT_SIZE) memcpy(p, &size, sizeof size);
+        else memcpy(p, &u64, sizeof u64);
         break;
     }
     case CB_OPT_ENUM: {
