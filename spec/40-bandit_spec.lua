@@ -86,29 +86,29 @@ describe("cb.bandit", function()
 
   it("rejects bad rewards and unknown arms, naming them", function()
     local b = cb.bandit{ arms = { "openai", "anthropic" } }
-    assert.matches("reward must be in %[0, 1%] %(got nan%)", errmsg(b.update, b, "openai", 0 / 0))
-    assert.matches("reward must be in %[0, 1%] %(got %-0.5%)", errmsg(b.update, b, "openai", -0.5))
-    assert.matches("reward must be in %[0, 1%] %(got 1.5%)", errmsg(b.update, b, "openai", 1.5))
-    assert.matches("reward must be a number in %[0, 1%] %(got string%)",
+    assert.matches("bad argument #%d to '[^']*' %(reward must be in %[0, 1%], got nan%)", errmsg(b.update, b, "openai", 0 / 0))
+    assert.matches("reward must be in %[0, 1%], got %-0.5", errmsg(b.update, b, "openai", -0.5))
+    assert.matches("reward must be in %[0, 1%], got 1.5", errmsg(b.update, b, "openai", 1.5))
+    assert.matches("%(number in %[0, 1%] expected, got string%)",
       errmsg(b.update, b, "openai", "1"))
-    assert.matches("reward must be a number in %[0, 1%] %(got nil%)",
+    assert.matches("%(number in %[0, 1%] expected, got nil%)",
       errmsg(b.update, b, "openai", nil))
-    assert.matches("reward must be a number in %[0, 1%] %(got no value%)",
+    assert.matches("%(number in %[0, 1%] expected, got no value%)",
       errmsg(b.update, b, "openai"))
     assert.matches("bandit:update: unknown arm 'opnai' %(did you mean 'openai'%?%)",
       errmsg(b.update, b, "opnai", 1))
     assert.matches("bandit:update: unknown arm 'cohere'$", errmsg(b.update, b, "cohere", 1))
-    assert.matches("bandit:update: arm must be a name %(got number%)", errmsg(b.update, b, 1, 1))
+    assert.matches("bad argument #%d to '[^']*' %(arm name expected, got number%)", errmsg(b.update, b, 1, 1))
     assert.matches("bandit:sample: unknown arm", errmsg(b.sample, b, "x"))
     assert.matches("bandit:discount: unknown arm", errmsg(b.discount, b, "x", 0.5))
-    assert.matches("factor must be in %[0, 1%]", errmsg(b.discount, b, "openai", 2))
+    assert.matches("factor must be in %[0, 1%], got 2", errmsg(b.discount, b, "openai", 2))
     assert.matches("bandit:reset: unknown arm", errmsg(b.reset, b, "x"))
     assert.matches("bandit:stats: unknown arm", errmsg(b.stats, b, "x"))
     assert.matches("bandit:select: unknown arm 'antropic' %(did you mean 'anthropic'%?%)",
       errmsg(b.select, b, { "openai", "antropic" }))
-    assert.matches("eligible%[1%] must be an arm name %(got boolean%)",
+    assert.matches("bad argument #2 to '[^']*' %(eligible%[1%] must be an arm name, got boolean%)",
       errmsg(b.select, b, { true }))
-    assert.matches("eligible arms must be a list of names %(got string%)",
+    assert.matches("%(list of arm names expected, got string%)",
       errmsg(b.select, b, "openai"))
     -- nothing was recorded by the failed calls
     assert.same({ 0, 0 }, { b:stats("openai").updates, b:stats("openai").selections })

@@ -76,8 +76,7 @@ static int unknown_arm(lua_State *L, cb_bandit *b, const char *ctx, const char *
 
 /* The index of the arm named by the string at `idx`. */
 static int checkarm(lua_State *L, cb_bandit *b, int idx, const char *ctx) {
-    if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "%s: arm must be a name (got %s)", ctx, luaL_typename(L, idx));
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "arm name");
     lua_getiuservalue(L, 1, UV_INDEX);
     lua_pushvalue(L, idx);
     if (lua_rawget(L, -2) != LUA_TNUMBER)  /* index, i */
@@ -87,14 +86,12 @@ static int checkarm(lua_State *L, cb_bandit *b, int idx, const char *ctx) {
     return i;
 }
 
-static double checkfraction(lua_State *L, int idx, const char *ctx, const char *what) {
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "%s: %s must be a number in [0, 1] (got %s)", ctx, what,
-                   luaL_typename(L, idx));
+static double checkfraction(lua_State *L, int idx, const char *what) {
+    if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, idx, "number in [0, 1]");
     double v = lua_tonumber(L, idx);
     if (!(v >= 0 && v <= 1))  /* NaN too */
-        luaL_error(L, "%s: %s must be in [0, 1] (got %s)", ctx, what,
-                   isnan(v) ? "nan" : lua_tostring(L, idx));
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be in [0, 1], got %s", what,
+                                              isnan(v) ? "nan" : lua_tostring(L, idx)));
     return v;
 }
 
@@ -209,7 +206,7 @@ static int bandit_tostring(lua_State *L) {
 static int bandit_update(lua_State *L) {
     cb_bandit *b = self(L);
     int i = checkarm(L, b, 2, "bandit:update");
-    cb_bandit_update(b, i, checkfraction(L, 3, "bandit:update", "reward"));
+    cb_bandit_update(b, i, checkfraction(L, 3, "reward"));
     return 0;
 }
 
@@ -227,9 +224,7 @@ static int bandit_select(lua_State *L) {
     if (lua_isnoneornil(L, 2)) {
         chosen = cb_bandit_select(b, NULL, 0);
     } else {
-        if (lua_type(L, 2) != LUA_TTABLE)
-            return luaL_error(L, "bandit:select: eligible arms must be a list of names (got %s)",
-                              luaL_typename(L, 2));
+        if (lua_type(L, 2) != LUA_TTABLE) return luaL_typeerror(L, 2, "list of arm names");
         lua_settop(L, 2);
         lua_Unsigned len = lua_rawlen(L, 2);
         if (len > 12) luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
@@ -239,8 +234,8 @@ static int bandit_select(lua_State *L) {
         int piled = 0;  /* names left on the stack */
         for (lua_Unsigned k = 1; k <= len; k++) {
             if (lua_rawgeti(L, 2, (lua_Integer)k) != LUA_TSTRING)
-                return luaL_error(L, "bandit:select: eligible[%d] must be an arm name (got %s)",
-                                  (int)k, luaL_typename(L, -1));
+                return luaL_argerror(L, 2, lua_pushfstring(L, "eligible[%d] must be an arm name, got %s",
+                                                           (int)k, luaL_typename(L, -1)));
             const char *name = lua_tolstring(L, -1, NULL);
             int i = cached_arm(box, name);
             if (i < 0) {  /* not an interned arm name: ask the reverse map */
@@ -314,7 +309,7 @@ static int bandit_stats(lua_State *L) {
 static int bandit_discount(lua_State *L) {
     cb_bandit *b = self(L);
     int i = checkarm(L, b, 2, "bandit:discount");
-    cb_bandit_discount(b, i, checkfraction(L, 3, "bandit:discount", "factor"));
+    cb_bandit_discount(b, i, checkfraction(L, 3, "factor"));
     return 0;
 }
 
