@@ -8,12 +8,12 @@
 
 #include "cbreaker_redis.h"
 
-/* ---- channel messages (seed 002) -------------------------------------------
+/* ---- channel messages (the JSON existing services publish) -----------------
  * {"serviceId":"x","state":"open"|"closed","ts":<ms>,"forcedOpen":bool,
  *  "recovered":bool} plus our own optional fields: "origin" (the instance
  * that sent it, to skip one's own messages) and "retryAfterMs" (how long an
  * open state has left, so a peer opens for as long, not for its own timeout).
- * Other fields are allowed and ignored, as the seed's services send them. */
+ * Other fields are allowed and ignored, as existing services send them. */
 
 #define CB_MESSAGE_MAX 4096  /* bytes; a longer channel message is malformed */
 #define CB_NAME_MAX 256      /* a serviceId this long or longer is malformed */
@@ -41,7 +41,7 @@ const char *cb_message_decode(const char *s, size_t len, cb_message *m);
  * With a shared secret, a message is the unsigned JSON `B` (ending in '}')
  * with `,"sig":"<64 hex>"` inserted before that last '}', the hex being
  * HMAC-SHA256(secret, B) over B's exact bytes.  An unsigned peer reads it as
- * seed 002's JSON with one extra field, which the seed allows. */
+ * the plain JSON with one extra field, which that format allows. */
 
 #define CB_SIG_SUFFIX_LEN 74  /* strlen(",\"sig\":\"<64 hex>\"}"), replacing the body's "}" */
 
