@@ -137,6 +137,33 @@ static int store_names(lua_State *L) {
     return 1;
 }
 
+static void add_entry(void *ud, const char *name, const char *source) {
+    lua_State *L = ud;  /* the list is on top */
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, source);
+    lua_setfield(L, -2, "source");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* store:list() -> { {name=, source="cbreaker"|"keys"}, ... }: every breaker
+ * held open, announced by an instance or only in its per-field keys (a peer
+ * that never publishes), or nil, msg. */
+static int store_list(lua_State *L) {
+    lstore *st = self(L);
+    lua_newtable(L);
+    lua_checkstack(L, 4);
+    if (cb_store_list(st->s, add_entry, L) == CB_ERR) {
+        cb_store_health h;
+        cb_store_get_health(st->s, &h);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
+        return 2;
+    }
+    return 1;
+}
+
 static int store_fd(lua_State *L) {
     int fd = cb_store_fd(self(L)->s);
     if (fd < 0) {
@@ -164,7 +191,7 @@ static int store_health(lua_State *L) {
     lua_setfield(L, -2, "id");
     SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
     SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
-    SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale);
+    SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale); SETINT(peer_unparsed);
     SETNUM(backoff); SETNUM(retry_in);
     return 1;
 }
@@ -195,6 +222,7 @@ static const luaL_Reg store_methods[] = {
     {"wait", store_wait},
     {"fd", store_fd},
     {"names", store_names},
+    {"list", store_list},
     {"health", store_health},
     {"attach", store_attach},
     {"detach", store_detach},
