@@ -14,7 +14,7 @@ CC=${CC:-clang} cmake -S "$root" -B "$build" -DCB_FUZZ=ON -DCB_WERROR=ON >/dev/n
 cmake --build "$build" -j2 >/dev/null
 scratch=$(mktemp -d /tmp/cbreaker-fuzz.XXXXXX)
 status=0
-for t in fuzz_message fuzz_redis_url fuzz_store_reply fuzz_peer_time fuzz_lua_options; do
+for t in fuzz_message fuzz_redis_url fuzz_store_reply fuzz_peer_time fuzz_conn_reply fuzz_lua_options; do
   mkdir -p "$scratch/$t"
   cp "$here/corpus/$t/"* "$scratch/$t/"
   start=$(date +%s)

@@ -5,7 +5,8 @@
 
 CB_PACKAGES="cmake make gcc pkg-config lua5.4 liblua5.4-dev libhiredis-dev
 libcjson-dev libssl-dev openssl lua-cjson lua-busted redis-server
-clang libclang-rt-14-dev valgrind luarocks python3 python3-redis"
+clang libclang-rt-14-dev valgrind luarocks python3 python3-redis
+redis-sentinel redis-tools"
 
 # Headers the build uses only when present (header:package): not installed
 # here; CMake checks for each and says what it skips.

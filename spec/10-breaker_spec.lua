@@ -310,6 +310,41 @@ describe("call", function()
     assert.matches("circuit 'svc' is open", tostring(rej))
     assert.is_false(cb.is_rejection("circuit 'svc' is open"))
     assert.is_false(cb.is_rejection({ name = "svc" }))
+    assert.equal("open", rej.reason)
+  end)
+
+  it("one rejection type: cb.rejection builds what the engine refuses with", function()
+    local rej = cb.rejection{ reason = "all providers open", retry_after = 1.5, tenant = "t" }
+    assert.is_true(cb.is_rejection(rej))
+    assert.equal("all providers open (retry in 1.500s)", tostring(rej))
+    assert.equal("t", rej.tenant)
+    assert.equal("registry full", tostring(cb.rejection{ reason = "registry full", retry_after = math.huge }))
+    assert.has_error(function() cb.rejection{ retry_after = 1 } end,
+      "rejection: field 'reason' must be a string (got nil)")
+    assert.has_error(function() cb.rejection{ reason = "x", retry_after = -1 } end)
+  end)
+end)
+
+describe("classify, the classifier contract", function()
+  it("answers an outcome and a retry-after, or false and what went wrong", function()
+    assert.same({ "success" }, { cb.classify(nil, true) })
+    assert.same({ "failure" }, { cb.classify(nil, false, "boom") })
+    assert.same({ "ignore", 3 }, { cb.classify(function(ok, e) return "ignore", 3 end, false, "x") })
+    assert.same({ false, 'classify must return "success", "failure" or "ignore" (got maybe)' },
+      { cb.classify(function() return "maybe" end, true) })
+    assert.same({ false, "classify: retry_after must be a finite number of seconds >= 0" },
+      { cb.classify(function() return "failure", -1 end, true) })
+    local ok, msg = cb.classify(function() error("oops", 0) end, true)
+    assert.is_false(ok)
+    assert.equal("classify failed: oops", msg)
+  end)
+
+  it("lets the classifier yield", function()
+    local co = coroutine.wrap(function()
+      return cb.classify(function(ok) coroutine.yield("paused"); return ok and "success" or "failure" end, true)
+    end)
+    assert.equal("paused", co())
+    assert.equal("success", co())
   end)
 end)
 

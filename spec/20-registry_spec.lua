@@ -442,26 +442,26 @@ describe("registry options", function()
     assert.has_error(function() cb.registry{ max_entrys = 1 } end,
       "cbreaker.registry: unknown option 'max_entrys' (did you mean 'max_entries'?)")
     assert.has_error(function() cb.registry{ defaults = { failure_treshold = 2 } } end,
-      "defaults: unknown option 'failure_treshold' (did you mean 'failure_threshold'?)")
+      "cbreaker.registry: unknown option 'defaults.failure_treshold' (did you mean 'failure_threshold'?)")
     assert.has_error(function() registry():get("t", "k", { reset_timout = 1 }) end,
       "registry:get: unknown option 'reset_timout' (did you mean 'reset_timeout'?)")
   end)
 
   it("reject bad values, naming the option", function()
     assert.has_error(function() cb.registry{ idle_ttl = 0 } end,
-      "cbreaker.registry: idle_ttl must be a number of seconds > 0")
+      "cbreaker.registry: option 'idle_ttl' must be a number of seconds in [0.001, 1e9] (math.huge: never) (got 0)")
     assert.has_error(function() cb.registry{ max_entries = -1 } end)
     assert.has_error(function() cb.registry{ max_entries = 1.5 } end,
-      "cbreaker.registry: option 'max_entries' must be an integer (got a fraction)")
+      "cbreaker.registry: option 'max_entries' must be a whole number >= 0 (0: no cap) (got 1.5)")
     assert.has_error(function() cb.registry{ cleanup_every = "often" } end,
-      "cbreaker.registry: option 'cleanup_every' must be an integer (got string)")
+      "cbreaker.registry: option 'cleanup_every' must be a whole number >= 0 (0: only on request) (got string)")
     assert.has_error(function() cb.registry{ clock = os.clock } end)
     assert.has_error(function() cb.registry{ defaults = 5 } end,
       "cbreaker.registry: option 'defaults' must be a table (got number)")
     assert.has_error(function() cb.registry{ defaults = { name = "x" } } end,
-      "defaults: option 'name' cannot be set: a registry breaker is named by its key")
+      "cbreaker.registry: option 'defaults.name' cannot be set here: a registry breaker is named by its key and uses the registry's clock")
     assert.has_error(function() cb.registry{ defaults = { failure_rate = 2 } } end,
-      "defaults: failure_rate must be in [0, 1]")
+      "cbreaker.registry: option 'defaults.failure_rate' must be a number in [0, 1] (got 2)")
     assert.has_error(function() cb.registry(5) end)
   end)
 

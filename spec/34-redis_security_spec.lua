@@ -260,10 +260,10 @@ describe("#redis channel security", function()
       for _, case in ipairs({
         { { secret = "short" }, "secret must be a string of 16 to 1024 bytes" },
         { { secret = ("x"):rep(1025) }, "secret must be a string of 16 to 1024 bytes" },
-        { { secret = ("x"):rep(16) .. "\0" }, "'secret' must not contain a zero byte" },
+        { { secret = ("x"):rep(16) .. "\0" }, "'secret' must be a string without zero bytes" },
         { { secret = 42 }, "'secret' must be a string" },
-        { { replay_window_ms = 10 }, "replay_window_ms must be in" },
-        { { replay_window_ms = 0 / 0 }, "replay_window_ms must be in" },
+        { { replay_window_ms = 10 }, "'replay_window_ms' must be a number of milliseconds in [1000, 86400000] (got 10)" },
+        { { replay_window_ms = 0 / 0 }, "'replay_window_ms' must be a number of milliseconds in" },
         { { replay_window_ms = "1" }, "'replay_window_ms' must be a number" },
         { { secrets = SECRET }, "secret" },
       }) do

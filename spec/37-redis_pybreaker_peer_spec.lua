@@ -303,6 +303,31 @@ describe("#redis keys a peer wrote that say nothing cbreaker reads", function()
     assert.equals("closed", b:state())
     assert.is_true(a:allow())
     assert.is_true(s:health().connected)
+    assert.is_true(s:health().peer_unparsed >= 2)  -- 'yesterday' and 'tripped', counted
+  end)
+
+  it("store:list() names a breaker open only in its keys, with its source", function()
+    local s = cb.redis{ url = server:url() }
+    stores[1] = s
+    server:cli(("mset circuit_breaker:py:state open circuit_breaker:py:opened_at %d")
+      :format(os.time()))
+    server:cli("set circuit_breaker:shut:state closed")
+    local listed = assert(s:list())
+    assert.same({ { name = "py", source = "keys" } }, listed)
+  end)
+
+  it("peer_read_ms = 0 turns the reads off", function()
+    local clock, sclock = cb.manual_clock(0), cb.manual_clock(0)
+    local s = cb.redis{ url = server:url(), clock = sclock, peer_read_ms = 0 }
+    stores[1] = s
+    local a = cb.new{ name = "a", clock = clock, store = s }
+    server:cli(("mset circuit_breaker:a:state open circuit_breaker:a:opened_at %d")
+      :format(os.time()))
+    for _ = 1, 3 do
+      sclock:advance(1.1)
+      s:poll(); s:wait(5); s:poll()
+    end
+    assert.equals("closed", a:state())
   end)
 
   it("many attached names are read a bounded batch at a time, all in turn", function()

@@ -67,17 +67,17 @@ describe("cb.bandit", function()
     assert.matches("too many arms %(at most 256%)", errmsg(cb.bandit, { arms = many }))
     assert.matches("option 'prior' must be {alpha, beta}", errmsg(cb.bandit, { prior = 1 }))
     assert.matches("option 'prior' must be {alpha, beta}", errmsg(cb.bandit, { prior = { 1 } }))
-    assert.matches("prior%[2%] is string", errmsg(cb.bandit, { prior = { 1, "1" } }))
-    assert.matches("prior alpha must be in", errmsg(cb.bandit, { prior = { 0, 1 } }))
-    assert.matches("prior beta must be in", errmsg(cb.bandit, { prior = { 1, -2 } }))
-    assert.matches("prior beta must be in", errmsg(cb.bandit, { prior = { 1, 0 / 0 } }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 0 }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 1.01 }))
-    assert.matches("decay must be in %(0, 1%]", errmsg(cb.bandit, { decay = 0 / 0 }))
-    assert.matches("option 'decay' must be a number %(got string%)",
+    assert.matches("option 'prior%[2%]' must be a number in %[0.001, 1e6%] %(got string%)", errmsg(cb.bandit, { prior = { 1, "1" } }))
+    assert.matches("option 'prior%[1%]' must be a number in %[0.001, 1e6%] %(got 0%)", errmsg(cb.bandit, { prior = { 0, 1 } }))
+    assert.matches("option 'prior%[2%]' must be a number in", errmsg(cb.bandit, { prior = { 1, -2 } }))
+    assert.matches("option 'prior%[2%]' must be a number in", errmsg(cb.bandit, { prior = { 1, 0 / 0 } }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got 0%)", errmsg(cb.bandit, { decay = 0 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%]", errmsg(cb.bandit, { decay = 1.01 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%]", errmsg(cb.bandit, { decay = 0 / 0 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got string%)",
       errmsg(cb.bandit, { decay = "0.9" }))
-    assert.matches("half_life must be", errmsg(cb.bandit, { half_life = -1 }))
-    assert.matches("option 'seed' must be an integer %(got a fraction%)",
+    assert.matches("option 'half_life' must be 0 %(off%) or a number of seconds", errmsg(cb.bandit, { half_life = -1 }))
+    assert.matches("option 'seed' must be an integer %(got 1.5%)",
       errmsg(cb.bandit, { seed = 1.5 }))
     assert.matches("option 'clock' must be a cbreaker.manual_clock",
       errmsg(cb.bandit, { clock = os.time }))
@@ -86,29 +86,29 @@ describe("cb.bandit", function()
 
   it("rejects bad rewards and unknown arms, naming them", function()
     local b = cb.bandit{ arms = { "openai", "anthropic" } }
-    assert.matches("reward must be in %[0, 1%] %(got nan%)", errmsg(b.update, b, "openai", 0 / 0))
-    assert.matches("reward must be in %[0, 1%] %(got %-0.5%)", errmsg(b.update, b, "openai", -0.5))
-    assert.matches("reward must be in %[0, 1%] %(got 1.5%)", errmsg(b.update, b, "openai", 1.5))
-    assert.matches("reward must be a number in %[0, 1%] %(got string%)",
+    assert.matches("bad argument #%d to '[^']*' %(reward must be in %[0, 1%], got nan%)", errmsg(b.update, b, "openai", 0 / 0))
+    assert.matches("reward must be in %[0, 1%], got %-0.5", errmsg(b.update, b, "openai", -0.5))
+    assert.matches("reward must be in %[0, 1%], got 1.5", errmsg(b.update, b, "openai", 1.5))
+    assert.matches("%(number in %[0, 1%] expected, got string%)",
       errmsg(b.update, b, "openai", "1"))
-    assert.matches("reward must be a number in %[0, 1%] %(got nil%)",
+    assert.matches("%(number in %[0, 1%] expected, got nil%)",
       errmsg(b.update, b, "openai", nil))
-    assert.matches("reward must be a number in %[0, 1%] %(got no value%)",
+    assert.matches("%(number in %[0, 1%] expected, got no value%)",
       errmsg(b.update, b, "openai"))
     assert.matches("bandit:update: unknown arm 'opnai' %(did you mean 'openai'%?%)",
       errmsg(b.update, b, "opnai", 1))
     assert.matches("bandit:update: unknown arm 'cohere'$", errmsg(b.update, b, "cohere", 1))
-    assert.matches("bandit:update: arm must be a name %(got number%)", errmsg(b.update, b, 1, 1))
+    assert.matches("bad argument #%d to '[^']*' %(arm name expected, got number%)", errmsg(b.update, b, 1, 1))
     assert.matches("bandit:sample: unknown arm", errmsg(b.sample, b, "x"))
     assert.matches("bandit:discount: unknown arm", errmsg(b.discount, b, "x", 0.5))
-    assert.matches("factor must be in %[0, 1%]", errmsg(b.discount, b, "openai", 2))
+    assert.matches("factor must be in %[0, 1%], got 2", errmsg(b.discount, b, "openai", 2))
     assert.matches("bandit:reset: unknown arm", errmsg(b.reset, b, "x"))
     assert.matches("bandit:stats: unknown arm", errmsg(b.stats, b, "x"))
     assert.matches("bandit:select: unknown arm 'antropic' %(did you mean 'anthropic'%?%)",
       errmsg(b.select, b, { "openai", "antropic" }))
-    assert.matches("eligible%[1%] must be an arm name %(got boolean%)",
+    assert.matches("bad argument #2 to '[^']*' %(eligible%[1%] must be an arm name, got boolean%)",
       errmsg(b.select, b, { true }))
-    assert.matches("eligible arms must be a list of names %(got string%)",
+    assert.matches("%(list of arm names expected, got string%)",
       errmsg(b.select, b, "openai"))
     -- nothing was recorded by the failed calls
     assert.same({ 0, 0 }, { b:stats("openai").updates, b:stats("openai").selections })
@@ -312,7 +312,7 @@ describe("cb.bandit", function()
     assert.matches("option 'arms' cannot be changed here %(use add_arm%)",
       errmsg(b.configure, b, { arms = { "x" } }))
     assert.matches("option 'seed' cannot be changed here", errmsg(b.configure, b, { seed = 1 }))
-    assert.matches("decay must be in", errmsg(b.configure, b, { decay = 2 }))
+    assert.matches("option 'decay' must be a number in %(0, 1%] %(got 2%)", errmsg(b.configure, b, { decay = 2 }))
     assert.equal(1, b:options().decay)
   end)
 

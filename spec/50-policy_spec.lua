@@ -52,8 +52,8 @@ describe("policy", function()
 
   it("checks types and ranges with the full path", function()
     local cases = {
-      {{providers = {a = {reset_timeout = "30"}}}, "'providers.a.reset_timeout' must be a number of seconds in [0, 1e9] (got string)"},
-      {{providers = {a = {reset_timeout = -1}}}, "'providers.a.reset_timeout' must be a number of seconds in [0, 1e9] (got -1)"},
+      {{providers = {a = {reset_timeout = "30"}}}, "'providers.a.reset_timeout' must be 0 or a number of seconds in [0.001, 1e9] (got string)"},
+      {{providers = {a = {reset_timeout = -1}}}, "'providers.a.reset_timeout' must be 0 or a number of seconds in [0.001, 1e9] (got -1)"},
       {{providers = {a = {failure_threshold = 2.5}}}, "'providers.a.failure_threshold' must be a whole number of failures >= 0 (got 2.5)"},
       {{providers = {a = {success_threshold = 0}}}, "'providers.a.success_threshold' must be a whole number >= 1 (got 0)"},
       {{providers = {a = {slow_call_rate = 0}}}, "'providers.a.slow_call_rate' must be a number in (0, 1] (got 0)"},
@@ -65,13 +65,19 @@ describe("policy", function()
       {{providers = {a = {}}, selection = {strategy = "thomson"}}, "'selection.strategy' must be one of 'thompson', 'round_robin' (got 'thomson'; did you mean 'thompson'?)"},
       {{providers = {a = {}}, selection = {decay = 0}}, "'selection.decay' must be a number in (0, 1] (got 0)"},
       {{providers = {a = {}}, sessions = {max_entries = -1}}, "'sessions.max_entries' must be a whole number >= 0 (0: no cap) (got -1)"},
-      {{providers = {a = {}}, sessions = {idle_ttl = 0}}, "'sessions.idle_ttl' must be a number of seconds > 0 (math.huge: never) (got 0)"},
+      {{providers = {a = {}}, sessions = {idle_ttl = 0}}, "'sessions.idle_ttl' must be a number of seconds in [0.001, 1e9] (math.huge: never) (got 0)"},
       {{providers = {a = {}}, on_all_open = "retry"}, "'on_all_open' must be one of 'fail', 'wait', 'bypass' (got 'retry')"},
       {{providers = {a = {}}, max_attempts = 0}, "'max_attempts' must be a whole number in [1, 100] (got 0)"},
       {{providers = {a = {}}, clock = 5}, "'clock' must be a cbreaker.manual_clock (got number)"},
       {{providers = {a = {}}, selection = {discount = 1.5}}, "'selection.discount' must be a number in [0, 1] (got 1.5)"},
       {{providers = {a = {}}, redis = {mode = "shard"}}, "'redis.mode' must be one of 'broadcast', 'shared' (got 'shard'; did you mean 'shared'?)"},
-      {{providers = {a = {}}, redis = {timeout_ms = "100"}}, "'redis.timeout_ms' must be a number of milliseconds > 0 (got string)"},
+      {{providers = {a = {}}, redis = {timeout_ms = "100"}}, "'redis.timeout_ms' must be a number of milliseconds in [1, 60000] (got string)"},
+      {{providers = {a = {}}, redis = {timeout_ms = 100000}}, "'redis.timeout_ms' must be a number of milliseconds in [1, 60000] (got 100000)"},
+      {{providers = {a = {}}, redis = {replay_window_ms = 5}}, "'redis.replay_window_ms' must be a number of milliseconds in [1000, 86400000] (got 5)"},
+      {{providers = {a = {}}, redis = {secret = 42}}, "'redis.secret' must be a string without zero bytes (got number)"},
+      {{providers = {a = {window_seconds = 1e-300}}}, "'providers.a.window_seconds' must be 0 (a count window) or a number of seconds in [0.001, 1e6] (got 1e-300)"},
+      {{providers = {a = {}}, sessions = {defaults = {classify = 3}}}, "'sessions.defaults.classify' must be a function (got number)"},
+      {{providers = {a = {}}, selection = {prior = {1, 2, 3}}}, "'selection.prior' must be {alpha, beta}, two numbers (got table)"},
       {{providers = {a = {}}, sentinel = {force_open_after = -1}}, "'sentinel.force_open_after' must be a whole number of failed probes >= 0 (0: never) (got -1)"},
     }
     for _, c in ipairs(cases) do
@@ -82,6 +88,39 @@ describe("policy", function()
   it("keeps what the engine sets itself out of provider options", function()
     assert.matches("'providers.a.name' cannot be set here", err_of({providers = {a = {name = "x"}}}), 1, true)
     assert.matches("'defaults.clock' cannot be set here", err_of({defaults = {clock = cb.manual_clock()}, providers = {a = {}}}), 1, true)
+    assert.matches("'providers.a.store' cannot be set here (set 'redis' at the top of the policy)", err_of({providers = {a = {store = true}}}), 1, true)
+    assert.matches("'sessions.clock' cannot be set here", err_of({providers = {a = {}}, sessions = {clock = cb.manual_clock()}}), 1, true)
+    assert.matches("'selection.arms' cannot be set here (the providers are the arms)", err_of({providers = {a = {}}, selection = {arms = {"a"}}}), 1, true)
+  end)
+
+  it("reaches every option of cb.redis", function()
+    local p = policy.load({providers = {a = {}}, redis = {
+      url = "redis://127.0.0.1:1/0", prefix = "p", channel = "c", password = "pw", id = "me",
+      mode = "shared", quorum = 2, timeout_ms = 50, ttl = 60, backoff_min = 0.5, backoff_max = 2,
+      secret = "0123456789abcdef", replay_window_ms = 5000}})
+    assert.equal("0123456789abcdef", p.redis.secret)
+    assert.equal(5000, p.redis.replay_window_ms)
+    assert.matches("unknown option 'redis.replay_windw_ms' (did you mean 'replay_window_ms'?)",
+      err_of({providers = {a = {}}, redis = {replay_windw_ms = 1}}), 1, true)
+  end)
+
+  it("checks C objects' options with the C schema (core.check_options)", function()
+    local core = require("cbreaker.core")
+    assert.has_error(function() core.check_options("breaker", { windw = 1 }, "x.y") end,
+      "unknown option 'x.y.windw' (did you mean 'window'?)")
+    assert.has_error(function() core.check_options("redis", { timeout_ms = 100000 }) end,
+      "option 'timeout_ms' must be a number of milliseconds in [1, 60000] (got 100000)")
+    assert.has_error(function() core.check_options("registry", { defaults = { jitter = 2 } }, "s") end,
+      "option 's.defaults.jitter' must be a number in [0, 1] (got 2)")
+    assert.has_error(function() core.check_options("bandit", { own = 1, arms = {} }, "", { own = true, arms = false }) end,
+      "unknown option 'arms'")
+    local t = { own = 1, decay = 0.5 }
+    assert.equal(t, core.check_options("bandit", t, "", { own = true }))
+    assert.has_error(function() core.check_options("pool", { strategy = "thomson" }, "p") end,
+      "option 'p.strategy' must be one of 'thompson', 'round_robin' (got 'thomson'; did you mean 'thompson'?)")
+    assert.has_error(function() core.check_options("pool", { bandit = { decay = 0 } }) end,
+      "option 'bandit.decay' must be a number in (0, 1] (got 0)")
+    assert.has_error(function() core.check_options("engine", {}) end)
   end)
 
   it("requires at least one provider", function()

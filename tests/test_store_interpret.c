@@ -115,6 +115,39 @@ int main(void) {
                   CB_ERR &&
               cb_breaker_state(c) == CB_CLOSED);
 
+    test("every breaker sharing a name gets the message while the store's table grows");
+    enum { SHARED = 150, OTHERS = 150 };
+    cb_breaker *same[SHARED], *others[OTHERS];
+    cb_store *big = store(NULL);
+    int attached = 1;
+    for (int i = 0; i < SHARED; i++) {  /* inserts and lookups interleave with growth */
+        same[i] = breaker();
+        attached &= cb_store_attach(big, same[i]) == CB_OK;
+        char name[16];
+        snprintf(name, sizeof name, "n%d", i);
+        cb_breaker_opts o;
+        cb_breaker_opts_init(&o);
+        o.name = name;
+        o.clock = (cb_clock){cb_manual_clock_now, &clock_};
+        others[i] = cb_breaker_new(&o);
+        attached &= cb_store_attach(big, others[i]) == CB_OK;
+    }
+    int applied = interpret(big, CB_REPLY_SUBSCRIPTION, message(forced), same[0]);
+    int all_forced = 1;
+    for (int i = 0; i < SHARED; i++) all_forced &= cb_breaker_state(same[i]) == CB_FORCED_OPEN;
+    interpret(big, CB_REPLY_SUBSCRIPTION,
+              message("{\"serviceId\":\"n77\",\"state\":\"open\",\"forcedOpen\":true}"), NULL);
+    int only_n77 = 1;
+    for (int i = 0; i < OTHERS; i++)
+        only_n77 &= (cb_breaker_state(others[i]) == CB_FORCED_OPEN) == (i == 77);
+    for (int i = 0; i < SHARED; i += 2) cb_store_detach(big, same[i]);  /* unlinks */
+    cb_store_get_health(big, &h);
+    test_cond(attached && applied == 1 && all_forced && only_n77 &&
+              h.attached == SHARED / 2 + OTHERS);
+    for (int i = 0; i < SHARED; i++) cb_breaker_free(same[i]);  /* the rest detach as freed */
+    cb_store_free(big);
+    for (int i = 0; i < OTHERS; i++) cb_breaker_free(others[i]);
+
     cb_breaker_free(b);
     cb_store_free(plain);
     cb_store_free(signed_);

@@ -52,53 +52,19 @@ end
 
 -- ---- rejections ------------------------------------------------------------------
 
---- The error of a call the engine refused: a table whose metatable tells it
--- apart from errors raised by the function (cb.is_rejection).
-local Rejection = {__name = "cbreaker.EngineRejection"}
-Rejection.__index = Rejection
-Rejection.__tostring = function(r) return r.message end
-
+--- The error of a call the engine refused: a cbreaker.Rejection, the
+-- breakers' own type (cb.is_rejection), with the call's tenant and session.
 local function rejection(reason, retry_after, tenant, session)
-  local msg
-  if retry_after == huge then
-    msg = reason
-  else
-    msg = ("%s (retry in %.3fs)"):format(reason, retry_after)
-  end
-  return setmetatable({
-    reason = reason, retry_after = retry_after, message = msg,
-    tenant = tenant, session = session,
-  }, Rejection)
-end
-
-function M.is_rejection(e)
-  return getmetatable(e) == Rejection
+  return core.rejection({reason = reason, retry_after = retry_after,
+                         tenant = tenant, session = session})
 end
 
 -- ---- helpers ------------------------------------------------------------------------
 
-local OUTCOMES = {success = true, failure = true, ignore = true}
-
---- Runs a classifier on a packed pcall result: outcome, retry_after (or
--- false, message when the classifier misbehaves).
-local function run_classifier(fn, res)
-  local ok, outcome, ra = pcall(fn, unpack(res, 1, res.n))
-  if not ok then return false, "classify failed: " .. tostring(outcome) end
-  if not OUTCOMES[outcome] then
-    return false, ("classify must return \"success\", \"failure\" or \"ignore\" (got %s)"):format(tostring(outcome))
-  end
-  if ra ~= nil and (type(ra) ~= "number" or not (ra >= 0) or ra == huge) then
-    return false, "classify: retry_after must be a finite number of seconds >= 0"
-  end
-  return outcome, ra
-end
-
 --- The outcome of a call that returned (ok, ...): the classifier's answer
 -- when there is one (false and a message when it misbehaved), else ok's.
-local function classify(fn, ok, ...)
-  if fn then return run_classifier(fn, pack(ok, ...)) end
-  return ok and "success" or "failure"
-end
+-- The breaker's own classifier contract, in C.
+local classify = core.classify
 
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end

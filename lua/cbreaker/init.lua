@@ -9,11 +9,4 @@ local M = core
 --- cb.engine(policy): the policy layer (cbreaker.engine).
 M.engine = engine.new
 
-local is_core_rejection = core.is_rejection
-
---- True for the error of a refused call: a breaker's or the engine's.
-function M.is_rejection(e)
-  return is_core_rejection(e) or engine.is_rejection(e)
-end
-
 return M

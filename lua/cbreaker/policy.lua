@@ -1,8 +1,10 @@
 --- cbreaker.policy: reads and checks an engine policy.
--- A policy is a table, or the path of a Lua file that returns one.  Every
--- option is checked here, so an error names the option's full path
--- (`providers.openai.failure_treshold`) and the closest valid name; the C
--- layer checks the breaker options again when the breakers are built.
+-- A policy is a table, or the path of a Lua file that returns one.  The
+-- policy's own keys are checked here; the options of the objects it builds
+-- (breakers, the session registry, the bandit, the Redis store) by the C
+-- option schema (core.check_options), the one that checks them again when
+-- they are built.  Either way an error names the option's full path
+-- (`providers.openai.failure_treshold`) and the closest valid name.
 --
 --   {
 --     defaults  = {<breaker options>},          -- for every provider
@@ -13,7 +15,7 @@
 --     selection = {strategy = "thompson" | "round_robin", prior = {a, b},
 --                  decay=, half_life=, discount = 0.5, seed = 0},
 --     sentinel  = {force_open_after = 3},       -- engine:probe; 0 = never force open
---     redis     = {url=, prefix=, channel=, timeout_ms=, mode=, ...},  -- cb.redis
+--     redis     = {<cb.redis options but clock>},  -- url=, secret=, replay_window_ms=, ...
 --     clock     = cb.manual_clock(...),         -- for tests; default monotonic
 --     on_all_open = "fail" | "wait" | "bypass", -- default "fail"
 --     max_wait = 30, sleep = function(s) end,   -- only with "wait"
@@ -25,11 +27,11 @@
 -- in the engine; session breakers take no on_change.
 local M = {}
 
-local floor, huge = math.floor, math.huge
+local core = require("cbreaker.core")
+local check_options = core.check_options  -- the C option schema (src/core/optspec.c)
 
-local MAX_TIMEOUT = 1e9      -- the C core's bounds (src/core/breaker.c)
-local MAX_WINDOW = 1000000
-local MAX_COUNT = 4294967295
+local floor = math.floor
+
 M.MAX_PROVIDERS = 64         -- the engine keeps a call's tried providers in one integer
 
 -- ---- errors ----------------------------------------------------------------
@@ -58,7 +60,7 @@ end
 
 --- The name in `names` (a set) closest to `s`, or nil when none is close
 -- enough to be a typo: the C layer's rule (cbreaker.core.closest).
-local closest = require("cbreaker.core").closest
+local closest = core.closest
 M.closest = closest
 
 local function unknown(path, key, names)
@@ -79,17 +81,13 @@ local function typename(v)
 end
 
 local function want(what, v, path)
-  fail("'%s' must be %s (got %s)", path, what, typename(v))
+  fail("option '%s' must be %s (got %s)", path, what, typename(v))
 end
 
-local function number(lo, hi, what, lo_open)
+local function number(lo, hi, what)
   return function(v, path)
-    if type(v) ~= "number" or v ~= v or v == huge or v == -huge then
-      want(what, v, path)
-    end
-    if v < lo or v > hi or (lo_open and v == lo) then
-      fail("'%s' must be %s (got %s)", path, what, tostring(v))
-    end
+    if type(v) ~= "number" or v ~= v then want(what, v, path) end
+    if v < lo or v > hi then fail("option '%s' must be %s (got %s)", path, what, tostring(v)) end
     return v
   end
 end
@@ -97,10 +95,9 @@ end
 local function integer(lo, hi, what)
   return function(v, path)
     if type(v) ~= "number" then want(what, v, path) end
-    if v ~= floor(v) then fail("'%s' must be %s (got %s)", path, what, tostring(v)) end
-    v = math.tointeger(v)
+    v = v == floor(v) and math.tointeger(v) or nil
     if not v or v < lo or v > hi then
-      fail("'%s' must be %s (got %s)", path, what, tostring(v))
+      fail("option '%s' must be %s (got %s)", path, what, tostring(v))
     end
     return v
   end
@@ -120,9 +117,9 @@ local function oneof(...)
   return function(v, path)
     if not set[v] then
       if type(v) == "string" and closest(v, set) then
-        fail("'%s' must be %s (got '%s'; did you mean '%s'?)", path, what, v, closest(v, set))
+        fail("option '%s' must be %s (got '%s'; did you mean '%s'?)", path, what, v, closest(v, set))
       end
-      fail("'%s' must be %s (got %s)", path, what, type(v) == "string" and ("'" .. v .. "'") or typename(v))
+      fail("option '%s' must be %s (got %s)", path, what, type(v) == "string" and ("'" .. v .. "'") or typename(v))
     end
     return v
   end
@@ -133,34 +130,7 @@ local function clock(v, path)
   return v
 end
 
-local seconds = number(0, MAX_TIMEOUT, "a number of seconds in [0, 1e9]")
-local rate = number(0, 1, "a number in [0, 1]")
-
 -- ---- sections ----------------------------------------------------------------
-
---- Breaker options (src/lua/lopts.c), with the core's ranges.
-local breaker_fields = {
-  name = oftype("string"),
-  failure_threshold = integer(0, MAX_COUNT, "a whole number of failures >= 0"),
-  reset_timeout = seconds,
-  success_threshold = integer(1, MAX_COUNT, "a whole number >= 1"),
-  half_open_max_calls = integer(1, MAX_COUNT, "a whole number >= 1"),
-  probe_timeout = seconds,
-  failure_rate = rate,
-  slow_call_ms = number(0, MAX_TIMEOUT * 1000, "a number of milliseconds >= 0"),
-  slow_call_rate = number(0, 1, "a number in (0, 1]", true),
-  window = integer(1, MAX_WINDOW, "a number of calls in [1, 1000000]"),
-  window_seconds = number(0, MAX_WINDOW, "a number of seconds in [0, 1000000]"),
-  min_calls = integer(1, MAX_COUNT, "a whole number >= 1"),
-  backoff_factor = number(1, 1000, "a number in [1, 1000]"),
-  max_reset_timeout = seconds,
-  jitter = rate,
-  seed = integer(math.mininteger, math.maxinteger, "an integer"),
-  classify = oftype("function"),
-  clock = clock,
-  on_change = oftype("function"),
-}
-M.breaker_fields = breaker_fields
 
 --- Checks the table `t` at `path` against `fields` (name -> check); returns
 -- a copy holding the checked values.
@@ -175,27 +145,41 @@ local function section(t, path, fields)
   return out
 end
 
---- Breaker options, minus `deny` (options the engine sets itself).
-local function breaker_opts(deny)
-  local fields = {}
-  for k, f in pairs(breaker_fields) do
-    if not deny[k] then fields[k] = f end
-  end
+--- Checks `t`, the options of a C object of `kind` at `path`, with the C
+-- schema (ranges live there only), after refusing the keys of `deny`
+-- (key -> why), which the policy sets elsewhere; the keys of `own` (key ->
+-- check) are the policy's and checked here.  Returns a copy.
+local function options(kind, deny, own)
+  own = own or {}
+  local names = {}  -- for core.check_options: handled (true) or refused (false)
+  for k in pairs(deny) do names[k] = false end
+  for k in pairs(own) do names[k] = true end
   return function(t, path)
-    for k in pairs(type(t) == "table" and t or {}) do
-      if deny[k] then fail("'%s' cannot be set here (%s)", join(path, k), deny[k]) end
+    if type(t) ~= "table" then want("a table", t, path) end
+    local out = {}
+    for k, v in pairs(t) do
+      if deny[k] then fail("option '%s' cannot be set here (%s)", join(path, k), deny[k]) end
+      out[k] = v
     end
-    return section(t, path, fields)
+    local ok, err = pcall(check_options, kind, t, path, names)
+    if not ok then fail("%s", err) end
+    for k, check in pairs(own) do
+      if t[k] ~= nil then out[k] = check(t[k], join(path, k)) end
+    end
+    return out
   end
 end
 
-local provider_opts = breaker_opts({
+local TOP_CLOCK = "set 'clock' at the top of the policy"
+local TOP_REDIS = "set 'redis' at the top of the policy"
+
+local provider_opts = options("breaker", {
   name = "a provider's breaker is named after its key in 'providers'",
-  clock = "set 'clock' at the top of the policy",
+  clock = TOP_CLOCK, store = TOP_REDIS,
 })
-local session_opts = breaker_opts({
+local session_breaker_opts = options("breaker", {
   name = "a session's breaker is named after its tenant and session",
-  clock = "set 'clock' at the top of the policy",
+  clock = TOP_CLOCK, store = TOP_REDIS,
   on_change = "session breakers take no callback; see engine:stats().sessions",
 })
 
@@ -206,8 +190,7 @@ local function providers(t, path)
     if type(name) ~= "string" or name == "" then
       fail("'%s' must be keyed by provider names (got %s key %s)", path, type(name), tostring(name))
     end
-    local p = join(path, name)
-    out[name] = provider_opts(opts, p)
+    out[name] = provider_opts(opts, join(path, name))
     n = n + 1
   end
   if n == 0 then fail("'%s' must name at least one provider", path) end
@@ -217,73 +200,39 @@ local function providers(t, path)
   return out
 end
 
--- cb.registry options (src/lua/lregistry.c); the clock is the policy's.
-local sessions_fields = {
-  defaults = session_opts,
-  max_entries = integer(0, math.maxinteger, "a whole number >= 0 (0: no cap)"),
-  max_per_tenant = integer(0, math.maxinteger, "a whole number >= 0 (0: no cap)"),
-  idle_ttl = function(v, path)  -- math.huge: never swept
-    if v == huge then return v end
-    return number(0, MAX_TIMEOUT, "a number of seconds > 0 (math.huge: never)", true)(v, path)
-  end,
-  unused_ttl = seconds,
-  cleanup_every = integer(0, MAX_COUNT, "a whole number >= 0 (0: only on request)"),
-  seed = integer(0, math.maxinteger, "an integer >= 0"),
-}
+-- cb.registry options; a session's classify runs in the engine, so the
+-- defaults are checked as breaker options.
+local session_opts = options("registry", {clock = TOP_CLOCK}, {defaults = session_breaker_opts})
 
 local function sessions(t, path)
   if t == false then return false end  -- no per-session guardrails
-  return section(t, path, sessions_fields)
+  return session_opts(t, path)
 end
 
-local function prior(v, path)
-  if type(v) ~= "table" then want("a pair {alpha, beta}", v, path) end
-  for k in pairs(v) do
-    if k ~= 1 and k ~= 2 then fail("'%s' must be a pair {alpha, beta} (got key %s)", path, tostring(k)) end
-  end
-  local pos = number(0.001, 1e6, "a number in [0.001, 1e6]")
-  return {pos(v[1], path .. "[1]"), pos(v[2], path .. "[2]")}
-end
-
-local selection_fields = {
+-- cb.bandit options, plus the engine's own: the strategy and the discount
+-- on a breaker opening.
+local selection = options("bandit", {
+  arms = "the providers are the arms", clock = TOP_CLOCK,
+}, {
   strategy = oneof("thompson", "round_robin"),
-  prior = prior,
-  decay = number(0, 1, "a number in (0, 1]", true),     -- per update, every arm
-  half_life = seconds,                                   -- evidence halves in this time
-  discount = number(0, 1, "a number in [0, 1]"),         -- on a breaker opening
-  seed = integer(math.mininteger, math.maxinteger, "an integer"),
-}
-
--- cb.redis options (src/lua/lstore.c); the clock is the policy's.
-local redis_fields = {
-  url = oftype("string"),
-  prefix = oftype("string"),
-  channel = oftype("string"),
-  password = oftype("string"),
-  id = oftype("string"),
-  timeout_ms = number(0, MAX_TIMEOUT, "a number of milliseconds > 0", true),
-  ttl = number(0, MAX_TIMEOUT, "a number of seconds > 0", true),
-  backoff_min = seconds,
-  backoff_max = seconds,
-  mode = oneof("broadcast", "shared"),
-  quorum = integer(1, 10000, "a whole number in [1, 10000]"),
-}
+  discount = number(0, 1, "a number in [0, 1]"),
+})
 
 local sentinel_fields = {
-  force_open_after = integer(0, MAX_COUNT, "a whole number of failed probes >= 0 (0: never)"),
+  force_open_after = integer(0, 4294967295, "a whole number of failed probes >= 0 (0: never)"),
 }
 
 local top_fields = {
   defaults = provider_opts,
   providers = providers,
   sessions = sessions,
-  selection = function(t, path) return section(t, path, selection_fields) end,
-  redis = function(t, path) return section(t, path, redis_fields) end,
+  selection = selection,
+  redis = options("redis", {clock = TOP_CLOCK}),
   sentinel = function(t, path) return section(t, path, sentinel_fields) end,
   clock = clock,
   on_all_open = oneof("fail", "wait", "bypass"),
   max_attempts = integer(1, 100, "a whole number in [1, 100]"),
-  max_wait = seconds,
+  max_wait = number(0, 1e9, "a number of seconds in [0, 1e9]"),
   sleep = oftype("function"),
 }
 

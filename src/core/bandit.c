@@ -18,11 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "optspec.h"
 #include "rng_impl.h"
 
-#define PRIOR_MIN 0.001   /* below this log(U)/a loses all precision */
-#define PRIOR_MAX 1e6
-#define HALF_LIFE_MAX 1e9 /* seconds, ~31 years */
 #define FOLD_BELOW 1e-100 /* stored = real / scale stays below ~1e100 * real */
 
 #define ZIG_N 128          /* ziggurat layers */
@@ -66,14 +64,7 @@ static int in_range(double v, double lo, double hi) {
 }
 
 const char *cb_bandit_opts_check(const cb_bandit_opts *o) {
-    if (!in_range(o->prior_alpha, PRIOR_MIN, PRIOR_MAX))
-        return "prior alpha must be in [0.001, 1e6]";
-    if (!in_range(o->prior_beta, PRIOR_MIN, PRIOR_MAX))
-        return "prior beta must be in [0.001, 1e6]";
-    if (!in_range(o->decay, 0, 1) || o->decay == 0) return "decay must be in (0, 1]";
-    if (!in_range(o->half_life, 0, HALF_LIFE_MAX))
-        return "half_life must be a number of seconds in [0, 1e9] (0 = off)";
-    return NULL;
+    return cb_optschema_check(&cb_bandit_schema, o);  /* ranges: optspec.c */
 }
 
 /* ---- evidence scale ----------------------------------------------------------- */

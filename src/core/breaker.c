@@ -13,6 +13,7 @@
 
 #include "breaker_impl.h"
 #include "clock.h"
+#include "optspec.h"
 
 const char *const cb_state_names[] = {
     "closed", "open", "half-open", "forced-open", "disabled", NULL};
@@ -32,7 +33,7 @@ const char *const cb_outcome_names[] = {"success", "failure", "ignore", NULL};
 
 void cb_breaker_opts_init(cb_breaker_opts *o) {
     memset(o, 0, sizeof *o);
-    o->failure_threshold = 5;  /* seed 003: 5 failures, 30 s, 2 successes */
+    o->failure_threshold = 5;  /* pybreaker's shape: 5 failures, 30 s, 2 successes */
     o->reset_timeout = 30;
     o->success_threshold = 2;
     o->half_open_max_calls = 1;
@@ -42,33 +43,8 @@ void cb_breaker_opts_init(cb_breaker_opts *o) {
     o->backoff_factor = 1;
 }
 
-static int in_range(double v, double lo, double hi) {
-    return v >= lo && v <= hi;  /* false for NaN */
-}
-
 const char *cb_breaker_opts_check(const cb_breaker_opts *o) {
-    if (!in_range(o->reset_timeout, 0, CB_MAX_TIMEOUT))
-        return "reset_timeout must be a number of seconds in [0, 1e9]";
-    if (o->success_threshold < 1) return "success_threshold must be at least 1";
-    if (o->half_open_max_calls < 1) return "half_open_max_calls must be at least 1";
-    if (!in_range(o->probe_timeout, 0, CB_MAX_TIMEOUT))
-        return "probe_timeout must be a number of seconds in [0, 1e9]";
-    if (!in_range(o->failure_rate, 0, 1)) return "failure_rate must be in [0, 1]";
-    if (!in_range(o->slow_call_ms, 0, CB_MAX_TIMEOUT * 1000))
-        return "slow_call_ms must be a number of milliseconds >= 0";
-    if (!in_range(o->slow_call_rate, 0, 1) || o->slow_call_rate == 0)
-        return "slow_call_rate must be in (0, 1]";
-    if (o->window < 1 || o->window > CB_MAX_WINDOW)
-        return "window must be a number of calls in [1, 1000000]";
-    if (!in_range(o->window_seconds, 0, CB_MAX_WINDOW))
-        return "window_seconds must be in [0, 1000000]";
-    if (o->min_calls < 1) return "min_calls must be at least 1";
-    if (!in_range(o->backoff_factor, 1, 1000))
-        return "backoff_factor must be in [1, 1000]";
-    if (!in_range(o->max_reset_timeout, 0, CB_MAX_TIMEOUT))
-        return "max_reset_timeout must be a number of seconds in [0, 1e9]";
-    if (!in_range(o->jitter, 0, 1)) return "jitter must be in [0, 1]";
-    return NULL;
+    return cb_optschema_check(&cb_breaker_schema, o);  /* ranges: optspec.c */
 }
 
 /* ---- conf ----------------------------------------------------------------- */
@@ -454,9 +430,9 @@ void cb_breaker_reset(cb_breaker *b) {
     if (h && h->reset) h->reset(b->ext->hook_ud, b);
 }
 
-/* Seed 002's subscriber, as a state machine input.  Transitions go through
- * transition() with CB_REASON_PEER, so on_change sees them like any other;
- * a store never re-publishes them (that echo kept seed 002 stuck). */
+/* A peer's channel message, as a state machine input.  Transitions go
+ * through transition() with CB_REASON_PEER, so on_change sees them like any
+ * other; a store never re-publishes them (that echo keeps a fleet stuck open). */
 void cb_breaker_apply_peer(cb_breaker *b, cb_peer_state peer, double open_for) {
     cb_state s = (cb_state)b->state;
     if (s == CB_DISABLED) return;  /* a local operator's choice; peers never change it */

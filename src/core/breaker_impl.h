@@ -28,7 +28,7 @@ void cb_conf_unref(cb_conf *c);
 typedef struct cb_breaker_hook {
     /* every transition, before the on_change callback */
     void (*change)(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_reason why);
-    /* every cb_breaker_reset, also when already closed (seed 002) */
+    /* every cb_breaker_reset, also when already closed: peers must hear of it */
     void (*reset)(void *ud, cb_breaker *b);
     /* every outcome recorded, after the local state machine ran */
     void (*record)(void *ud, cb_breaker *b, cb_outcome outcome);

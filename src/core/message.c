@@ -1,6 +1,7 @@
-/* message.c -- seed 002's channel messages, in JSON through cJSON.
+/* message.c -- the channel messages existing services publish, in JSON
+ * through cJSON.
  *
- * Decoding is strict about the fields the seed defines (a wrong type is a
+ * Decoding is strict about the fields the format defines (a wrong type is a
  * malformed message, counted and ignored by the store) and lenient about
  * the rest (extra fields are allowed, so other services can share the
  * channel). */

@@ -15,6 +15,7 @@
 #include "cbreaker_pool.h"
 #include "breaker_impl.h"
 #include "clock.h"
+#include "optspec.h"
 
 const char *const cb_pool_strategy_names[] = {"thompson", "round_robin", NULL};
 
@@ -41,10 +42,7 @@ void cb_pool_opts_init(cb_pool_opts *o) {
 }
 
 const char *cb_pool_opts_check(const cb_pool_opts *o) {
-    if (o->strategy != CB_POOL_THOMPSON && o->strategy != CB_POOL_ROUND_ROBIN)
-        return "strategy must be CB_POOL_THOMPSON or CB_POOL_ROUND_ROBIN";
-    if (!(o->discount >= 0 && o->discount <= 1)) return "discount must be in [0, 1]";
-    return cb_bandit_opts_check(&o->bandit);
+    return cb_optschema_check(&cb_pool_schema, o);  /* the bandit's too: optspec.c */
 }
 
 cb_pool *cb_pool_new(const cb_pool_opts *o) {

@@ -1,5 +1,6 @@
-/* redis_url.c -- redis:// and unix:// URLs.  Error messages quote the parts
- * of the URL they complain about but never the password. */
+/* redis_url.c -- redis://, rediss://, unix:// and redis+sentinel:// URLs.
+ * Error messages quote the parts of the URL they complain about but never
+ * the password. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,46 +22,61 @@ static int parse_int(const char *s, size_t n, long lo, long hi, int *out) {
     return 1;
 }
 
-/* [user]:password@ -- Redis 6 ACL users are accepted and ignored: AUTH with
- * the password alone authenticates the default user. */
+/* [user]:password@ -- user is a Redis 6 ACL user (AUTH user password);
+ * without it AUTH password authenticates the default user. */
 static int take_userinfo(const char **p, cb_redis_url *u, char *err, size_t errcap) {
     const char *at = strchr(*p, '@');
     const char *slash = strchr(*p, '/');
     if (!at || (slash && slash < at)) return CB_OK;
     const char *colon = memchr(*p, ':', (size_t)(at - *p));
     if (!colon) FAIL("url: user info needs a password (redis://:PASSWORD@host)");
+    size_t un = (size_t)(colon - *p);
+    if (un >= sizeof u->user) FAIL("url: user name too long");
     size_t n = (size_t)(at - colon - 1);
     if (n >= sizeof u->password) FAIL("url: password too long");
+    memcpy(u->user, *p, un);
+    u->user[un] = '\0';
     memcpy(u->password, colon + 1, n);
     u->password[n] = '\0';
     *p = at + 1;
     return CB_OK;
 }
 
-static int parse_tcp(const char *p, cb_redis_url *u, char *err, size_t errcap) {
-    if (take_userinfo(&p, u, err, errcap) != CB_OK) return CB_ERR;
-    const char *host = p, *host_end;
+/* host[:port] or [ipv6][:port], ending at one of `stop` (or the end). */
+static int take_hostport(const char **pp, char *host, size_t hostcap, int *port,
+                         const char *stop, char *err, size_t errcap) {
+    const char *p = *pp, *h = p, *h_end;
     if (*p == '[') {  /* [ipv6] */
-        host = p + 1;
-        host_end = strchr(host, ']');
-        if (!host_end) FAIL("url: unterminated '[' in host");
-        p = host_end + 1;
+        h = p + 1;
+        h_end = strchr(h, ']');
+        if (!h_end) FAIL("url: unterminated '[' in host");
+        p = h_end + 1;
     } else {
-        host_end = p + strcspn(p, ":/?");
-        p = host_end;
+        char set[8];
+        snprintf(set, sizeof set, ":%s", stop);
+        h_end = p + strcspn(p, set);
+        p = h_end;
     }
-    size_t hn = (size_t)(host_end - host);
+    size_t hn = (size_t)(h_end - h);
     if (hn == 0) FAIL("url: missing host (redis://host:port/db)");
-    if (hn >= sizeof u->host) FAIL("url: host too long");
-    memcpy(u->host, host, hn);
-    u->host[hn] = '\0';
+    if (hn >= hostcap) FAIL("url: host too long");
+    memcpy(host, h, hn);
+    host[hn] = '\0';
     if (*p == ':') {
         p++;
-        size_t n = strcspn(p, "/?");
-        if (!parse_int(p, n, 1, 65535, &u->port))
+        size_t n = strcspn(p, stop);
+        if (!parse_int(p, n, 1, 65535, port))
             FAIL("url: bad port '%.*s' (want 1-65535)", (int)(n > 16 ? 16 : n), p);
         p += n;
     }
+    *pp = p;
+    return CB_OK;
+}
+
+static int parse_tcp(const char *p, cb_redis_url *u, char *err, size_t errcap) {
+    if (take_userinfo(&p, u, err, errcap) != CB_OK) return CB_ERR;
+    if (take_hostport(&p, u->host, sizeof u->host, &u->port, "/?", err, errcap) != CB_OK)
+        return CB_ERR;
     if (*p == '/') {
         p++;
         size_t n = strcspn(p, "?");
@@ -98,19 +114,66 @@ static int parse_unix(const char *p, cb_redis_url *u, char *err, size_t errcap) 
     return CB_OK;
 }
 
+/* host[:port][,host[:port]...]/master[/db], after the user info. */
+static int parse_sentinel(const char *p, cb_redis_url *u, char *err, size_t errcap) {
+    if (take_userinfo(&p, u, err, errcap) != CB_OK) return CB_ERR;
+    for (;;) {
+        if (u->nsentinels == CB_URL_SENTINELS_MAX)
+            FAIL("url: more than %d sentinels", CB_URL_SENTINELS_MAX);
+        u->sentinels[u->nsentinels].port = 26379;
+        if (take_hostport(&p, u->sentinels[u->nsentinels].host,
+                          sizeof u->sentinels[0].host, &u->sentinels[u->nsentinels].port,
+                          ",/?", err, errcap) != CB_OK)
+            return CB_ERR;
+        u->nsentinels++;
+        if (*p != ',') break;
+        p++;
+    }
+    if (*p != '/' || p[1] == '\0' || p[1] == '/')
+        FAIL("url: missing master name (redis+sentinel://host:port,host:port/MASTER[/db])");
+    p++;
+    size_t n = strcspn(p, "/?");
+    if (n >= sizeof u->master) FAIL("url: master name too long");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f)
+            FAIL("url: bad character in the master name");
+    memcpy(u->master, p, n);
+    u->master[n] = '\0';
+    p += n;
+    if (*p == '/') {
+        p++;
+        n = strcspn(p, "?");
+        if (n && !parse_int(p, n, 0, 1000000, &u->db))
+            FAIL("url: bad database '%.*s' (want a number)", (int)(n > 16 ? 16 : n), p);
+        p += n;
+    }
+    if (*p) FAIL("url: unexpected '%.*s' after the master name", 16, p);
+    return CB_OK;
+}
+
 static int parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     memset(u, 0, sizeof *u);
     u->port = 6379;
     if (!url) FAIL("url: missing");
     if (strlen(url) > 1024) FAIL("url: longer than 1024 bytes");
     if (strncmp(url, "redis://", 8) == 0) return parse_tcp(url + 8, u, err, errcap);
+    if (strncmp(url, "rediss://", 9) == 0) {
+        u->tls = 1;
+        return parse_tcp(url + 9, u, err, errcap);
+    }
     if (strncmp(url, "unix://", 7) == 0) {
         u->unix_socket = 1;
         return parse_unix(url + 7, u, err, errcap);
     }
+    if (strncmp(url, "redis+sentinel://", 17) == 0) return parse_sentinel(url + 17, u, err, errcap);
+    if (strncmp(url, "rediss+sentinel://", 18) == 0) {
+        u->tls = 1;
+        return parse_sentinel(url + 18, u, err, errcap);
+    }
     const char *colon = strstr(url, "://");
-    if (colon && colon - url < 16)
-        FAIL("url: unsupported scheme '%.*s' (use redis:// or unix://)", (int)(colon - url), url);
+    if (colon && colon - url < 20)
+        FAIL("url: unsupported scheme '%.*s' (use redis://, rediss://, unix:// or "
+             "redis+sentinel://)", (int)(colon - url), url);
     FAIL("url: expected redis://host:port/db or unix:///path/to/socket");
 }
 
@@ -127,6 +190,16 @@ static int ambiguous(const char *url) {
 }
 
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
+    if (cb_redis_url_parse_any(url, u, err, errcap) != CB_OK) return CB_ERR;
+    if (u->tls || u->nsentinels) {
+        snprintf(err, errcap, "url: %s is not supported by the store yet",
+                 u->nsentinels ? "Sentinel (redis+sentinel://)" : "TLS (rediss://)");
+        return CB_ERR;
+    }
+    return CB_OK;
+}
+
+int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     if (parse(url, u, err, errcap) == CB_OK) return CB_OK;
     /* Which part of a URL with user info is the password is a guess when
      * it holds '/' or '@' ("redis://:pa/ss@host" reads as host ":pa"), and

@@ -1,11 +1,12 @@
-/* registry.c -- per-session breaker maps (seeds 000, 001).
+/* registry.c -- per-session breaker maps: one breaker per (tenant, key),
+ * bounded in memory, so one session in an error loop is stopped without
+ * touching the others.
  *
  * An entry is one allocation: links, an embedded breaker sharing the
- * registry's options, and the tenant and key bytes.  Entries sit in a hash
- * table keyed by SipHash-1-3 of (tenant, key) with a per-registry random key,
- * so crafted keys cannot pile into one chain.  The table grows
- * incrementally, a bucket per call, as Redis's dict does: a million-entry
- * map never stops a call for a full rehash.
+ * registry's options, and the tenant and key bytes.  Entries sit in the
+ * core's hash table (hashtab.c: it grows a bucket per call, never stopping
+ * a call for a full rehash), keyed by SipHash-1-3 of (tenant, key) with a
+ * per-registry random key, so crafted keys cannot pile into one chain.
  *
  * Each entry is on one of three lists, newest first:
  *  - FRESH:  created, no outcome recorded yet;
@@ -22,149 +23,22 @@
 #include <time.h>
 
 #include "breaker_impl.h"
+#include "hashtab.h"
+#include "optspec.h"
+#include "siphash.h"
 
-#define HT_MIN 16             /* buckets of a new table */
-#define HT_EMPTY_VISITS 10    /* empty buckets a rehash step may skip */
 #define EVICT_SCAN 64         /* entries max_entries looks at to evict one */
 #define TENANT_SCAN 256       /* entries max_per_tenant looks at */
 #define SWEEP_SCAN 64         /* entries a sweep step looks at */
 #define SWEEP_REMOVE 16       /* and removes at most: ~0.5 us each, cold in a big map */
 #define PINNED_SCAN 4         /* pinned entries a sweep step re-checks */
 
-/* ---- SipHash-1-3 (Aumasson & Bernstein; Redis uses it for its dict) ------ */
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                        \
-    do {                                                                \
-        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);      \
-        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                          \
-        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                          \
-        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);      \
-    } while (0)
-
-static uint64_t siphash13(const unsigned char *in, size_t len, uint64_t k0,
-                          uint64_t k1) {
-    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-    uint64_t m, b = (uint64_t)len << 56;
-    const unsigned char *end = in + (len & ~(size_t)7);
-    for (; in != end; in += 8) {
-        memcpy(&m, in, 8);  /* native order: the hash is never stored */
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    switch (len & 7) {
-    case 7: b |= (uint64_t)in[6] << 48; /* fall through */
-    case 6: b |= (uint64_t)in[5] << 40; /* fall through */
-    case 5: b |= (uint64_t)in[4] << 32; /* fall through */
-    case 4: b |= (uint64_t)in[3] << 24; /* fall through */
-    case 3: b |= (uint64_t)in[2] << 16; /* fall through */
-    case 2: b |= (uint64_t)in[1] << 8;  /* fall through */
-    case 1: b |= (uint64_t)in[0]; break;
-    default: break;
-    }
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND; SIPROUND; SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* ---- an incrementally growing chained hash table --------------------------- */
-
-typedef struct hnode {
-    struct hnode *next;
-} hnode;
-
-typedef struct htab {
-    hnode **t[2];     /* t[1] only while growing */
-    size_t size[2];   /* 0 or a power of two */
-    size_t count;
-    size_t rehash;    /* next bucket of t[0] to move; SIZE_MAX when not growing */
-} htab;
-
-typedef uint64_t (*rehash_fn)(const cb_registry *r, const hnode *n);
-
-static int htab_init(htab *h) {
-    memset(h, 0, sizeof *h);
-    h->rehash = SIZE_MAX;
-    h->t[0] = calloc(HT_MIN, sizeof *h->t[0]);
-    h->size[0] = HT_MIN;
-    return h->t[0] ? CB_OK : CB_ERR;
-}
-
-static void htab_release(htab *h) {
-    free(h->t[0]);
-    free(h->t[1]);
-}
-
-static hnode **htab_chain(const htab *h, int i, uint64_t hash) {
-    return h->size[i] ? &h->t[i][hash & (h->size[i] - 1)] : NULL;
-}
-
-static void htab_insert(htab *h, hnode *n, uint64_t hash) {
-    hnode **chain = htab_chain(h, h->rehash != SIZE_MAX, hash);
-    n->next = *chain;
-    *chain = n;
-    h->count++;
-    if (h->rehash == SIZE_MAX && h->count > h->size[0]) {
-        /* Start growing; calloc of a large table maps zero pages, so it is
-         * cheap.  Each call moves a bucket, so growth ends long before the
-         * new table fills.  Out of memory, chains just get longer. */
-        hnode **t = calloc(h->size[0] * 2, sizeof *t);
-        if (t) {
-            h->t[1] = t;
-            h->size[1] = h->size[0] * 2;
-            h->rehash = 0;
-        }
-    }
-}
-
-static void htab_unlink(htab *h, hnode *n, uint64_t hash) {
-    for (int i = 0; i < 2; i++) {
-        hnode **pp = htab_chain(h, i, hash);
-        for (; pp && *pp; pp = &(*pp)->next) {
-            if (*pp == n) {
-                *pp = n->next;
-                h->count--;
-                return;
-            }
-        }
-    }
-}
-
-/* Moves one bucket (skipping at most a few empty ones) to the new table. */
-static void htab_step(htab *h, const cb_registry *r, rehash_fn hf) {
-    if (h->rehash == SIZE_MAX) return;
-    for (int visits = HT_EMPTY_VISITS; !h->t[0][h->rehash];) {
-        if (++h->rehash == h->size[0]) goto done;
-        if (--visits == 0) return;
-    }
-    for (hnode *n = h->t[0][h->rehash], *next; n; n = next) {
-        next = n->next;
-        hnode **chain = htab_chain(h, 1, hf(r, n));
-        n->next = *chain;
-        *chain = n;
-    }
-    h->t[0][h->rehash] = NULL;
-    if (++h->rehash < h->size[0]) return;
-done:
-    free(h->t[0]);
-    h->t[0] = h->t[1];
-    h->size[0] = h->size[1];
-    h->t[1] = NULL;
-    h->size[1] = 0;
-    h->rehash = SIZE_MAX;
-}
-
 /* ---- entries, tenants, lists ------------------------------------------------- */
 
 enum { L_FRESH, L_USED, L_PINNED, L_COUNT };
 
 typedef struct entry {
-    hnode h;                    /* first: the table links entries as hnodes */
+    cb_hnode h;                 /* first: the table links entries as nodes */
     struct entry *prev, *next;  /* prev is newer, next older */
     cb_breaker b;
     float last_used;            /* registry clock, seconds since its epoch */
@@ -173,7 +47,7 @@ typedef struct entry {
 } entry;
 
 typedef struct tenant_rec {
-    hnode h;
+    cb_hnode h;
     size_t count;  /* its entries */
     size_t len;
     char bytes[];
@@ -185,7 +59,7 @@ typedef struct list {
 } list;
 
 struct cb_registry {
-    htab entries, tenants;
+    cb_htab entries, tenants;
     list lists[L_COUNT];
     cb_conf *conf;           /* the defaults, shared by their breakers */
     cb_registry_opts o;
@@ -222,19 +96,21 @@ static uint64_t key_hash(const cb_registry *r, const void *t, size_t tl,
     buf[1] = (unsigned char)(tl >> 8);
     memcpy(buf + 2, t, tl);
     memcpy(buf + 2 + tl, k, kl);
-    return siphash13(buf, 2 + tl + kl, r->k0, r->k1);
+    return cb_siphash13(buf, 2 + tl + kl, r->k0, r->k1);
 }
 
 static uint64_t tenant_hash(const cb_registry *r, const void *t, size_t tl) {
-    return siphash13(t, tl, r->k1, r->k0);  /* the key swapped: another domain */
+    return cb_siphash13(t, tl, r->k1, r->k0);  /* the key swapped: another domain */
 }
 
-static uint64_t entry_rehash(const cb_registry *r, const hnode *n) {
+static uint64_t entry_rehash(const void *ud, const cb_hnode *n) {
+    const cb_registry *r = ud;
     const entry *e = (const entry *)n;
     return key_hash(r, e->bytes, e->tlen, e->bytes + e->tlen, e->klen);
 }
 
-static uint64_t tenant_rehash(const cb_registry *r, const hnode *n) {
+static uint64_t tenant_rehash(const void *ud, const cb_hnode *n) {
+    const cb_registry *r = ud;
     const tenant_rec *tn = (const tenant_rec *)n;
     return tenant_hash(r, tn->bytes, tn->len);
 }
@@ -242,8 +118,8 @@ static uint64_t tenant_rehash(const cb_registry *r, const hnode *n) {
 static entry *find(const cb_registry *r, uint64_t h, const char *t, size_t tl,
                    const char *k, size_t kl) {
     for (int i = 0; i < 2; i++) {
-        hnode **chain = htab_chain(&r->entries, i, h);
-        for (hnode *n = chain ? *chain : NULL; n; n = n->next) {
+        cb_hnode **chain = cb_htab_chain(&r->entries, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
             entry *e = (entry *)n;
             if (e->klen == kl && e->tlen == tl && memcmp(e->bytes + tl, k, kl) == 0 &&
                 memcmp(e->bytes, t, tl) == 0)
@@ -255,8 +131,8 @@ static entry *find(const cb_registry *r, uint64_t h, const char *t, size_t tl,
 
 static tenant_rec *tenant_find(const cb_registry *r, uint64_t h, const char *t, size_t tl) {
     for (int i = 0; i < 2; i++) {
-        hnode **chain = htab_chain(&r->tenants, i, h);
-        for (hnode *n = chain ? *chain : NULL; n; n = n->next) {
+        cb_hnode **chain = cb_htab_chain(&r->tenants, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
             tenant_rec *tn = (tenant_rec *)n;
             if (tn->len == tl && memcmp(tn->bytes, t, tl) == 0) return tn;
         }
@@ -265,7 +141,7 @@ static tenant_rec *tenant_find(const cb_registry *r, uint64_t h, const char *t, 
 }
 
 static void tenant_drop(cb_registry *r, uint64_t h, tenant_rec *tn) {
-    htab_unlink(&r->tenants, &tn->h, h);
+    cb_htab_unlink(&r->tenants, &tn->h, h);
     free(tn);
 }
 
@@ -314,7 +190,7 @@ static int is_closed(entry *e) {
 /* Frees `e`, telling the hook first. */
 static void destroy(cb_registry *r, entry *e) {
     if (r->on_remove) r->on_remove(r->remove_ud, &e->b);
-    htab_unlink(&r->entries, &e->h, entry_rehash(r, &e->h));
+    cb_htab_unlink(&r->entries, &e->h, entry_rehash(r, &e->h));
     list_unlink(r, e);
     uint64_t th = tenant_hash(r, e->bytes, e->tlen);
     tenant_rec *tn = tenant_find(r, th, e->bytes, e->tlen);
@@ -413,8 +289,8 @@ static void sweep_step(cb_registry *r, double now) {
 
 /* Work every call does: a rehash step, and a sweep step every cleanup_every. */
 static void housekeeping(cb_registry *r, double now) {
-    htab_step(&r->entries, r, entry_rehash);
-    htab_step(&r->tenants, r, tenant_rehash);
+    cb_htab_step(&r->entries, r, entry_rehash);
+    cb_htab_step(&r->tenants, r, tenant_rehash);
     if (r->o.cleanup_every && ++r->ops >= r->o.cleanup_every) {
         r->ops = 0;
         sweep_step(r, now);
@@ -426,15 +302,13 @@ static void housekeeping(cb_registry *r, double now) {
 void cb_registry_opts_init(cb_registry_opts *o) {
     memset(o, 0, sizeof *o);
     cb_breaker_opts_init(&o->defaults);
-    o->max_entries = 1000;   /* seed 001's hard cap */
+    o->max_entries = 1000;   /* a hard cap: memory stays bounded */
     o->idle_ttl = 600;
-    o->cleanup_every = 100;  /* seed 001: a cleanup every 100 calls */
+    o->cleanup_every = 100;  /* a cleanup step every 100 calls */
 }
 
 const char *cb_registry_opts_check(const cb_registry_opts *o) {
-    if (!(o->idle_ttl > 0)) return "idle_ttl must be a number of seconds > 0";
-    if (!(o->unused_ttl >= 0)) return "unused_ttl must be a number of seconds >= 0";
-    return cb_breaker_opts_check(&o->defaults);
+    return cb_optschema_check(&cb_registry_schema, o);  /* defaults too: optspec.c */
 }
 
 static uint64_t random_seed(const void *salt) {
@@ -458,12 +332,12 @@ cb_registry *cb_registry_new(const cb_registry_opts *o) {
     r->o.defaults.clock = o->clock;  /* one clock for the map and its breakers */
     r->unused_ttl = o->unused_ttl > 0 && o->unused_ttl < o->idle_ttl ? o->unused_ttl
                                                                       : o->idle_ttl;
-    int ok_e = htab_init(&r->entries) == CB_OK;
-    int ok_t = htab_init(&r->tenants) == CB_OK;
+    int ok_e = cb_htab_init(&r->entries) == CB_OK;
+    int ok_t = cb_htab_init(&r->tenants) == CB_OK;
     r->conf = cb_conf_new(&r->o.defaults);
     if (!ok_e || !ok_t || !r->conf) {
-        htab_release(&r->entries);
-        htab_release(&r->tenants);
+        cb_htab_release(&r->entries);
+        cb_htab_release(&r->tenants);
         cb_conf_unref(r->conf);
         free(r);
         return NULL;
@@ -480,8 +354,8 @@ void cb_registry_free(cb_registry *r) {
     if (!r) return;
     for (int i = 0; i < L_COUNT; i++)
         while (r->lists[i].tail) destroy(r, r->lists[i].tail);
-    htab_release(&r->entries);
-    htab_release(&r->tenants);
+    cb_htab_release(&r->entries);
+    cb_htab_release(&r->tenants);
     cb_conf_unref(r->conf);
     free(r);
 }
@@ -535,7 +409,7 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
         tn->len = tl;
         memcpy(tn->bytes, t, tl);
         tn->bytes[tl] = '\0';
-        htab_insert(&r->tenants, &tn->h, th);
+        cb_htab_insert(&r->tenants, &tn->h, th);
     }
     entry *e = tn ? malloc(offsetof(entry, bytes) + tl + kl + 1) : NULL;
     if (!e || cb_breaker_init(&e->b, own ? own : r->conf, e->bytes + tl, 0) != CB_OK) {
@@ -553,7 +427,7 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     e->klen = (unsigned)kl;
     e->last_used = (float)(now - r->epoch);
     tn->count++;
-    htab_insert(&r->entries, &e->h, h);
+    cb_htab_insert(&r->entries, &e->h, h);
     list_push(r, e, L_FRESH, 0);
     r->st.created++;
     return &e->b;

@@ -8,13 +8,13 @@
 
 #include "cbreaker_redis.h"
 
-/* ---- channel messages (seed 002) -------------------------------------------
+/* ---- channel messages (the JSON existing services publish) -----------------
  * {"serviceId":"x","state":"open"|"closed","ts":<ms>,"forcedOpen":bool,
  *  "recovered":bool} plus our own optional fields: "origin" (the instance
  * that sent it, to skip one's own messages) and "retryAfterMs" (how long an
  * open state has left, so a peer opens for as long, not for its own timeout)
  * and "seq" (orders one origin's messages, so a replayed one is refused).
- * Other fields are allowed and ignored, as the seed's services send them. */
+ * Other fields are allowed and ignored, as existing services send them. */
 
 #define CB_MESSAGE_MAX 4096  /* bytes; a longer channel message is malformed */
 #define CB_NAME_MAX 256      /* a serviceId this long or longer is malformed */
@@ -44,7 +44,7 @@ const char *cb_message_decode(const char *s, size_t len, cb_message *m);
  * With a shared secret, a message is the unsigned JSON `B` (ending in '}')
  * with `,"sig":"<64 hex>"` inserted before that last '}', the hex being
  * HMAC-SHA256(secret, B) over B's exact bytes.  An unsigned peer reads it as
- * seed 002's JSON with one extra field, which the seed allows. */
+ * the plain JSON with one extra field, which that format allows. */
 
 #define CB_SIG_SUFFIX_LEN 74  /* strlen(",\"sig\":\"<64 hex>\"}"), replacing the body's "}" */
 
@@ -69,7 +69,15 @@ cb_peer_state cb_message_peer_state(const cb_message *m);
 
 /* ---- URLs --------------------------------------------------------------------
  * redis://[[user]:password@]host[:port][/db]   (host may be [ipv6])
- * unix://[:password@]/path/to/socket[?db=N]                                 */
+ * rediss://...                                 the same over TLS
+ * unix://[:password@]/path/to/socket[?db=N]
+ * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
+ * rediss+sentinel://...                        sentinels and master over TLS
+ * (the sentinel form is the one Python's redis-sentinel-url and Prefect
+ * spell; sentinel ports default to 26379; user and password are the
+ * master's).                                                                */
+
+#define CB_URL_SENTINELS_MAX 8
 
 typedef struct cb_redis_url {
     int unix_socket;
@@ -78,10 +86,23 @@ typedef struct cb_redis_url {
     char path[108];         /* unix socket path (sun_path's size) */
     int db;                 /* 0 when absent */
     char password[256];     /* "" when absent */
+    char user[128];         /* ACL user, "" when absent (AUTH password alone) */
+    int tls;                /* rediss:// or rediss+sentinel:// */
+    int nsentinels;         /* > 0 for redis+sentinel://; host and port unused */
+    struct {
+        char host[256];
+        int port;
+    } sentinels[CB_URL_SENTINELS_MAX];
+    char master[128];       /* the name the sentinels monitor */
 } cb_redis_url;
 
-/* Parses `url` into `u`.  Returns CB_OK, or CB_ERR with a message in `err`
- * that never contains the password. */
+/* Parses `url` into `u`, every form above.  Returns CB_OK, or CB_ERR with a
+ * message in `err` that never contains the password. */
+int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap);
+
+/* cb_redis_url_parse_any for the store as it is until it moves to the new
+ * transport (redis_conn.h): TLS and Sentinel URLs are refused, so a
+ * rediss:// URL never goes out in clear text. */
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap);
 
 /* ---- replies ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-/* store_redis.c -- breaker state shared through Redis (seeds 002 and 003).
+/* store_redis.c -- breaker state shared through Redis: per-field keys other
+ * services read and write, a boot-recovery hash and a pub/sub channel.
  *
  * Two connections, both non-blocking hiredis contexts driven by poll(2)
  * with a deadline, so nothing waits longer than timeout_ms:
@@ -12,8 +13,9 @@
  * back-off; reconnecting re-subscribes, then reconciles (publishes what was
  * lost, republishes our own open states, re-imports the boot hash).
  *
- * Seed 002's stuck-open loop cannot happen: a state applied from a peer is
- * never published again (only local decisions are), reset() always
+ * A fleet cannot keep itself stuck open (a force-open echoed back and forth
+ * between peers, re-imported after every recovery): a state applied from a
+ * peer is never published again (only local decisions are), reset() always
  * publishes `recovered` and clears the boot entry, and on reconnect a state
  * that came from a peer is dropped when the boot hash no longer has it. */
 #include <errno.h>
@@ -31,8 +33,11 @@
 #include <openssl/crypto.h>
 
 #include "breaker_impl.h"
+#include "hashtab.h"
+#include "optspec.h"
 #include "peer_time.h"
 #include "replay_guard.h"
+#include "siphash.h"
 #include "store_impl.h"
 #include "store_script.h"
 
@@ -53,10 +58,10 @@ enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read's MGET, not an event */
 
 typedef struct attach {
+    cb_hnode h;           /* first: the table links attachments as nodes */
     cb_breaker *b;
     struct cb_store_priv *p;
-    struct attach *next;  /* hash chain */
-    uint32_t hash;
+    uint64_t hash;        /* of the breaker's name */
     uint8_t from_peer;    /* its current open state was a peer's */
     uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
     uint8_t seen;         /* reconcile: named in the boot hash */
@@ -89,7 +94,7 @@ typedef struct cb_store_priv {
     cb_store_mode mode;
     cb_redis_url url;
     char *prefix, *channel;
-    unsigned char *secret;  /* NULL: seed 002's plain messages */
+    unsigned char *secret;  /* NULL: plain, unsigned messages */
     size_t secret_len;
     double replay_window;   /* ms */
     cb_replay_guard *guard; /* with a secret: the last message applied per origin and name */
@@ -113,8 +118,8 @@ typedef struct cb_store_priv {
     uint64_t budget_seq;
     double budget_deadline;
     char sha[41];
-    attach **buckets;
-    size_t nbuckets, count;
+    cb_htab attached;     /* attach, by name: several may share one */
+    uint64_t k0, k1;      /* its SipHash key */
     char last_error[128];
     uint64_t reconnects, failures, published, received, applied, own, malformed,
         dropped, unsigned_msgs, bad_signature, stale;
@@ -163,10 +168,13 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-static uint32_t hash_name(const char *s) {
-    uint32_t h = 2166136261u;  /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+static uint64_t hash_name(const cb_store_priv *p, const char *s) {
+    return cb_siphash13(s, strlen(s), p->k0, p->k1);
+}
+
+static uint64_t attach_rehash(const void *ud, const cb_hnode *n) {
+    (void)ud;
+    return ((const attach *)n)->hash;
 }
 
 /* Keeps the first I/O error of a failure for health(); the password can
@@ -427,40 +435,34 @@ static int handshake(cb_store_priv *p, redisContext *c, int select_db, double de
 
 /* ---- attachments ----------------------------------------------------------- */
 
-static attach *first_named(cb_store_priv *p, const char *name, uint32_t h) {
-    for (attach *a = p->buckets[h & (p->nbuckets - 1)]; a; a = a->next)
-        if (a->hash == h && strcmp(a->b->name, name) == 0) return a;
-    return NULL;
-}
-
-static attach *next_named(attach *a) {
-    for (attach *n = a->next; n; n = n->next)
-        if (n->hash == a->hash && strcmp(n->b->name, a->b->name) == 0) return n;
-    return NULL;
-}
-
-static int grow(cb_store_priv *p) {
-    size_t n = p->nbuckets * 2;
-    attach **nb = calloc(n, sizeof *nb);
-    if (!nb) return CB_ERR;
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (attach *a = p->buckets[i], *next; a; a = next) {
-            next = a->next;
-            a->next = nb[a->hash & (n - 1)];
-            nb[a->hash & (n - 1)] = a;
+/* The attachments named `name` (hashed `h`) are in the chain of each table
+ * (while the table grows, some may still be in the old one). */
+static attach *first_named(cb_store_priv *p, const char *name, uint64_t h) {
+    for (int i = 0; i < 2; i++) {
+        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            attach *a = (attach *)n;
+            if (a->hash == h && strcmp(a->b->name, name) == 0) return a;
         }
     }
-    free(p->buckets);
-    p->buckets = nb;
-    p->nbuckets = n;
-    return CB_OK;
+    return NULL;
+}
+
+/* Calls fn(p, a, ud) for every attachment named `name` (hashed `h`). */
+static void each_named(cb_store_priv *p, const char *name, uint64_t h,
+                       void (*fn)(cb_store_priv *p, attach *a, void *ud), void *ud) {
+    for (int i = 0; i < 2; i++) {
+        cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
+        for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
+            attach *a = (attach *)n;
+            if (a->hash == h && strcmp(a->b->name, name) == 0) fn(p, a, ud);
+        }
+    }
 }
 
 static void unlink_attach(cb_store_priv *p, attach *a) {
-    attach **pp = &p->buckets[a->hash & (p->nbuckets - 1)];
-    while (*pp && *pp != a) pp = &(*pp)->next;
-    if (*pp) *pp = a->next;
-    p->count--;
+    cb_htab_unlink(&p->attached, &a->h, a->hash);
+    cb_htab_step(&p->attached, NULL, attach_rehash);
 }
 
 /* ---- publishing ------------------------------------------------------------ */
@@ -563,12 +565,23 @@ static void announce(cb_store_priv *p, attach *a, int what) {
 
 /* ---- applying peers' state ------------------------------------------------ */
 
+typedef struct peer_apply {
+    cb_peer_state ps;
+    double open_for;
+} peer_apply;
+
+static void apply_one(cb_store_priv *p, attach *a, void *ud) {
+    const peer_apply *pa = ud;
+    (void)p;
+    a->seen = 1;
+    cb_breaker_apply_peer(a->b, pa->ps, pa->open_for);
+}
+
 /* Applies `m` to every breaker named m->service_id.  `boot`: from the hash,
  * where ts dates the open deadline. */
 static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
-    uint32_t h = hash_name(m->service_id);
-    attach *a = first_named(p, m->service_id, h);
-    if (!a) return 0;
+    uint64_t h = hash_name(p, m->service_id);
+    if (!first_named(p, m->service_id, h)) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
     if (boot && m->ts > 0 && ps != CB_PEER_FORCED_OPEN) {  /* a force lasts until a reset */
@@ -579,10 +592,8 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
             if (open_for <= 0) return 0;  /* that opening is over */
         }
     }
-    for (; a; a = next_named(a)) {
-        a->seen = 1;
-        cb_breaker_apply_peer(a->b, ps, open_for);
-    }
+    peer_apply pa = {ps, open_for};
+    each_named(p, m->service_id, h, apply_one, &pa);
     return 1;
 }
 
@@ -710,9 +721,11 @@ static int read_send(cb_store_priv *p, peer_read *rd) {
  * at bucket *cursor (moved past the last bucket taken); NULL when none or
  * out of memory. */
 static peer_read *read_collect(cb_store_priv *p, size_t *cursor) {
-    size_t nb = p->nbuckets, start = *cursor < nb ? *cursor : 0, taken = 0, n = 0, bytes = 0;
+    const cb_htab *h = &p->attached;
+    size_t nb = cb_htab_buckets(h), start = *cursor < nb ? *cursor : 0, taken = 0, n = 0, bytes = 0;
     for (; taken < nb && n < READ_NAMES_MAX; taken++) {  /* whole buckets */
-        for (attach *a = p->buckets[(start + taken) % nb]; a; a = a->next) {
+        for (cb_hnode *e = cb_htab_bucket(h, (start + taken) % nb); e; e = e->next) {
+            attach *a = (attach *)e;
             if (first_named(p, a->b->name, a->hash) != a) continue;  /* a name once */
             n++;
             bytes += strlen(a->b->name) + 1;
@@ -724,7 +737,8 @@ static peer_read *read_collect(cb_store_priv *p, size_t *cursor) {
     if (!rd) return NULL;
     char *w = rd->names;
     for (size_t k = 0; k < taken; k++) {
-        for (attach *a = p->buckets[(start + k) % nb]; a; a = a->next) {
+        for (cb_hnode *e = cb_htab_bucket(h, (start + k) % nb); e; e = e->next) {
+            attach *a = (attach *)e;
             if (first_named(p, a->b->name, a->hash) != a) continue;
             size_t len = strlen(a->b->name) + 1;
             memcpy(w, a->b->name, len);
@@ -810,6 +824,16 @@ static void apply_keys(cb_store_priv *p, attach *a, const redisReply *const *v) 
     if (left > 0) cb_breaker_apply_peer(b, CB_PEER_OPEN, left);
 }
 
+typedef struct read_apply {
+    uint64_t seq;
+    const redisReply *const *v;
+} read_apply;
+
+static void apply_read(cb_store_priv *p, attach *a, void *ud) {
+    const read_apply *ra = ud;
+    if (a->seq <= ra->seq) apply_keys(p, a, ra->v);
+}
+
 /* Applies the reads whose replies came, to every breaker of each name
  * that did not change since the read was sent. */
 static void apply_reads(cb_store_priv *p) {
@@ -821,8 +845,8 @@ static void apply_reads(cb_store_priv *p) {
         const char *name = rd->names;
         for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
             const redisReply *const *v = (const redisReply *const *)rd->reply->element + i * RK_COUNT;
-            for (attach *a = first_named(p, name, hash_name(name)); a; a = next_named(a))
-                if (a->seq <= rd->seq) apply_keys(p, a, v);
+            read_apply ra = {rd->seq, v};
+            each_named(p, name, hash_name(p, name), apply_read, &ra);
         }
         freeReplyObject(rd->reply);
         free(rd);
@@ -845,9 +869,24 @@ static void read_one(cb_store_priv *p, const char *name) {
 
 /* Imports the boot hash and drops peer states it no longer holds (their
  * `recovered` may have been lost while we were away). */
+static int clear_seen(cb_hnode *n, void *ud) {
+    (void)ud;
+    ((attach *)n)->seen = 0;
+    return 0;
+}
+
+/* A peer's open state the boot hash no longer holds is dropped. */
+static int drop_unseen(cb_hnode *n, void *ud) {
+    attach *a = (attach *)n;
+    cb_state s = (cb_state)a->b->state;
+    (void)ud;
+    if (a->from_peer && !a->seen && s != CB_CLOSED)
+        cb_breaker_apply_peer(a->b, s == CB_FORCED_OPEN ? CB_PEER_RECOVERED : CB_PEER_CLOSED, 0);
+    return 0;
+}
+
 static void import(cb_store_priv *p, const redisReply *all) {
-    for (size_t i = 0; i < p->nbuckets; i++)
-        for (attach *a = p->buckets[i]; a; a = a->next) a->seen = 0;
+    cb_htab_foreach(&p->attached, clear_seen, NULL);
     for (size_t i = 0; all && i + 1 < all->elements; i += 2) {
         redisReply *v = all->element[i + 1];
         cb_message m;
@@ -857,25 +896,24 @@ static void import(cb_store_priv *p, const redisReply *all) {
         if (strcmp(m.origin, p->id) == 0 || !m.open || m.recovered) continue;
         apply_message(p, &m, 1);
     }
-    for (size_t i = 0; i < p->nbuckets; i++) {
-        for (attach *a = p->buckets[i]; a; a = a->next) {
-            cb_state s = (cb_state)a->b->state;
-            if (!a->from_peer || a->seen || s == CB_CLOSED) continue;
-            cb_breaker_apply_peer(a->b, s == CB_FORCED_OPEN ? CB_PEER_RECOVERED : CB_PEER_CLOSED, 0);
-        }
-    }
+    cb_htab_foreach(&p->attached, drop_unseen, NULL);
+}
+
+/* Sends what was not sent, and our own open states again; stops when the
+ * connection drops. */
+static int republish(cb_hnode *n, void *ud) {
+    cb_store_priv *p = ud;
+    attach *a = (attach *)n;
+    cb_state s = (cb_state)a->b->state;
+    if (a->unsent) announce(p, a, a->unsent);
+    else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
+        announce(p, a, UNSENT_STATE);
+    return !p->connected;
 }
 
 static void reconcile(cb_store_priv *p, redisReply *all) {
     import(p, all);
-    for (size_t i = 0; i < p->nbuckets && p->connected; i++) {
-        for (attach *a = p->buckets[i]; a && p->connected; a = a->next) {
-            cb_state s = (cb_state)a->b->state;
-            if (a->unsent) announce(p, a, a->unsent);
-            else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
-                announce(p, a, UNSENT_STATE);  /* our own open states, again */
-        }
-    }
+    if (p->connected) cb_htab_foreach(&p->attached, republish, p);
 }
 
 /* One attempt, at most timeout_ms: subscribe first, so nothing published
@@ -971,7 +1009,7 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
     (void)b;
     (void)from;
     a->seq = ++p->seq;  /* a peer read sent before this is stale for it */
-    if (why == CB_REASON_PEER) {  /* never echoed: the seed 002 loop */
+    if (why == CB_REASON_PEER) {  /* never echoed: an echo keeps a fleet stuck open */
         a->from_peer = to != CB_CLOSED;
         return;
     }
@@ -1150,39 +1188,40 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
         return "prefix must be a non-empty string of at most 128 bytes";
     if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
         return "channel must be a non-empty string of at most 256 bytes";
-    if (o->mode != CB_STORE_BROADCAST && o->mode != CB_STORE_SHARED)
-        return "mode must be \"broadcast\" or \"shared\"";
-    if (!(o->timeout_ms >= 1 && o->timeout_ms <= 60000))
-        return "timeout_ms must be in [1, 60000]";
-    if (!(o->ttl >= 1 && o->ttl <= 1e8)) return "ttl must be a number of seconds in [1, 1e8]";
-    if (!(o->backoff_min > 0 && o->backoff_min <= 3600))
-        return "backoff_min must be in (0, 3600] seconds";
-    if (!(o->backoff_max >= o->backoff_min && o->backoff_max <= 86400))
-        return "backoff_max must be in [backoff_min, 86400] seconds";
+    const char *bad = cb_optschema_check(&cb_store_schema, o);  /* ranges: optspec.c */
+    if (bad) return bad;
+    if (o->backoff_max < o->backoff_min) return "backoff_max must be at least backoff_min";
     if (o->quorum > 1 && o->mode != CB_STORE_SHARED) return "quorum needs mode \"shared\"";
-    if (o->quorum > 10000) return "quorum must be at most 10000";
     if (o->id && (!o->id[0] || strlen(o->id) >= CB_ORIGIN_MAX))
         return "id must be a non-empty string shorter than 64 bytes";
     if (o->secret && (strlen(o->secret) < SECRET_MIN || strlen(o->secret) > SECRET_MAX))
         return "secret must be a string of 16 to 1024 bytes";
-    if (!(o->replay_window_ms >= 1000 && o->replay_window_ms <= 86400000))
-        return "replay_window_ms must be in [1000, 86400000]";
-    if (!(o->peer_read_ms == 0 || (o->peer_read_ms >= 10 && o->peer_read_ms <= 3600000)))
-        return "peer_read_ms must be 0 (off) or in [10, 3600000]";
     return NULL;
 }
 
-static void make_id(cb_store_priv *p) {
+/* A generator seeded by the time, the process and the address: the table's
+ * hash key and the default origin id differ between stores. */
+static void seed_rng(cb_rng *rng, const cb_store_priv *p) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cb_rng_seed(rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
+                         ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)p);
+}
+
+static void make_id(cb_store_priv *p, cb_rng *rng) {
     char host[33] = "host";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    cb_rng rng;
-    cb_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^
-                          ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)p);
     snprintf(p->id, sizeof p->id, "%s:%ld:%08x", host, (long)getpid(),
-             (unsigned)(cb_rng_next(&rng) >> 32));
+             (unsigned)(cb_rng_next(rng) >> 32));
+}
+
+static int free_attach(cb_hnode *n, void *ud) {
+    attach *a = (attach *)n;
+    (void)ud;
+    cb_breaker_set_hook(a->b, NULL, NULL);
+    free(a);
+    return 0;
 }
 
 cb_store *cb_store_new(const cb_store_opts *o) {
@@ -1204,15 +1243,14 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     }
     p->prefix = dupstr(o->prefix);
     p->channel = dupstr(o->channel);
-    p->nbuckets = 64;
-    p->buckets = calloc(p->nbuckets, sizeof *p->buckets);
+    int table_ok = cb_htab_init(&p->attached) == CB_OK;
     if (o->secret) {
         p->secret_len = strlen(o->secret);
         p->secret = (unsigned char *)dupstr(o->secret);
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->prefix || !p->channel || !p->buckets || (o->secret && (!p->secret || !p->guard))) {
+    if (!p->prefix || !p->channel || !table_ok || (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
     }
@@ -1224,8 +1262,12 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     p->quorum = o->quorum;
     p->clock = o->clock;
     p->peer_read = o->peer_read_ms / 1000;
+    cb_rng rng;
+    seed_rng(&rng, p);
+    p->k0 = cb_rng_next(&rng);
+    p->k1 = cb_rng_next(&rng);
     if (o->id) snprintf(p->id, sizeof p->id, "%s", o->id);
-    else make_id(p);
+    else make_id(p, &rng);
     p->last_poll = now_of(p);
     try_connect(p, mono() + p->timeout);
     return s;
@@ -1235,18 +1277,12 @@ void cb_store_free(cb_store *s) {
     if (!s) return;
     cb_store_priv *p = s->priv;
     if (p) {
-        for (size_t i = 0; i < p->nbuckets; i++) {
-            for (attach *a = p->buckets[i], *next; a; a = next) {
-                next = a->next;
-                cb_breaker_set_hook(a->b, NULL, NULL);
-                free(a);
-            }
-        }
+        cb_htab_foreach(&p->attached, free_attach, NULL);
         while (p->pending) ring_pop(p, 1);  /* frees the reads in flight */
         free_reads(p);
         if (p->cmd) redisFree(p->cmd);
         if (p->sub) redisFree(p->sub);
-        free(p->buckets);
+        cb_htab_release(&p->attached);
         free(p->prefix);
         free(p->channel);
         if (p->secret) OPENSSL_cleanse(p->secret, p->secret_len);
@@ -1275,21 +1311,18 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
     cb_store_priv *p = s->priv;
     if (strlen(b->name) >= CB_NAME_MAX) return CB_ERR;
     if (cb_breaker_hook_of(b)) return CB_ERR;
-    if (p->count >= p->nbuckets * 2 && grow(p) != CB_OK) return CB_ERR;
     attach *a = calloc(1, sizeof *a);
     if (!a) return CB_ERR;
     a->b = b;
     a->p = p;
-    a->hash = hash_name(b->name);
+    a->hash = hash_name(p, b->name);
     if (cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook,
                             a) != CB_OK) {
         free(a);
         return CB_ERR;
     }
-    size_t i = a->hash & (p->nbuckets - 1);
-    a->next = p->buckets[i];
-    p->buckets[i] = a;
-    p->count++;
+    cb_htab_insert(&p->attached, &a->h, a->hash);
+    cb_htab_step(&p->attached, NULL, attach_rehash);
     if (p->connected && !p->in_poll) {  /* boot import of this name, and its keys */
         char states[KEY_MAX];
         snprintf(states, sizeof states, "%s:states", p->prefix);
@@ -1436,6 +1469,7 @@ int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
 
 int cb_store_poll(cb_store *s) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
+    cb_htab_step(&s->priv->attached, NULL, attach_rehash);  /* growth ends without attaches */
     return poll_until(s->priv, mono() + s->priv->timeout);
 }
 
@@ -1586,7 +1620,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->stale = p->stale;
     h->replayed = p->replayed;
     h->peer_unparsed = p->peer_unparsed;
-    h->attached = p->count;
+    h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);
     h->retry_in = p->connected || left < 0 ? 0 : left;

@@ -47,29 +47,16 @@ static int cached_arm(const lbandit *box, const char *s) {
 /* User values of a bandit box. */
 enum { UV_NAMES = 1, UV_INDEX, UV_CLOCK, UV_COUNT = 3 };
 
-/* Upvalues of every method. */
-enum { UP_MT = 1, UP_NONE, UP_COUNT = 2 };
+/* Upvalues of every method after the class (CB_UP_CLASS). */
+enum { UP_NONE = CB_UP_FIRST, UP_COUNT = 1 };
 
 #define NO_ARMS "no eligible arms"
 
-static const char *const option_names[] = {
-    "arms", "prior", "decay", "half_life", "seed", "clock", NULL};
-
-static lbandit *checkbox_slow(lua_State *L, int idx) {
-    lbandit *box = luaL_checkudata(L, idx, CB_BANDIT_MT);
+/* `self` of a method: a live bandit. */
+static lbandit *self_box(lua_State *L) {
+    lbandit *box = cb_lua_checkself(L);
     if (!box->b) luaL_error(L, "attempt to use a closed bandit");
     return box;
-}
-
-/* `self` of a method: one metatable comparison against the upvalue. */
-static lbandit *self_box(lua_State *L) {
-    lbandit *box = lua_touserdata(L, 1);
-    if (box && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
-        lua_pop(L, 1);
-        if (same && box->b) return box;
-    }
-    return checkbox_slow(L, 1);  /* raises the right error */
 }
 
 static cb_bandit *self(lua_State *L) {
@@ -82,15 +69,14 @@ static int unknown_arm(lua_State *L, cb_bandit *b, const char *ctx, const char *
     int n = cb_bandit_arm_count(b);
     for (int i = 0; i < n; i++) names[i] = cb_bandit_arm_name(b, i);
     names[n] = NULL;
-    const char *near = cb_lua_closest(name, names, NULL);
+    const char *near = cb_lua_closest(name, names);
     if (near) return luaL_error(L, "%s: unknown arm '%s' (did you mean '%s'?)", ctx, name, near);
     return luaL_error(L, "%s: unknown arm '%s'", ctx, name);
 }
 
 /* The index of the arm named by the string at `idx`. */
 static int checkarm(lua_State *L, cb_bandit *b, int idx, const char *ctx) {
-    if (lua_type(L, idx) != LUA_TSTRING)
-        luaL_error(L, "%s: arm must be a name (got %s)", ctx, luaL_typename(L, idx));
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "arm name");
     lua_getiuservalue(L, 1, UV_INDEX);
     lua_pushvalue(L, idx);
     if (lua_rawget(L, -2) != LUA_TNUMBER)  /* index, i */
@@ -100,41 +86,22 @@ static int checkarm(lua_State *L, cb_bandit *b, int idx, const char *ctx) {
     return i;
 }
 
-static double checkfraction(lua_State *L, int idx, const char *ctx, const char *what) {
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        luaL_error(L, "%s: %s must be a number in [0, 1] (got %s)", ctx, what,
-                   luaL_typename(L, idx));
+static double checkfraction(lua_State *L, int idx, const char *what) {
+    if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, idx, "number in [0, 1]");
     double v = lua_tonumber(L, idx);
     if (!(v >= 0 && v <= 1))  /* NaN too */
-        luaL_error(L, "%s: %s must be in [0, 1] (got %s)", ctx, what,
-                   isnan(v) ? "nan" : lua_tostring(L, idx));
+        luaL_argerror(L, idx, lua_pushfstring(L, "%s must be in [0, 1], got %s", what,
+                                              isnan(v) ? "nan" : lua_tostring(L, idx)));
     return v;
 }
 
 /* ---- options ------------------------------------------------------------------ */
 
-static double checknumber_opt(lua_State *L, const char *ctx, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "%s: option '%s' must be a number (got %s)", ctx, key,
-                   luaL_typename(L, -1));
-    return lua_tonumber(L, -1);
-}
-
-/* prior = {alpha, beta} */
-static void read_prior(lua_State *L, cb_bandit_opts *o, const char *ctx) {
-    if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 2)
-        luaL_error(L, "%s: option 'prior' must be {alpha, beta}, two numbers (got %s)", ctx,
-                   lua_istable(L, -1) ? "another table" : luaL_typename(L, -1));
-    double v[2];
-    for (int k = 0; k < 2; k++) {
-        if (lua_rawgeti(L, -1, k + 1) != LUA_TNUMBER)
-            luaL_error(L, "%s: option 'prior' must be {alpha, beta}, two numbers (prior[%d] is %s)",
-                       ctx, k + 1, luaL_typename(L, -1));
-        v[k] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
-    o->prior_alpha = v[0];
-    o->prior_beta = v[1];
+/* Keeps the arms list and the clock in the stack slots `ud` points at. */
+static void keep_opt(lua_State *L, int which, void *ud) {
+    int arms = *(int *)ud;
+    lua_pushvalue(L, -1);
+    lua_replace(L, which == CB_KEEP_ARMS ? arms : arms + 1);
 }
 
 /* Reads the options table at `idx` into `o`, and pushes the arms list and
@@ -146,44 +113,8 @@ static void read_opts(lua_State *L, int idx, cb_bandit_opts *o, const char *ctx,
     lua_pushnil(L);  /* the arms list, when given */
     int arms = lua_gettop(L);
     lua_pushnil(L);  /* the clock */
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {  /* arms, clock, key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "%s: option names must be strings (got %s)", ctx, luaL_typename(L, -2));
-        const char *key = lua_tostring(L, -2);
-        if (strcmp(key, "prior") == 0) {
-            read_prior(L, o, ctx);
-        } else if (strcmp(key, "decay") == 0) {
-            o->decay = checknumber_opt(L, ctx, key);
-        } else if (strcmp(key, "half_life") == 0) {
-            o->half_life = checknumber_opt(L, ctx, key);
-        } else if (strcmp(key, "clock") == 0) {
-            cb_lua_checkclock(L, -1, &o->clock, ctx);
-            lua_pushvalue(L, -1);
-            lua_replace(L, arms + 1);
-        } else if (strcmp(key, "arms") == 0 || strcmp(key, "seed") == 0) {
-            if (!creating)
-                luaL_error(L, "%s: option '%s' cannot be changed here%s", ctx, key,
-                           key[0] == 'a' ? " (use add_arm)" : "");
-            if (key[0] == 'a') {
-                if (!lua_istable(L, -1))
-                    luaL_error(L, "%s: option 'arms' must be a list of names (got %s)", ctx,
-                               luaL_typename(L, -1));
-                lua_pushvalue(L, -1);
-                lua_replace(L, arms);
-            } else {
-                int isint = 0;
-                lua_Integer v = lua_tointegerx(L, -1, &isint);
-                if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-                    luaL_error(L, "%s: option 'seed' must be an integer (got %s)", ctx,
-                               lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-                o->seed = (uint64_t)v;
-            }
-        } else {
-            cb_lua_unknown_option(L, ctx, key, option_names, NULL);
-        }
-        lua_pop(L, 1);  /* value; the key stays for lua_next */
-    }
+    cb_lua_optread r = {ctx, "", keep_opt, &arms, 0, !creating, NULL, 0};
+    cb_lua_read_opts(L, idx, &cb_bandit_schema, o, &r);
     const char *bad = cb_bandit_opts_check(o);
     if (bad) luaL_error(L, "%s: %s", ctx, bad);
 }
@@ -256,14 +187,15 @@ static int bandit_new(lua_State *L) {
 }
 
 static int bandit_close(lua_State *L) {
-    lbandit *box = luaL_checkudata(L, 1, CB_BANDIT_MT);
+    lbandit *box = cb_lua_checkself(L);
     cb_bandit_free(box->b);  /* idempotent: free(NULL) is a no-op */
     box->b = NULL;
+    cb_lua_forgetself(L, box);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int bandit_tostring(lua_State *L) {
-    lbandit *box = luaL_checkudata(L, 1, CB_BANDIT_MT);
+    lbandit *box = cb_lua_checkself(L);
     if (!box->b) lua_pushliteral(L, "cbreaker.Bandit (closed)");
     else lua_pushfstring(L, "cbreaker.Bandit (%d arms)", cb_bandit_arm_count(box->b));
     return 1;
@@ -274,7 +206,7 @@ static int bandit_tostring(lua_State *L) {
 static int bandit_update(lua_State *L) {
     cb_bandit *b = self(L);
     int i = checkarm(L, b, 2, "bandit:update");
-    cb_bandit_update(b, i, checkfraction(L, 3, "bandit:update", "reward"));
+    cb_bandit_update(b, i, checkfraction(L, 3, "reward"));
     return 0;
 }
 
@@ -292,9 +224,7 @@ static int bandit_select(lua_State *L) {
     if (lua_isnoneornil(L, 2)) {
         chosen = cb_bandit_select(b, NULL, 0);
     } else {
-        if (lua_type(L, 2) != LUA_TTABLE)
-            return luaL_error(L, "bandit:select: eligible arms must be a list of names (got %s)",
-                              luaL_typename(L, 2));
+        if (lua_type(L, 2) != LUA_TTABLE) return luaL_typeerror(L, 2, "list of arm names");
         lua_settop(L, 2);
         lua_Unsigned len = lua_rawlen(L, 2);
         if (len > 12) luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
@@ -304,8 +234,8 @@ static int bandit_select(lua_State *L) {
         int piled = 0;  /* names left on the stack */
         for (lua_Unsigned k = 1; k <= len; k++) {
             if (lua_rawgeti(L, 2, (lua_Integer)k) != LUA_TSTRING)
-                return luaL_error(L, "bandit:select: eligible[%d] must be an arm name (got %s)",
-                                  (int)k, luaL_typename(L, -1));
+                return luaL_argerror(L, 2, lua_pushfstring(L, "eligible[%d] must be an arm name, got %s",
+                                                           (int)k, luaL_typename(L, -1)));
             const char *name = lua_tolstring(L, -1, NULL);
             int i = cached_arm(box, name);
             if (i < 0) {  /* not an interned arm name: ask the reverse map */
@@ -379,7 +309,7 @@ static int bandit_stats(lua_State *L) {
 static int bandit_discount(lua_State *L) {
     cb_bandit *b = self(L);
     int i = checkarm(L, b, 2, "bandit:discount");
-    cb_bandit_discount(b, i, checkfraction(L, 3, "bandit:discount", "factor"));
+    cb_bandit_discount(b, i, checkfraction(L, 3, "factor"));
     return 0;
 }
 
@@ -472,14 +402,7 @@ static const luaL_Reg bandit_funcs[] = {
 };
 
 void cb_lua_open_bandit(lua_State *L) {
-    luaL_newmetatable(L, CB_BANDIT_MT);  /* module, mt */
-    int mt = lua_gettop(L);
-    luaL_setfuncs(L, bandit_meta, 0);
-    lua_newtable(L);  /* methods */
-    lua_pushvalue(L, mt);
     lua_pushliteral(L, NO_ARMS);
-    luaL_setfuncs(L, bandit_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_BANDIT, CB_BANDIT_MT, bandit_methods, bandit_meta, UP_COUNT);
     luaL_setfuncs(L, bandit_funcs, 0);
 }

@@ -8,31 +8,23 @@
 
 #include "lcbreaker.h"
 
-/* Upvalues of every method: the metatable, then the rejection reasons. */
-enum { UP_MT = 1, UP_OPEN, UP_FORCED, UP_HALF, UP_COUNT = 4 };
+/* Upvalues of every method after the class (CB_UP_CLASS): the rejection
+ * reasons. */
+enum { UP_OPEN = CB_UP_FIRST, UP_FORCED, UP_HALF, UP_COUNT = 3 };
 
-static lbreaker *checkbox_slow(lua_State *L, int idx) {
-    lbreaker *box = luaL_checkudata(L, idx, CB_BREAKER_MT);
+static lbreaker *checkopen(lua_State *L, lbreaker *box) {
     if (!box->b) luaL_error(L, "attempt to use a %s breaker", box->gone);
     return box;
 }
 
+/* A breaker argument of another class's function (store:attach). */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx) {
-    return checkbox_slow(L, idx);
+    return checkopen(L, luaL_checkudata(L, idx, CB_BREAKER_MT));
 }
 
-cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx) {
-    return checkbox_slow(L, idx)->b;
-}
-
-/* `self` of a hot method in two API calls.  A full userdata of exactly our
- * size whose first word holds its own address is one of our boxes: Lua code
- * cannot write into a userdata, and no other type here is laid out so.
- * Everything else takes the checked path, which raises the right error. */
+/* `self` of a method: a live breaker. */
 static lbreaker *self(lua_State *L) {
-    lbreaker *box = lua_touserdata(L, 1);
-    if (box && lua_rawlen(L, 1) == sizeof *box && box->self == box && box->b) return box;
-    return checkbox_slow(L, 1);
+    return checkopen(L, cb_lua_checkself(L));
 }
 
 static double optlatency(lua_State *L, int idx) {
@@ -79,7 +71,6 @@ static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
 
 lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->self = box;
     box->b = b;
     box->m = cb_lua_module_get(L);
     box->owned = (unsigned char)(owned != 0);
@@ -104,42 +95,20 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
     else cb_breaker_on_change(b, NULL, NULL);  /* the registry keeps it */
 }
 
-typedef struct newctx {
-    int box;        /* stack index of the box being built */
-    int on_change;  /* stack index of the on_change function, or 0 */
-    int store;      /* a store option was given */
-    cb_breaker_opts *o;
-} newctx;
-
-static const char *const new_extra[] = {"classify", "clock", "on_change", "store", NULL};
-
-static int new_option(lua_State *L, const char *key, void *ud) {
-    newctx *c = ud;
-    if (strcmp(key, "classify") == 0 || strcmp(key, "on_change") == 0) {
-        if (!lua_isfunction(L, -1))
-            luaL_error(L, "cbreaker.new: option '%s' must be a function (got %s)", key,
-                       luaL_typename(L, -1));
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, c->box, key[0] == 'c' ? CB_UV_CLASSIFY : CB_UV_ON_CHANGE);
-        return 1;
-    }
-    if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &c->o->clock, "cbreaker.new");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, c->box, CB_UV_CLOCK);  /* keeps the clock alive */
-        return 1;
-    }
-    if (strcmp(key, "store") == 0) {  /* attached once the breaker exists */
+/* Keeps what cb.new's reader found: callbacks and the clock in the box's
+ * user values (the box at stack index 2), a store to attach once the
+ * breaker exists. */
+static void keep_new(lua_State *L, int which, void *ud) {
+    if (which == CB_KEEP_STORE) {
 #if !CB_WITH_REDIS
-        cb_lua_store_attach(L, -1, c->box, "cbreaker.new");  /* raises: no Redis support */
+        cb_lua_store_attach(L, -1, 2, "cbreaker.new");  /* raises: no Redis support */
 #endif
-        if (!luaL_testudata(L, -1, CB_STORE_MT))
-            luaL_error(L, "cbreaker.new: option 'store' must be a cbreaker.Store (got %s)",
-                       luaL_typename(L, -1));
-        c->store = 1;
-        return 1;
+        *(int *)ud = 1;
+        return;
     }
-    return 0;
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 2, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY
+                          : which == CB_KEEP_ON_CHANGE ? CB_UV_ON_CHANGE : CB_UV_CLOCK);
 }
 
 static int breaker_new(lua_State *L) {
@@ -151,21 +120,23 @@ static int breaker_new(lua_State *L) {
     lua_settop(L, 1);
     /* The box first, closed: a raised error below leaks nothing. */
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->self = box;
     box->b = NULL;
     box->m = cb_lua_module_get(L);
     box->owned = 1;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
-    newctx c = {2, 0, 0, &o};
-    cb_lua_read_breaker_opts(L, 1, &o, "cbreaker.new", new_option, &c, new_extra);
+    int store = 0;
+    cb_lua_optread r = {"cbreaker.new", "", keep_new, &store, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_breaker_schema, &o, &r);
+    const char *bad = cb_breaker_opts_check(&o);
+    if (bad) return luaL_error(L, "cbreaker.new: %s", bad);
     box->b = cb_breaker_new(&o);
     if (!box->b) return luaL_error(L, "cbreaker.new: out of memory");
     box->measure = o.slow_call_ms > 0;
     if (lua_getiuservalue(L, 2, CB_UV_ON_CHANGE) == LUA_TFUNCTION)
         set_on_change(L, 2, box, -1);
     lua_pop(L, 1);
-    if (c.store) {
+    if (store) {
         lua_getfield(L, 1, "store");
         cb_lua_store_attach(L, -1, 2, "cbreaker.new");
         lua_pop(L, 1);
@@ -174,13 +145,14 @@ static int breaker_new(lua_State *L) {
 }
 
 static int breaker_close(lua_State *L) {
-    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_checkself(L);
     cb_lua_box_close(L, box, "closed");
+    cb_lua_forgetself(L, box);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int breaker_tostring(lua_State *L) {
-    lbreaker *box = luaL_checkudata(L, 1, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_checkself(L);
     if (!box->b)
         lua_pushfstring(L, "cbreaker.Breaker (%s)", box->gone);
     else
@@ -238,38 +210,82 @@ static int breaker_record(lua_State *L) {
     return 0;
 }
 
-/* Runs the classifier on (ok, results...) at [first, top]: the outcome, and
- * a retry-after in seconds.  A classifier that raises or answers nonsense
- * makes the call a failure, and its error is raised after recording. */
-static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
-    int top = lua_gettop(L);
-    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
-    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
-    if (lua_pcall(L, top - first + 1, 2, 0) != LUA_OK) {
-        *bad = 1;  /* the error stays on the stack */
-        return CB_FAILURE;
+/* The classifier contract, one implementation for the breaker and the
+ * engine: classify(ok, ...) -> "success" | "failure" | "ignore" [,
+ * retry_after].  Reads the answer of a classifier run by lua_pcall(k) with
+ * two results, `status` its status: returns the outcome, with *retry_after
+ * set (-1 when none was given), or -1 with the message of what went wrong
+ * pushed (the caller records a failure). */
+static int classify_answer(lua_State *L, int status, double *retry_after) {
+    *retry_after = -1;
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushfstring(L, "classify failed: %s", luaL_tolstring(L, -1, NULL));
+        return -1;
     }
-    const char *s = lua_tostring(L, -2);
     int outcome = -1;
-    for (int i = 0; s && cb_outcome_names[i]; i++)
-        if (strcmp(s, cb_outcome_names[i]) == 0) outcome = i;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, -2);
+        for (int i = 0; cb_outcome_names[i]; i++)
+            if (strcmp(s, cb_outcome_names[i]) == 0) outcome = i;
+    }
     if (outcome < 0) {
         lua_pushfstring(L, "classify must return \"success\", \"failure\" or \"ignore\" (got %s)",
-                        s ? s : luaL_typename(L, -2));
-        *bad = 1;
-        return CB_FAILURE;
+                        luaL_tolstring(L, -2, NULL));
+        return -1;
     }
     if (!lua_isnil(L, -1)) {
         double ra = lua_tonumber(L, -1);
         if (lua_type(L, -1) != LUA_TNUMBER || !(ra >= 0) || isinf(ra)) {
             lua_pushliteral(L, "classify: retry_after must be a finite number of seconds >= 0");
-            *bad = 1;
-            return CB_FAILURE;
+            return -1;
         }
         *retry_after = ra;
     }
+    return outcome;
+}
+
+/* Runs the breaker's classifier on (ok, results...) at [first, top]: the
+ * outcome, and a retry-after in seconds.  A classifier that raises or
+ * answers nonsense makes the call a failure, and its message is left on the
+ * stack, to be raised after recording. */
+static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
+    int top = lua_gettop(L);
+    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
+    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
+    int outcome = classify_answer(L, lua_pcall(L, top - first + 1, 2, 0), retry_after);
+    if (outcome < 0) {
+        *bad = 1;
+        return CB_FAILURE;
+    }
+    if (*retry_after < 0) *retry_after = 0;
     lua_settop(L, top);
     return (cb_outcome)outcome;
+}
+
+static int core_classify_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)ctx;
+    double ra;
+    int outcome = classify_answer(L, status, &ra);
+    if (outcome < 0) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);  /* false, message */
+        return 2;
+    }
+    lua_pushstring(L, cb_outcome_names[outcome]);
+    if (ra >= 0) lua_pushnumber(L, ra); else lua_pushnil(L);
+    return 2;
+}
+
+/* core.classify(fn, ok, ...) -> outcome, retry_after (or nil), or false and
+ * a message when fn raised or answered nonsense; with fn nil, ok's outcome.
+ * fn may yield. */
+static int core_classify(lua_State *L) {
+    if (lua_isnil(L, 1)) {
+        lua_pushstring(L, cb_outcome_names[lua_toboolean(L, 2) ? CB_SUCCESS : CB_FAILURE]);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    return core_classify_k(L, lua_pcallk(L, lua_gettop(L) - 1, 2, 0, 0, core_classify_k), 0);
 }
 
 static int breaker_call(lua_State *L) {
@@ -298,7 +314,7 @@ static int breaker_call(lua_State *L) {
     if (!box->b) return luaL_error(L, "breaker was %s during call", box->gone);
     cb_breaker_record(box->b, outcome, ms, ra);
     cb_lua_flush(L, box->m);
-    if (bad) return luaL_error(L, "classify failed: %s", lua_tostring(L, -1));
+    if (bad) return lua_error(L);  /* classify_answer's message */
     return lua_gettop(L) - 1;
 }
 
@@ -376,20 +392,6 @@ static int breaker_on_change(lua_State *L) {
     return 0;
 }
 
-static int configure_option(lua_State *L, const char *key, void *ud) {
-    (void)ud;
-    if (strcmp(key, "classify") != 0) {
-        if (strcmp(key, "clock") == 0 || strcmp(key, "on_change") == 0 ||
-            strcmp(key, "store") == 0)
-            luaL_error(L, "configure: option '%s' cannot be changed here", key);
-        return 0;
-    }
-    if (!lua_isfunction(L, -1) && !lua_isnil(L, -1))
-        luaL_error(L, "configure: option 'classify' must be a function (got %s)",
-                   luaL_typename(L, -1));
-    return 1;
-}
-
 /* br:configure{...}: a hot reload.  Options not given keep their values;
  * state and counters are kept. */
 static int breaker_configure(lua_State *L) {
@@ -398,9 +400,12 @@ static int breaker_configure(lua_State *L) {
     cb_breaker_opts o;
     cb_breaker_get_opts(box->b, &o);
     const char *name = o.name;
-    cb_lua_read_breaker_opts(L, 2, &o, "configure", configure_option, NULL, new_extra);
+    cb_lua_optread r = {"configure", "", NULL, NULL, 0, 1, NULL, 0};
+    cb_lua_read_opts(L, 2, &cb_breaker_schema, &o, &r);
+    const char *bad = cb_breaker_opts_check(&o);
+    if (bad) return luaL_error(L, "configure: %s", bad);
     if (strcmp(o.name, name) != 0) return luaL_error(L, "configure: a breaker's name cannot change");
-    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {
+    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {  /* checked by the reader */
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, CB_UV_CLASSIFY);
     }
@@ -455,25 +460,14 @@ static const luaL_Reg breaker_meta[] = {
 
 static const luaL_Reg breaker_funcs[] = {
     {"new", breaker_new},
+    {"classify", core_classify},
     {NULL, NULL}
 };
 
-/* Pushes the method upvalues: the metatable and the rejection reasons. */
-static void push_upvalues(lua_State *L, int mt) {
-    lua_pushvalue(L, mt);
+void cb_lua_open_breaker(lua_State *L) {
     lua_pushstring(L, cb_verdict_names[CB_REJECT_OPEN]);
     lua_pushstring(L, cb_verdict_names[CB_REJECT_FORCED_OPEN]);
     lua_pushstring(L, cb_verdict_names[CB_REJECT_HALF_OPEN]);
-}
-
-void cb_lua_open_breaker(lua_State *L) {
-    luaL_newmetatable(L, CB_BREAKER_MT);  /* module, mt */
-    int mt = lua_gettop(L);
-    luaL_setfuncs(L, breaker_meta, 0);
-    lua_newtable(L);  /* methods */
-    push_upvalues(L, mt);
-    luaL_setfuncs(L, breaker_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_BREAKER, CB_BREAKER_MT, breaker_methods, breaker_meta, UP_COUNT);
     luaL_setfuncs(L, breaker_funcs, 0);
 }

@@ -3,10 +3,13 @@
 #ifndef LCBREAKER_H
 #define LCBREAKER_H
 
+#include <stdint.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
 #include "cbreaker.h"
+#include "../core/optspec.h"  /* the option schema the core owns */
 
 /* The module's entry point (lcore.c), the one symbol core.so exports. */
 CB_API int luaopen_cbreaker_core(lua_State *L);
@@ -21,6 +24,55 @@ CB_API int luaopen_cbreaker_core(lua_State *L);
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
 #define CB_BOXES_KEY "cbreaker.boxes"    /* weak table: box pointer -> box */
 
+/* ---- classes ------------------------------------------------------------------ */
+
+/* Upvalues of every method and metamethod of a class. */
+enum {
+    CB_UP_CLASS = 1,  /* the class's metatable */
+    CB_UP_LAST,       /* a light userdata: the class's row of
+                         cb_lua_module.last, in the module state */
+    CB_UP_FIRST       /* the first of the class's own upvalues */
+};
+
+/* The classes whose methods check `self` (slots of cb_lua_module.last). */
+enum { CB_CLASS_BREAKER, CB_CLASS_REGISTRY, CB_CLASS_BANDIT, CB_CLASS_STORE,
+       CB_CLASS_CLOCK, CB_CLASS_REJECTION, CB_CLASS_COUNT };
+
+/* Builds class `id` named `name`: its metatable (luaL_newmetatable) holding
+ * the metamethods `meta`, and an __index table of `methods` (may be NULL).
+ * Every method and metamethod gets CB_UP_CLASS and CB_UP_LAST; the methods
+ * also get the `nup` values on top of the stack (popped) as upvalues
+ * CB_UP_FIRST on.  Leaves the stack as it was below them. */
+void cb_lua_newclass(lua_State *L, int id, const char *name, const luaL_Reg *methods,
+                     const luaL_Reg *meta, int nup);
+
+/* `self` (argument 1) of a method or metamethod, of the running function's
+ * class; raises "bad argument #1 to 'f' (cbreaker.X expected, got Y)" for
+ * anything else.
+ *
+ * The proof is the metatable, compared with CB_UP_CLASS.  As that costs
+ * as much as the rest of a hot method, the class remembers the selves it
+ * proved last (CB_UP_LAST, a small table indexed by address) and a call on
+ * one of them skips the comparison.  A remembered box is ours as long as it
+ * lives, and its __gc forgets it (cb_lua_forgetself) before its memory can
+ * be reused. */
+#define CB_SELF_SLOTS 16  /* per class and lua_State */
+
+static inline unsigned cb_lua_selfslot(const void *p) {
+    return (unsigned)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >> 60);  /* Fibonacci */
+}
+
+void *cb_lua_checkself_slow(lua_State *L);
+
+static inline void *cb_lua_checkself(lua_State *L) {
+    void *const *last = lua_touserdata(L, lua_upvalueindex(CB_UP_LAST));
+    void *p = lua_touserdata(L, 1);
+    return p && last[cb_lua_selfslot(p)] == p ? p : cb_lua_checkself_slow(L);
+}
+
+/* For __gc and close: self may be finalized, forget it. */
+void cb_lua_forgetself(lua_State *L, void *self);
+
 /* ---- module state ---------------------------------------------------------- */
 
 /* State changes are queued by the core's callback and handed to Lua once the
@@ -33,10 +85,18 @@ typedef struct cb_lua_event {
 #define CB_LUA_MAX_EVENTS 64
 
 typedef struct cb_lua_module {
+    void *last[CB_CLASS_COUNT][CB_SELF_SLOTS];  /* selves each class proved (lclass.c) */
     cb_lua_event events[CB_LUA_MAX_EVENTS];
     unsigned head, count;  /* a FIFO ring */
     unsigned long dropped; /* events lost to a full ring */
 } cb_lua_module;
+
+/* Remembers `p`, a userdata just made or fetched with class `id`'s
+ * metatable, as a proved self of that class (see cb_lua_checkself): the
+ * breakers a registry hands out pass their next method call cheaply. */
+static inline void cb_lua_rememberself(cb_lua_module *m, int id, void *p) {
+    m->last[id][cb_lua_selfslot(p)] = p;
+}
 
 /* The module state of this lua_State (created by luaopen_cbreaker_core). */
 cb_lua_module *cb_lua_module_get(lua_State *L);
@@ -53,7 +113,6 @@ static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
 /* ---- breaker box ------------------------------------------------------------ */
 
 typedef struct lbreaker {
-    void *self;           /* the box's own address: see self() in lbreaker.c */
     cb_breaker *b;        /* NULL once closed or removed from its registry */
     cb_lua_module *m;
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
@@ -67,7 +126,6 @@ enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STOR
 
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
-cb_breaker *cb_lua_checkbreaker(lua_State *L, int idx);
 
 /* Pushes a new box for `b`: owned (freed with the box) or borrowed (from a
  * registry, whose userdata should be stored with cb_lua_box_setowner). */
@@ -79,30 +137,43 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why);
 
 /* ---- options ----------------------------------------------------------------- */
 
-/* Handles a key of an options table that is not a breaker option: value at
- * the top of the stack.  Returns 1 when handled, 0 when unknown. */
-typedef int (*cb_lua_optfn)(lua_State *L, const char *key, void *ud);
+/* How to read one options table (lopts.c, against the core's schema). */
+typedef struct cb_lua_optread {
+    const char *ctx;   /* prefixes messages ("cbreaker.new"); "" for none */
+    const char *path;  /* prefixes option names ("providers.openai"); "" for none */
+    /* Called with a clock or a host value (a callback, a store, the arms) at
+     * the top, once checked: the caller keeps it.  May be NULL (check only). */
+    void (*keep)(lua_State *L, int which, void *ud);
+    void *ud;
+    int nested;        /* a registry's breaker options: no name, clock or host values */
+    int configure;     /* a hot reload: options that only creation sets are refused */
+    const char *deny;  /* nested: why name and clock cannot be set */
+    int extra;         /* 0, or the stack index of a table of names the caller
+                          handles (true: skipped, and suggested) or refuses
+                          (false: unknown, and never suggested) */
+} cb_lua_optread;
 
-/* Reads the breaker options in the table at `idx` into `o` (which holds the
- * defaults).  `ctx` prefixes error messages ("cbreaker.new", "defaults");
- * keys that are not breaker options go to `other` (may be NULL), whose
- * accepted names `extra` (NULL-terminated, may be NULL) join the "did you
- * mean" search.  Raises on an unknown key, a wrong type or a bad value. */
-void cb_lua_read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o,
-                              const char *ctx, cb_lua_optfn other, void *ud,
-                              const char *const *extra);
+/* Why a registry's breaker options cannot hold a name or a clock. */
+#define CB_LUA_NAMED_BY_KEY "a registry breaker is named by its key and uses the registry's clock"
 
-/* Raises "CTX: unknown option 'KEY' (did you mean 'NAME'?)". */
-int cb_lua_unknown_option(lua_State *L, const char *ctx, const char *key,
-                          const char *const *names, const char *const *extra);
+/* `which` of keep: the clock, or a host value (the order of lopts.c's tables). */
+enum { CB_KEEP_CLOCK = -1, CB_KEEP_CLASSIFY = 0, CB_KEEP_ON_CHANGE, CB_KEEP_STORE,
+       CB_KEEP_ARMS = 0 };
 
-/* The closest of `names` to `s`, or NULL when none is close. */
-const char *cb_lua_closest(const char *s, const char *const *names,
-                           const char *const *extra);
+/* Reads the options table at `idx` into `o` (which holds the defaults)
+ * against schema `s`: raises on an unknown key (naming the closest valid
+ * one), a wrong type or a value out of range, naming the option's path.
+ * Rules between options are left to the core's *_opts_check. */
+void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
+                      const cb_lua_optread *r);
 
-/* Reads a manual clock at `idx` into `c` (raises for anything else); the
- * clock userdata must be kept alive by the caller. */
-void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx);
+/* A keep for objects whose only kept option is the clock: it goes to user
+ * value *(const int *)ud of the object being built, at stack index 2. */
+void cb_lua_keep_uv(lua_State *L, int which, void *ud);
+
+/* The closest of `names` (NULL-terminated) to `s`, or NULL when none is
+ * close enough to be a typo. */
+const char *cb_lua_closest(const char *s, const char *const *names);
 
 /* ---- module parts ---------------------------------------------------------- */
 

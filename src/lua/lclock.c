@@ -4,23 +4,14 @@
 
 #include "lcbreaker.h"
 
-static cb_manual_clock *checkclock(lua_State *L, int idx) {
-    return luaL_checkudata(L, idx, CB_CLOCK_MT);
+static cb_manual_clock *self(lua_State *L) {
+    return cb_lua_checkself(L);
 }
 
 static double checktime(lua_State *L, int idx, const char *what) {
     double t = luaL_checknumber(L, idx);
     if (!isfinite(t)) luaL_argerror(L, idx, lua_pushfstring(L, "%s must be finite", what));
     return t;
-}
-
-void cb_lua_checkclock(lua_State *L, int idx, cb_clock *c, const char *ctx) {
-    cb_manual_clock *mc = luaL_testudata(L, idx, CB_CLOCK_MT);
-    if (!mc)
-        luaL_error(L, "%s: option 'clock' must be a cbreaker.manual_clock (got %s)",
-                   ctx, luaL_typename(L, idx));
-    c->now = cb_manual_clock_now;
-    c->ud = mc;
 }
 
 static int clock_new(lua_State *L) {
@@ -33,12 +24,12 @@ static int clock_new(lua_State *L) {
 }
 
 static int clock_now(lua_State *L) {
-    lua_pushnumber(L, checkclock(L, 1)->now);
+    lua_pushnumber(L, self(L)->now);
     return 1;
 }
 
 static int clock_advance(lua_State *L) {
-    cb_manual_clock *mc = checkclock(L, 1);
+    cb_manual_clock *mc = self(L);
     double dt = checktime(L, 2, "seconds");
     if (dt < 0) luaL_argerror(L, 2, "a monotonic clock cannot go back");
     mc->now += dt;
@@ -47,7 +38,7 @@ static int clock_advance(lua_State *L) {
 }
 
 static int clock_set(lua_State *L) {
-    cb_manual_clock *mc = checkclock(L, 1);
+    cb_manual_clock *mc = self(L);
     double t = checktime(L, 2, "time");
     if (t < mc->now) luaL_argerror(L, 2, "a monotonic clock cannot go back");
     mc->now = t;
@@ -55,7 +46,7 @@ static int clock_set(lua_State *L) {
 }
 
 static int clock_tostring(lua_State *L) {
-    lua_pushfstring(L, "cbreaker.ManualClock (%f)", checkclock(L, 1)->now);
+    lua_pushfstring(L, "cbreaker.ManualClock (%f)", self(L)->now);
     return 1;
 }
 
@@ -71,8 +62,14 @@ static const luaL_Reg clock_methods[] = {
     {NULL, NULL}
 };
 
+/* A clock owns nothing; its __gc only keeps self() honest. */
+static int clock_gc(lua_State *L) {
+    cb_lua_forgetself(L, lua_touserdata(L, 1));
+    return 0;
+}
+
 static const luaL_Reg clock_meta[] = {
-    {"__index", NULL},  /* set below */
+    {"__gc", clock_gc},
     {"__tostring", clock_tostring},
     {NULL, NULL}
 };
@@ -84,10 +81,6 @@ static const luaL_Reg clock_funcs[] = {
 };
 
 void cb_lua_open_clock(lua_State *L) {
-    luaL_newmetatable(L, CB_CLOCK_MT);
-    luaL_setfuncs(L, clock_meta, 0);
-    luaL_newlib(L, clock_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_CLOCK, CB_CLOCK_MT, clock_methods, clock_meta, 0);
     luaL_setfuncs(L, clock_funcs, 0);
 }

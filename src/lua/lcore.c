@@ -1,5 +1,7 @@
 /* lcore.c -- luaopen_cbreaker_core: the module table, the module state and
  * the hand-over of state changes from the core to Lua callbacks. */
+#include <string.h>
+
 #include "lcbreaker.h"
 
 cb_lua_module *cb_lua_module_get(lua_State *L) {
@@ -57,6 +59,7 @@ CB_API int luaopen_cbreaker_core(lua_State *L) {
      * opening must keep pointing at live module state: reuse it. */
     if (lua_getfield(L, LUA_REGISTRYINDEX, CB_MODULE_KEY) != LUA_TUSERDATA) {
         cb_lua_module *m = lua_newuserdatauv(L, sizeof *m, 0);
+        memset(m->last, 0, sizeof m->last);  /* no self proved yet */
         m->head = m->count = 0;
         m->dropped = 0;
         lua_setfield(L, LUA_REGISTRYINDEX, CB_MODULE_KEY);

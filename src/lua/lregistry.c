@@ -29,11 +29,12 @@
 
 #include "lcbreaker.h"
 
-#define CACHE_SLOTS 1024  /* a power of two; 72 KB a registry with its anchors */
+#define CACHE_SLOTS 1024  /* a power of two; 80 KB a registry with its anchors */
 
 typedef struct cslot {
     const char *t, *k;  /* the strings' addresses, anchored in UV_CACHE */
     cb_breaker *b;      /* NULL: empty */
+    void *box;          /* b's box, anchored in UV_CACHE */
     uint32_t used;      /* lregistry.gets at its last hit */
 } cslot;
 
@@ -42,16 +43,12 @@ typedef struct cslot {
 #define CACHE_AGE (2 * CACHE_SLOTS)
 
 typedef struct lregistry {
-    void *self;      /* the userdata's own address: see self() */
     cb_registry *r;  /* NULL once closed */
     lua_State *L;    /* the thread of the running method, for the hook */
     cb_lua_module *m;
     uint32_t gets;   /* a clock for the cache */
     cslot cache[CACHE_SLOTS];
 } lregistry;
-
-/* self() tells the types apart by size, as lbreaker.c does. */
-_Static_assert(sizeof(lregistry) != sizeof(lbreaker), "registry and breaker boxes must differ in size");
 
 /* User values of a registry. */
 enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_COUNT = 4 };
@@ -64,29 +61,15 @@ static unsigned slot_of(const char *t, const char *k) {
     return (unsigned)(h >> 54) & (CACHE_SLOTS - 1);
 }
 
-/* Upvalues of every method: get's refusals. */
-enum { UP_FULL = 1, UP_TENANT_FULL, UP_COUNT = 2 };
+/* Upvalues of every method after the class (CB_UP_CLASS): get's refusals. */
+enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
 
 #define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
 
-static const char *const option_names[] = {
-    "defaults", "max_entries", "max_per_tenant", "idle_ttl", "unused_ttl",
-    "cleanup_every", "clock", "seed", NULL};
-
-static lregistry *checkreg_slow(lua_State *L, int idx) {
-    lregistry *lr = luaL_checkudata(L, idx, CB_REGISTRY_MT);
-    if (!lr->r) luaL_error(L, "attempt to use a closed registry");
-    return lr;
-}
-
-/* `self` of a method in two API calls, as lbreaker.c's: a full userdata of
- * exactly our size whose first word holds its own address is a registry
- * (Lua code cannot write into a userdata).  Anything else takes the checked
- * path, which raises the right error. */
+/* `self` of a method: a live registry. */
 static lregistry *self(lua_State *L) {
-    lregistry *lr = lua_touserdata(L, 1);
-    if (!(lr && lua_rawlen(L, 1) == sizeof *lr && lr->self == lr && lr->r))
-        lr = checkreg_slow(L, 1);
+    lregistry *lr = cb_lua_checkself(L);
+    if (!lr->r) luaL_error(L, "attempt to use a closed registry");
     lr->L = L;
     return lr;
 }
@@ -99,7 +82,7 @@ static void on_remove(void *ud, cb_breaker *b) {
     lua_State *L = lr->L;
     lua_getiuservalue(L, 1, UV_SLOTS);  /* slots */
     if (lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
         lua_pushnil(L);
         lua_rawsetp(L, -3, b);
     }
@@ -132,61 +115,6 @@ static void push_box(lua_State *L, int reg, cb_breaker *b) {
 
 /* ---- options ---------------------------------------------------------------- */
 
-static lua_Integer checkcount(lua_State *L, const char *key, lua_Integer max) {
-    int isint = 0;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
-    if (lua_type(L, -1) != LUA_TNUMBER || !isint)
-        luaL_error(L, "cbreaker.registry: option '%s' must be an integer (got %s)", key,
-                   lua_type(L, -1) == LUA_TNUMBER ? "a fraction" : luaL_typename(L, -1));
-    if (v < 0 || v > max)
-        luaL_error(L, "cbreaker.registry: option '%s' must be in [0, %I] (got %I)", key,
-                   (LUAI_UACINT)max, (LUAI_UACINT)v);
-    return v;
-}
-
-static double checkseconds(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "cbreaker.registry: option '%s' must be a number of seconds (got %s)",
-                   key, luaL_typename(L, -1));
-    return lua_tonumber(L, -1);  /* ranges: cb_registry_opts_check */
-}
-
-/* Reads breaker options at `idx` over `o`; a registry breaker's name is its key. */
-static void read_breaker_opts(lua_State *L, int idx, cb_breaker_opts *o, const char *ctx) {
-    o->name = NULL;
-    cb_lua_read_breaker_opts(L, idx, o, ctx, NULL, NULL, NULL);
-    if (o->name)
-        luaL_error(L, "%s: option 'name' cannot be set: a registry breaker is named by its key",
-                   ctx);
-}
-
-static void read_option(lua_State *L, const char *key, cb_registry_opts *o) {
-    if (strcmp(key, "defaults") == 0) {
-        if (!lua_istable(L, -1))
-            luaL_error(L, "cbreaker.registry: option 'defaults' must be a table (got %s)",
-                       luaL_typename(L, -1));
-        read_breaker_opts(L, -1, &o->defaults, "defaults");
-    } else if (strcmp(key, "max_entries") == 0) {
-        o->max_entries = (size_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "max_per_tenant") == 0) {
-        o->max_per_tenant = (size_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "cleanup_every") == 0) {
-        o->cleanup_every = (uint32_t)checkcount(L, key, UINT32_MAX);
-    } else if (strcmp(key, "idle_ttl") == 0) {
-        o->idle_ttl = checkseconds(L, key);
-    } else if (strcmp(key, "unused_ttl") == 0) {
-        o->unused_ttl = checkseconds(L, key);
-    } else if (strcmp(key, "seed") == 0) {
-        o->seed = (uint64_t)checkcount(L, key, LUA_MAXINTEGER);
-    } else if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.registry");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, 2, UV_CLOCK);  /* the registry keeps its clock alive */
-    } else {
-        cb_lua_unknown_option(L, "cbreaker.registry", key, option_names, NULL);
-    }
-}
-
 static int registry_new(lua_State *L) {
     cb_registry_opts o;
     cb_registry_opts_init(&o);
@@ -195,7 +123,6 @@ static int registry_new(lua_State *L) {
     lua_settop(L, 1);
     /* The userdata first, closed: a raised error below leaks nothing. */
     lregistry *lr = lua_newuserdatauv(L, sizeof *lr, UV_COUNT);
-    lr->self = lr;
     lr->r = NULL;
     lr->L = L;
     lr->m = cb_lua_module_get(L);
@@ -212,14 +139,9 @@ static int registry_new(lua_State *L) {
     lua_setiuservalue(L, 2, UV_CACHE);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_SLOTS);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {  /* key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "cbreaker.registry: option names must be strings (got %s)",
-                       luaL_typename(L, -2));
-        read_option(L, lua_tostring(L, -2), &o);
-        lua_pop(L, 1);
-    }
+    static const int clock_uv = UV_CLOCK;  /* the registry keeps its clock alive */
+    cb_lua_optread r = {"cbreaker.registry", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_registry_schema, &o, &r);
     const char *bad = cb_registry_opts_check(&o);
     if (bad) return luaL_error(L, "cbreaker.registry: %s", bad);
     lr->r = cb_registry_new(&o);
@@ -229,7 +151,7 @@ static int registry_new(lua_State *L) {
 }
 
 static int registry_close(lua_State *L) {
-    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    lregistry *lr = cb_lua_checkself(L);
     if (lr->r) {
         cb_registry *r = lr->r;
         lr->r = NULL;
@@ -241,11 +163,12 @@ static int registry_close(lua_State *L) {
             lua_setiuservalue(L, 1, uv);
         }
     }
+    cb_lua_forgetself(L, lr);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int registry_tostring(lua_State *L) {
-    lregistry *lr = luaL_checkudata(L, 1, CB_REGISTRY_MT);
+    lregistry *lr = cb_lua_checkself(L);
     if (!lr->r)
         lua_pushliteral(L, "cbreaker.Registry (closed)");
     else
@@ -281,6 +204,7 @@ static int registry_get(lua_State *L) {
         cb_registry_touch(lr->r, slot->b);
         lua_getiuservalue(L, 1, UV_CACHE);
         lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+        cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
         cb_lua_flush(L, lr->m);
         return 1;
     }
@@ -290,7 +214,10 @@ static int registry_get(lua_State *L) {
         cb_registry_opts ro;
         cb_registry_get_opts(lr->r, &ro);
         o = ro.defaults;
-        read_breaker_opts(L, 4, &o, "registry:get");
+        cb_lua_optread r = {"registry:get", "", NULL, NULL, 1, 0, CB_LUA_NAMED_BY_KEY, 0};
+        cb_lua_read_opts(L, 4, &cb_breaker_schema, &o, &r);
+        const char *bad = cb_breaker_opts_check(&o);
+        if (bad) return luaL_error(L, "registry:get: %s", bad);
         op = &o;
     }
     cb_registry_status why;
@@ -304,6 +231,8 @@ static int registry_get(lua_State *L) {
         return 2;
     }
     push_box(L, 1, b);  /* ..., box */
+    void *box = lua_touserdata(L, -1);
+    cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, box);
     if (slot->b && now - slot->used < CACHE_AGE) {  /* the slot is in use */
         cb_lua_flush(L, lr->m);
         return 1;
@@ -311,7 +240,7 @@ static int registry_get(lua_State *L) {
     /* One slot per breaker: forget b's old slot and the slot's old breaker. */
     lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
     if (lua_rawgetp(L, -1, b) == LUA_TNUMBER)
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, 0};
+        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
     lua_pop(L, 1);
     if (slot->b) {
         lua_pushnil(L);
@@ -328,7 +257,7 @@ static int registry_get(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
     lua_pop(L, 1);
-    *slot = (cslot){t, k, b, now};  /* its strings are anchored now */
+    *slot = (cslot){t, k, b, box, now};  /* its strings and box are anchored now */
     cb_lua_flush(L, lr->m);  /* after: a callback may remove b */
     return 1;
 }
@@ -472,16 +401,8 @@ static const luaL_Reg registry_funcs[] = {
 };
 
 void cb_lua_open_registry(lua_State *L) {
-    luaL_newmetatable(L, CB_REGISTRY_MT);  /* module, mt */
-    int mt = lua_gettop(L);
     lua_pushliteral(L, "registry full");
     lua_pushliteral(L, "tenant full");
-    luaL_setfuncs(L, registry_meta, UP_COUNT);
-    lua_newtable(L);  /* methods */
-    lua_pushliteral(L, "registry full");
-    lua_pushliteral(L, "tenant full");
-    luaL_setfuncs(L, registry_methods, UP_COUNT);
-    lua_setfield(L, mt, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_REGISTRY, CB_REGISTRY_MT, registry_methods, registry_meta, UP_COUNT);
     luaL_setfuncs(L, registry_funcs, 0);
 }

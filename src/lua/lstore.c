@@ -13,73 +13,14 @@ typedef struct lstore {
 
 enum { UV_CLOCK = 1, UV_COUNT = 1 };
 
-static lstore *checkstore(lua_State *L, int idx) {
-    lstore *box = luaL_checkudata(L, idx, CB_STORE_MT);
+/* `self` of a method: a live store. */
+static lstore *self(lua_State *L) {
+    lstore *box = cb_lua_checkself(L);
     if (!box->s) luaL_error(L, "attempt to use a closed store");
     return box;
 }
 
 /* ---- cb.redis{...} ---------------------------------------------------------- */
-
-static const char *const store_options[] = {
-    "url", "prefix", "channel", "timeout_ms", "password", "mode", "quorum", "ttl",
-    "id", "clock", "backoff_min", "backoff_max", "secret", "replay_window_ms", NULL};
-
-static const char *optstring(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "cbreaker.redis: option '%s' must be a string (got %s)", key,
-                   luaL_typename(L, -1));
-    return lua_tostring(L, -1);
-}
-
-static double optnumber(lua_State *L, const char *key) {
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        luaL_error(L, "cbreaker.redis: option '%s' must be a number (got %s)", key,
-                   luaL_typename(L, -1));
-    return lua_tonumber(L, -1);
-}
-
-/* Reads the option at the top of the stack (the key below it).  Strings
- * stay on the Lua stack's table, so pointers into them live as long as the
- * call. */
-static void read_option(lua_State *L, const char *key, cb_store_opts *o, int box) {
-    if (strcmp(key, "url") == 0) o->url = optstring(L, key);
-    else if (strcmp(key, "prefix") == 0) o->prefix = optstring(L, key);
-    else if (strcmp(key, "channel") == 0) o->channel = optstring(L, key);
-    else if (strcmp(key, "password") == 0) o->password = optstring(L, key);
-    else if (strcmp(key, "id") == 0) o->id = optstring(L, key);
-    else if (strcmp(key, "secret") == 0) {
-        size_t n;
-        optstring(L, key);
-        o->secret = lua_tolstring(L, -1, &n);
-        if (strlen(o->secret) != n)
-            luaL_error(L, "cbreaker.redis: option 'secret' must not contain a zero byte");
-    } else if (strcmp(key, "replay_window_ms") == 0) o->replay_window_ms = optnumber(L, key);
-    else if (strcmp(key, "timeout_ms") == 0) o->timeout_ms = optnumber(L, key);
-    else if (strcmp(key, "ttl") == 0) o->ttl = optnumber(L, key);
-    else if (strcmp(key, "backoff_min") == 0) o->backoff_min = optnumber(L, key);
-    else if (strcmp(key, "backoff_max") == 0) o->backoff_max = optnumber(L, key);
-    else if (strcmp(key, "quorum") == 0) {
-        double q = optnumber(L, key);
-        if (!(q >= 1 && q <= 10000) || q != floor(q))
-            luaL_error(L, "cbreaker.redis: option 'quorum' must be an integer in [1, 10000]");
-        o->quorum = (uint32_t)q;
-    } else if (strcmp(key, "mode") == 0) {
-        const char *m = optstring(L, key);
-        int i = 0;
-        while (cb_store_mode_names[i] && strcmp(cb_store_mode_names[i], m) != 0) i++;
-        if (!cb_store_mode_names[i])
-            luaL_error(L, "cbreaker.redis: option 'mode' must be \"broadcast\" or \"shared\" "
-                       "(got \"%s\")", m);
-        o->mode = (cb_store_mode)i;
-    } else if (strcmp(key, "clock") == 0) {
-        cb_lua_checkclock(L, -1, &o->clock, "cbreaker.redis");
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, box, UV_CLOCK);  /* keeps the clock alive */
-    } else {
-        cb_lua_unknown_option(L, "cbreaker.redis", key, store_options, NULL);
-    }
-}
 
 static int store_new(lua_State *L) {
     cb_store_opts o;
@@ -91,13 +32,9 @@ static int store_new(lua_State *L) {
     box->s = NULL;
     box->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_STORE_MT);
-    lua_pushnil(L);
-    while (lua_next(L, 1)) {  /* t, box, key, value */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            return luaL_error(L, "cbreaker.redis: option names must be strings");
-        read_option(L, lua_tostring(L, -2), &o, 2);
-        lua_pop(L, 1);
-    }
+    static const int clock_uv = UV_CLOCK;  /* the store keeps its clock alive */
+    cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
     cb_store *s = cb_store_new(&o);
     if (!s) return luaL_error(L, "cbreaker.redis: out of memory");
     if (s->err == CB_STORE_EOPTS) {
@@ -126,14 +63,14 @@ void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx) {
 }
 
 static int store_attach(lua_State *L) {
-    checkstore(L, 1);
+    self(L);
     cb_lua_store_attach(L, 1, 2, "attach");
     lua_settop(L, 2);
     return 1;
 }
 
 static int store_detach(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     lbreaker *br = cb_lua_checkbox(L, 2);
     cb_store_detach(st->s, br->b);
     lua_pushnil(L);
@@ -144,7 +81,7 @@ static int store_detach(lua_State *L) {
 /* ---- methods --------------------------------------------------------------- */
 
 static int store_poll(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     int n = cb_store_poll(st->s);
     cb_lua_flush(L, st->m);
     if (n == CB_ERR) {
@@ -161,7 +98,7 @@ static int store_poll(lua_State *L) {
 /* store:wait(ms): true when the subscription has something for poll,
  * false on timeout, nil, "not connected". */
 static int store_wait(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     double ms = luaL_checknumber(L, 2);
     if (!(ms >= 0)) luaL_argerror(L, 2, "milliseconds must be >= 0");
     int r = cb_store_wait(st->s, ms);
@@ -182,7 +119,7 @@ static void add_name(void *ud, const char *name) {
 
 /* store:names() -> the names in the boot-recovery hash, sorted, or nil, msg. */
 static int store_names(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     lua_newtable(L);
     lua_checkstack(L, 4);
     if (cb_store_names(st->s, add_name, L) == CB_ERR) {
@@ -200,8 +137,35 @@ static int store_names(lua_State *L) {
     return 1;
 }
 
+static void add_entry(void *ud, const char *name, const char *source) {
+    lua_State *L = ud;  /* the list is on top */
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, source);
+    lua_setfield(L, -2, "source");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* store:list() -> { {name=, source="cbreaker"|"keys"}, ... }: every breaker
+ * held open, announced by an instance or only in its per-field keys (a peer
+ * that never publishes), or nil, msg. */
+static int store_list(lua_State *L) {
+    lstore *st = self(L);
+    lua_newtable(L);
+    lua_checkstack(L, 4);
+    if (cb_store_list(st->s, add_entry, L) == CB_ERR) {
+        cb_store_health h;
+        cb_store_get_health(st->s, &h);
+        lua_pushnil(L);
+        lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
+        return 2;
+    }
+    return 1;
+}
+
 static int store_fd(lua_State *L) {
-    int fd = cb_store_fd(checkstore(L, 1)->s);
+    int fd = cb_store_fd(self(L)->s);
     if (fd < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "not connected");
@@ -215,7 +179,7 @@ static int store_fd(lua_State *L) {
 #define SETNUM(f) (lua_pushnumber(L, h.f), lua_setfield(L, -2, #f))
 
 static int store_health(lua_State *L) {
-    lstore *st = checkstore(L, 1);
+    lstore *st = self(L);
     cb_store_health h;
     cb_store_get_health(st->s, &h);
     lua_createtable(L, 0, 20);
@@ -227,21 +191,22 @@ static int store_health(lua_State *L) {
     lua_setfield(L, -2, "id");
     SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
     SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
-    SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale);
+    SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale); SETINT(peer_unparsed);
     SETNUM(backoff); SETNUM(retry_in);
     return 1;
 }
 
 static int store_close(lua_State *L) {
-    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    lstore *st = cb_lua_checkself(L);
     cb_store *s = st->s;
     st->s = NULL;
     cb_store_free(s);  /* detaches its breakers */
+    cb_lua_forgetself(L, st);  /* as __gc: the memory goes next */
     return 0;
 }
 
 static int store_tostring(lua_State *L) {
-    lstore *st = luaL_checkudata(L, 1, CB_STORE_MT);
+    lstore *st = cb_lua_checkself(L);
     if (!st->s) {
         lua_pushliteral(L, "cbreaker.Store (closed)");
     } else {
@@ -257,6 +222,7 @@ static const luaL_Reg store_methods[] = {
     {"wait", store_wait},
     {"fd", store_fd},
     {"names", store_names},
+    {"list", store_list},
     {"health", store_health},
     {"attach", store_attach},
     {"detach", store_detach},
@@ -268,7 +234,6 @@ static const luaL_Reg store_meta[] = {
     {"__gc", store_close},
     {"__close", store_close},
     {"__tostring", store_tostring},
-    {"__index", NULL},  /* set below */
     {NULL, NULL}
 };
 
@@ -278,10 +243,6 @@ static const luaL_Reg store_funcs[] = {
 };
 
 void cb_lua_open_store(lua_State *L) {
-    luaL_newmetatable(L, CB_STORE_MT);
-    luaL_setfuncs(L, store_meta, 0);
-    luaL_newlib(L, store_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    cb_lua_newclass(L, CB_CLASS_STORE, CB_STORE_MT, store_methods, store_meta, 0);
     luaL_setfuncs(L, store_funcs, 0);
 }

@@ -1,0 +1,139 @@
+/* test_redis_cluster.c -- key slots and MOVED/ASK redirections against two
+ * real cluster nodes that this test starts (redis_servers.h). */
+#include "redis_servers.h"
+
+static redisReply *cmdv(cb_conn *c, int argc, const char **argv) {
+    return cb_conn_command(c, now() + 2 * TIMEOUT, argc, argv, NULL);
+}
+
+/* 1 when `CLUSTER INFO` on port says cluster_state:ok. */
+static int cluster_ok(int port) {
+    cb_conn *c = conn_to("127.0.0.1", port, NULL);
+    redisReply *r = NULL;
+    int ok = cb_conn_connect(c, now() + TIMEOUT) == CB_OK &&
+             (r = cmd(c, "CLUSTER", "INFO", 0, 0)) && r->type == REDIS_REPLY_STRING &&
+             strstr(r->str, "cluster_state:ok");
+    if (r) freeReplyObject(r);
+    cb_conn_free(c);
+    return ok;
+}
+
+static void test_cluster(void) {
+    int pa = free_cluster_port(), pb = free_cluster_port();
+    char extra[256];
+    test("two cluster nodes, half the slots each, met");
+    snprintf(extra, sizeof extra, "--cluster-enabled yes --cluster-config-file %s/nodes-a.conf "
+             "--cluster-node-timeout 2000", dir);
+    int ok = start_redis("cluster-a", pa, extra);
+    snprintf(extra, sizeof extra, "--cluster-enabled yes --cluster-config-file %s/nodes-b.conf "
+             "--cluster-node-timeout 2000", dir);
+    ok = ok && start_redis("cluster-b", pb, extra) && wait_ping(pa, NULL, NULL) &&
+         wait_ping(pb, NULL, NULL);
+    cb_conn *a = conn_to("127.0.0.1", pa, NULL), *b = conn_to("127.0.0.1", pb, NULL);
+    char pbs[8];
+    snprintf(pbs, sizeof pbs, "%d", pb);
+    ok = ok && cb_conn_connect(a, now() + TIMEOUT) == CB_OK &&
+         cb_conn_connect(b, now() + TIMEOUT) == CB_OK &&
+         says(a, "OK", "CLUSTER", "ADDSLOTSRANGE", "0", "8191") &&
+         says(b, "OK", "CLUSTER", "ADDSLOTSRANGE", "8192", "16383") &&
+         says(a, "OK", "CLUSTER", "MEET", "127.0.0.1", pbs);
+    for (int i = 0; ok && i < 1000 && !(cluster_ok(pa) && cluster_ok(pb)); i++) nap(0.01);
+    test_cond(ok && cluster_ok(pa) && cluster_ok(pb));
+    if (!ok) {
+        show_logs();
+        goto out;
+    }
+
+    test("cb_cluster_keyslot agrees with CLUSTER KEYSLOT (tags, empty tags, 300 keys)");
+    const char *keys[] = {"123456789", "foo", "{user1000}.following", "{user1000}.followers",
+                          "foo{}{bar}", "foo{{bar}}zap", "foo{bar}{zap}", "{}", "{", "}{x}",
+                          "", "circuit_breaker:{openai}:state", "circuit_breaker:states"};
+    int agree = cb_cluster_keyslot("123456789", 9) == 12739;  /* the specification's example */
+    for (int i = 0; i < 313 && agree; i++) {
+        char k[64];
+        const char *key = i < 13 ? keys[i] : k;
+        if (i >= 13) snprintf(k, sizeof k, "cb:%d:{t%d}x%d", i * 7919, i % 17, i);
+        redisReply *r = cmd(a, "CLUSTER", "KEYSLOT", key, 0);
+        agree = r && r->type == REDIS_REPLY_INTEGER &&
+                r->integer == (long long)cb_cluster_keyslot(key, strlen(key));
+        if (!agree) fprintf(stderr, "  key '%s'\n", key);
+        if (r) freeReplyObject(r);
+    }
+    test_cond(agree);
+
+    test("MOVED from the node that does not own the slot: slot and owner parsed");
+    const char *kb = "k5";  /* find a key of b's half */
+    char kbuf[16];
+    for (int i = 0; cb_cluster_keyslot(kb, strlen(kb)) < 8192; i++) {
+        snprintf(kbuf, sizeof kbuf, "k%d", i);
+        kb = kbuf;
+    }
+    redisReply *r = cmd(a, "GET", kb, 0, 0);
+    int slot = -1, port = 0;
+    char host[64];
+    test_cond(cb_cluster_redirect(r, &slot, host, sizeof host, &port) == CB_CLUSTER_MOVED &&
+              slot == (int)cb_cluster_keyslot(kb, strlen(kb)) && port == pb &&
+              strcmp(host, "127.0.0.1") == 0);
+    if (r) freeReplyObject(r);
+
+    test("ASK while a slot migrates; ASKING on the target serves the key");
+    char ka[16];
+    int i = 0;
+    do snprintf(ka, sizeof ka, "a%d", i++);
+    while (cb_cluster_keyslot(ka, strlen(ka)) >= 8192);
+    char sa[8], ida[64] = "", idb[64] = "";
+    snprintf(sa, sizeof sa, "%u", cb_cluster_keyslot(ka, strlen(ka)));
+    redisReply *ia = cmd(a, "CLUSTER", "MYID", 0, 0), *ib = cmd(b, "CLUSTER", "MYID", 0, 0);
+    if (ia && ia->type == REDIS_REPLY_STRING) snprintf(ida, sizeof ida, "%s", ia->str);
+    if (ib && ib->type == REDIS_REPLY_STRING) snprintf(idb, sizeof idb, "%s", ib->str);
+    if (ia) freeReplyObject(ia);
+    if (ib) freeReplyObject(ib);
+    ok = ida[0] && idb[0];
+    redisReply *x = cmdv(b, 5, (const char *[]){"CLUSTER", "SETSLOT", sa, "IMPORTING", ida});
+    redisReply *y = cmdv(a, 5, (const char *[]){"CLUSTER", "SETSLOT", sa, "MIGRATING", idb});
+    ok = ok && x && x->type == REDIS_REPLY_STATUS && y && y->type == REDIS_REPLY_STATUS;
+    if (x) freeReplyObject(x);
+    if (y) freeReplyObject(y);
+    r = ok ? cmd(a, "GET", ka, 0, 0) : NULL;  /* not on a: ask b */
+    ok = ok && cb_cluster_redirect(r, &slot, host, sizeof host, &port) == CB_CLUSTER_ASK &&
+         slot == atoi(sa) && port == pb;
+    if (r) freeReplyObject(r);
+    r = ok ? cmd(b, "GET", ka, 0, 0) : NULL;  /* b without ASKING: back to a */
+    ok = ok && cb_cluster_redirect(r, &slot, host, sizeof host, &port) == CB_CLUSTER_MOVED &&
+         port == pa;
+    if (r) freeReplyObject(r);
+    ok = ok && cb_conn_append(b, 1, (const char *[]){"ASKING"}, NULL) == CB_OK &&
+         cb_conn_append(b, 2, (const char *[]){"GET", ka}, NULL) == CB_OK &&
+         cb_conn_flush_until(b, now() + TIMEOUT) == CB_OK;
+    redisReply *r1 = ok ? cb_conn_read_reply(b, now() + TIMEOUT) : NULL;
+    redisReply *r2 = r1 ? cb_conn_read_reply(b, now() + TIMEOUT) : NULL;
+    test_cond(ok && r1 && r1->type == REDIS_REPLY_STATUS && r2 && r2->type == REDIS_REPLY_NIL);
+    if (r1) freeReplyObject(r1);
+    if (r2) freeReplyObject(r2);
+
+    test("cb_cluster_redirect: IPv6 and empty hosts; anything else is no redirection");
+    redisReply e = {.type = REDIS_REPLY_ERROR};
+    char m1[] = "MOVED 3999 ::1:7001", m2[] = "ASK 12 :7002", m3[] = "MOVED 16384 h:1",
+         m4[] = "MOVED 1 h:0", m5[] = "ERR MOVED 1 h:1", m6[] = "MOVED 1 h";
+    e.str = m1, e.len = strlen(m1);
+    ok = cb_cluster_redirect(&e, &slot, host, sizeof host, &port) == CB_CLUSTER_MOVED &&
+         slot == 3999 && strcmp(host, "::1") == 0 && port == 7001;
+    e.str = m2, e.len = strlen(m2);
+    ok = ok && cb_cluster_redirect(&e, &slot, host, sizeof host, &port) == CB_CLUSTER_ASK &&
+         host[0] == '\0' && port == 7002;
+    char *bad[] = {m3, m4, m5, m6};
+    for (int k = 0; k < 4; k++) {
+        e.str = bad[k], e.len = strlen(bad[k]);
+        ok = ok && cb_cluster_redirect(&e, &slot, host, sizeof host, &port) == 0;
+    }
+    test_cond(ok && cb_cluster_redirect(NULL, &slot, host, sizeof host, &port) == 0);
+out:
+    cb_conn_free(a);
+    cb_conn_free(b);
+}
+
+int main(void) {
+    servers_init("redis-server", "redis-server");
+    test_cluster();
+    return test_report();
+}
