@@ -81,7 +81,9 @@ typedef struct cb_store_opts {
                                  than this from our wall clock is rejected (30000); one
                                  published before we subscribed, or not newer than the
                                  last applied from its origin for its name, too (a replay:
-                                 4096 origin-name pairs remembered, a fixed table) */
+                                 4096 origin-name pairs remembered, a fixed table).
+                                 Clocks must agree within 1 s: a message whose ts is
+                                 older than our last SUBSCRIBE by more is refused */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
     double peer_read_ms;      /* poll reads the attached names' per-field keys this
                                  often, to notice peers that never publish (a
