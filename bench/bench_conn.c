@@ -24,9 +24,10 @@ static double now(void) {
 
 /* Seconds spent in cb_conn_append for n commands. */
 static double appends(cb_conn *c, long n) {
-    const char *argv[] = {"PUBLISH", "circuit_breaker:events",
-                          "{\"serviceId\":\"openai\",\"state\":\"open\",\"ts\":1733212345678,"
-                          "\"forcedOpen\":false,\"recovered\":false,\"origin\":\"a1b2c3d4\"}"};
+    static const char msg[] =
+        "{\"serviceId\":\"openai\",\"state\":\"open\",\"ts\":1733212345678,"
+        "\"forcedOpen\":false,\"recovered\":false,\"origin\":\"a1b2c3d4\"}";
+    const char *argv[] = {"PUBLISH", "circuit_breaker:events", msg};
     double spent = 0;
     for (long done = 0; done < n; done += BATCH) {
         double t0 = now();

@@ -241,7 +241,7 @@ CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
 /* ---- registry ---------------------------------------------------------- */
 
 /* A map of breakers keyed by (tenant, key): one breaker per session, so one
- * session's failures never trip another's (seeds 000, 001).  Breakers made
+ * session's failures never trip another's.  Breakers made
  * from the defaults share one copy of the options, so an entry costs its
  * breaker state, its key bytes and a few links.
  *
@@ -370,8 +370,8 @@ CB_API void cb_registry_get_stats(const cb_registry *r, cb_registry_stats *st);
 
 /* ---- bandit ------------------------------------------------------------ */
 
-/* Beta-Bernoulli Thompson sampling over named arms (seed 002's provider
- * selection).  Each arm's posterior is Beta(prior_alpha + S, prior_beta + F)
+/* Beta-Bernoulli Thompson sampling over named arms (to pick the provider
+ * most likely to answer).  Each arm's posterior is Beta(prior_alpha + S, prior_beta + F)
  * where S and F are the (decayed) sums of rewards and of 1 - reward.
  * Randomness comes only from the bandit's own cb_rng.  update, sample and
  * select never allocate.  Not thread-safe: one thread at a time. */
@@ -477,7 +477,7 @@ CB_API int cb_bandit_get_stats(cb_bandit *b, int arm, cb_bandit_arm_stats *st);
 /* A breaker mirrored elsewhere (the Redis store of cbreaker_redis.h, or any
  * other transport) hears its peers' states through this. */
 
-/* What a peer says about a breaker (seed 002's subscriber). */
+/* What a peer says about a breaker (a channel message or its keys). */
 typedef enum cb_peer_state {
     CB_PEER_OPEN = 0,      /* opened: open for `open_for`, the later deadline wins */
     CB_PEER_FORCED_OPEN,   /* forced open */

@@ -15,21 +15,24 @@ extern "C" {
 
 /* ---- store ------------------------------------------------------------- */
 
-/* A store shares breaker state between processes through Redis (seeds 002,
- * 003).  Attached breakers keep working on local state whatever Redis does;
- * no store call blocks longer than the timeout, and after a failure no call
- * blocks again until a back-off has elapsed.
+/* A store shares breaker state between processes through Redis.  Attached
+ * breakers keep working on local state whatever Redis does; no store call
+ * blocks longer than the timeout, and after a failure no call blocks again
+ * until a back-off has elapsed.
  *
  * Keys: <prefix>:<name>:state|counter|opened_at|open_until|successes|lease|
- * tripped|forced, the boot-recovery hash <prefix>:states (field = name, value =
- * the channel message) and the set <prefix>:forced, all with a TTL but a
- * force's: it lasts until a reset (so does the hash while it holds one).  Channel messages are seed 002's JSON:
+ * tripped|forced, the boot-recovery hash <prefix>:states (field = name,
+ * value = the channel message) and the set <prefix>:forced, all with a TTL
+ * but a force's: it lasts until a reset (so does the hash while it holds
+ * one).  Channel messages are the pub/sub manager's JSON, so services that
+ * speak it share the channel:
  * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
  * "origin" (the sending instance), "retryAfterMs" and "seq" (grows with
  * every message of one origin).
  *
- * Seed 002's rules: only local decisions are published (a state applied
- * from a peer never is, so no instance re-publishes a stale force-open);
+ * The rules that keep a fleet from re-opening itself: only local decisions
+ * are published (a state applied from a peer never is, so no instance
+ * re-publishes a stale force-open);
  * cb_breaker_reset always publishes `recovered` and deletes the boot entry,
  * also when the breaker was closed already; `recovered` clears a peer's
  * state, forced-open included; a plain `closed` never clears a forced-open.
@@ -76,7 +79,7 @@ typedef struct cb_store_opts {
     const char *id;           /* this instance's origin id; NULL = host:pid:random */
     const char *secret;       /* shared secret, 16 to 1024 bytes: channel and boot-hash
                                  messages are signed with HMAC-SHA256 and unsigned or
-                                 badly signed ones rejected; NULL = seed 002's plain JSON */
+                                 badly signed ones rejected; NULL = plain, unsigned JSON */
     double replay_window_ms;  /* with a secret: a channel message whose ts is further
                                  than this from our wall clock is rejected (30000); one
                                  published before we subscribed, or not newer than the
@@ -184,7 +187,7 @@ typedef struct cb_store_health {
     uint64_t received;        /* channel messages received */
     uint64_t applied;         /* ... applied to an attached breaker */
     uint64_t own;             /* ... skipped as our own */
-    uint64_t malformed;       /* ... ignored: not seed 002's JSON or too long */
+    uint64_t malformed;       /* ... ignored: not the channel's JSON or too long */
     uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
     uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
     uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms,
