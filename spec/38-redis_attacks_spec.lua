@@ -128,6 +128,21 @@ describe("#redis operators' commands sign with the fleet's secret", function()
     assert.equals(2, h.applied)
   end)
 
+  it("cbreaker demo --redis signs with --secret-file too", function()
+    local peer = store("P", { secret = SECRET })
+    local path = secret_file(SECRET)
+    local code, out, err = run_host(("demo --requests 3000 --redis %s --secret-file %s"):format(
+      server:url(), path))
+    os.remove(path)
+    assert.equals(0, code, out .. err)
+    assert.is_true(helper.eventually(function() return peer:health().received > 0 end, { peer }))
+    local h = peer:health()
+    assert.equals(0, h.unsigned_msgs + h.bad_signature)
+    code, _, err = run_host("demo --redis " .. server:url(), "CBREAKER_SECRET=short")
+    assert.equals(2, code)
+    assert.matches("demo: .*secret must be a string of 16 to 1024 bytes", err)
+  end)
+
   it("an unreadable, empty or too short secret is a clear error, nothing published", function()
     local empty = secret_file("\n")
     for _, case in ipairs({

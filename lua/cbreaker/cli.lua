@@ -22,7 +22,7 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker version              print the version]]
 
 local demo_usage = [[
-usage: cbreaker demo [--requests N] [--seed S] [--redis URL]
+usage: cbreaker demo [--requests N] [--seed S] [--redis URL] [--secret-file PATH]
 
 Simulates an LLM gateway on a manual clock: four providers with different
 success rates and latencies, one of which has an outage mid-run and
@@ -33,6 +33,8 @@ summary; the exit status is 0 when every claim in the summary held.
   --requests N   requests to simulate (default 3000)
   --seed S       seed of the simulation and of the selector (default 1)
   --redis URL    keep breaker state in Redis, so two demos share it
+  --secret-file PATH  the fleet's secret (else $CBREAKER_SECRET): sign what
+                 is published, refuse what is not signed
   --help         this text]]
 
 local function die(fmt, ...)
@@ -73,6 +75,24 @@ local function options(spec, ...)
 end
 M.options = options
 
+--- The fleet's shared secret: --secret-file PATH (its first line), else
+-- the environment's CBREAKER_SECRET, else nil (plain messages).  Returns
+-- secret or nil, or false and why not.
+local function secret_of(o)
+  local path = o["secret-file"]
+  if not path then
+    local env = os.getenv("CBREAKER_SECRET")
+    return env ~= "" and env or nil
+  end
+  local f, err = io.open(path, "rb")
+  if not f then return false, ("cannot read --secret-file: %s"):format(err) end
+  local s = f:read("a")
+  f:close()
+  s = s:gsub("\r?\n$", "")  -- `echo secret > file` leaves one newline
+  if s == "" then return false, ("--secret-file %s is empty"):format(path) end
+  return s
+end
+
 local commands = {}
 
 function commands.help()
@@ -91,8 +111,11 @@ local function stdout_is_tty()
 end
 
 function commands.demo(...)
-  local o, err = options({requests = "number", seed = "number", redis = "string", help = "flag"}, ...)
+  local o, err = options({requests = "number", seed = "number", redis = "string",
+    ["secret-file"] = "string", help = "flag"}, ...)
   if not o then return die("demo: %s\n%s", err, demo_usage) end
+  local secret, why = secret_of(o)
+  if secret == false then return die("demo: %s", why) end
   if o.help then
     print(demo_usage)
     return 0
@@ -101,10 +124,12 @@ function commands.demo(...)
     return die("demo: --requests must be in [100, 10000000] (got %d)", o.requests)
   end
   local live = stdout_is_tty()
-  local report = require("cbreaker.demo").run{
+  local ok, report = pcall(require("cbreaker.demo").run, {
     requests = o.requests, seed = o.seed, redis = o.redis, live = live,
+    secret = o.redis and secret or nil,
     pace = live and function() os.execute("sleep 0.03") end or nil,
-  }
+  })
+  if not ok then return die("demo: %s", tostring(report)) end  -- a bad URL or secret
   return report.ok and 0 or 1
 end
 
@@ -131,23 +156,6 @@ end
 local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string",
   ["secret-file"] = "string"}
 
---- The fleet's shared secret: --secret-file PATH (its first line), else
--- the environment's CBREAKER_SECRET, else nil (plain messages).  Returns
--- secret or nil, or false and why not.
-local function secret_of(o)
-  local path = o["secret-file"]
-  if not path then
-    local env = os.getenv("CBREAKER_SECRET")
-    return env ~= "" and env or nil
-  end
-  local f, err = io.open(path, "rb")
-  if not f then return false, ("cannot read --secret-file: %s"):format(err) end
-  local s = f:read("a")
-  f:close()
-  s = s:gsub("\r?\n$", "")  -- `echo secret > file` leaves one newline
-  if s == "" then return false, ("--secret-file %s is empty"):format(path) end
-  return s
-end
 
 --- Splits NAME arguments from options.
 local function names_and_options(cmd, ...)
