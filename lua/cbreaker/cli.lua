@@ -204,8 +204,10 @@ end
 local function attached(store, name)
   local ok, br = pcall(require("cbreaker").new, {name = name, store = store})
   if ok then return br end
-  return nil, #name >= 256 and ("a name of %d bytes (breaker names are shorter than 256)"):format(#name)
-    or "not a breaker name"
+  if #name >= 256 then
+    return nil, ("a name of %d bytes (breaker names are shorter than 256)"):format(#name)
+  end
+  return nil, "not a breaker name"
 end
 
 --- `s` fit for a terminal line: control bytes, backslashes and bytes

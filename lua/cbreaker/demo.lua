@@ -96,8 +96,9 @@ end
 -- ---- the run --------------------------------------------------------------------------
 
 --- Runs the simulation.  opts: requests (default 3000), seed (1), redis
--- (a URL or nil), secret (the fleet's, with redis; nil: unsigned), out (a file, default io.stdout), live (redraw in place:
--- a terminal), pace (seconds to sleep between redraws, terminal only).
+-- (a URL or nil), secret (the fleet's, with redis; nil: unsigned), out (a
+-- file, default io.stdout), live (redraw in place: a terminal), pace
+-- (seconds to sleep between redraws, terminal only).
 -- Returns a report table; `report.ok` says whether every claim held.
 function M.run(opts)
   opts = opts or {}

@@ -1486,7 +1486,8 @@ static int sub_skip_start(cb_store_priv *p) {
         return CB_ERR;
     const char *b = rd->buf + rd->pos, *end = rd->buf + rd->len, *c = b;
     uint64_t len = 0;
-    for (; c < end && *c >= '0' && *c <= '9' && c - b < 11; c++) len = len * 10 + (uint64_t)(*c - '0');
+    for (; c < end && *c >= '0' && *c <= '9' && c - b < 11; c++)
+        len = len * 10 + (uint64_t)(*c - '0');
     if (c + 1 >= end || c == b || c[0] != '\r' || c[1] != '\n') return CB_ERR;
     uint64_t total = (uint64_t)(c + 2 - b) + len + 2, have = (uint64_t)(end - b);
     redisReader *fresh = redisReaderCreate();
