@@ -320,3 +320,46 @@ describe("#redis an oversized channel message", function()
     assert.equals(11, h.received)  -- the junk is counted malformed, not received
   end)
 end)
+
+describe("#redis allow()'s reconnect budget", function()
+  local server, clock
+  local store, breaker = helper.fixture({ clock = 0, store = helper.FAULT_STORE },
+    function(s, _, c) server, clock = s, c end)
+
+  -- `n` allow() calls, the clock moving `step` s per call; returns the
+  -- slowest call in ms
+  local function allows(b, n, step)
+    local worst = 0
+    for _ = 1, n do
+      local ms = helper.timed(b.allow, b)
+      if ms > worst then worst = ms end
+      clock:advance(step)
+    end
+    return worst
+  end
+
+  it("one reconnect attempt per back-off from allow(), all of it within timeout_ms", function()
+    local a = store("A")
+    local b = breaker(a, "svc")
+    server:cli("client kill type pubsub")
+    assert.is_true(helper.eventually(function() return not a:health().connected end, { a }))
+    local failures = a:health().failures
+    server:pause()  -- a reconnect now hangs: connect succeeds, SUBSCRIBE never answers
+    local ok, err = pcall(function()
+      local worst = allows(b, 1000, 0.0005)  -- 0.5 s: inside the 1 s back-off
+      assert.is_true(worst < 20 + helper.SLACK_MS, "allow() took " .. worst .. " ms")
+      assert.equals(failures, a:health().failures)  -- no attempt at all
+      clock:advance(0.6)  -- the back-off is over: one allow() in the next 64 tries
+      worst = allows(b, 64, 0)
+      assert.is_true(worst >= helper.TIMEOUT_MS * 0.9, "no attempt: " .. worst .. " ms")
+      assert.is_true(worst < helper.TIMEOUT_MS + helper.MARGIN_MS, "allow() took " .. worst .. " ms")
+      assert.equals(failures + 1, a:health().failures)
+      worst = allows(b, 1000, 0.0015)  -- 1.5 s: inside the next back-off (2 s)
+      assert.is_true(worst < 20 + helper.SLACK_MS, "allow() took " .. worst .. " ms")
+      assert.equals(failures + 1, a:health().failures)
+    end)
+    server:resume()
+    assert(ok, err)
+    assert.is_true(helper.reconnect({ a }, clock, 2))
+  end)
+end)
