@@ -21,11 +21,14 @@ extern "C" {
  * until a back-off has elapsed.
  *
  * Keys: <prefix>:<name>:state|counter|opened_at|open_until|successes|lease|
- * tripped, the boot-recovery hash <prefix>:states (field = name, value = the
- * channel message), all with a TTL.  Channel messages are the pub/sub
- * manager's JSON, so services that speak it share the channel:
+ * tripped|forced, the boot-recovery hash <prefix>:states (field = name,
+ * value = the channel message) and the set <prefix>:forced, all with a TTL
+ * but a force's: it lasts until a reset (so does the hash while it holds
+ * one).  Channel messages are the pub/sub manager's JSON, so services that
+ * speak it share the channel:
  * {"serviceId","state":"open"|"closed","ts","forcedOpen","recovered"} plus
- * "origin" (the sending instance) and "retryAfterMs".
+ * "origin" (the sending instance), "retryAfterMs" and "seq" (grows with
+ * every message of one origin).
  *
  * The rules that keep a fleet from re-opening itself: only local decisions
  * are published (a state applied from a peer never is, so no instance
@@ -37,7 +40,9 @@ extern "C" {
  *
  * A peer cannot grow an instance's memory: messages are applied to attached
  * breakers only (nothing is kept for other names), at most 4096 bytes each,
- * and a subscription reply growing past 64 KiB drops the connection.  With
+ * and a channel message over 64 KiB is dropped as it arrives (counted
+ * malformed; the connection is kept, so publishing huge messages cannot
+ * disconnect anyone).  With
  * a secret, messages carry "sig" (see opts.secret); in shared mode the
  * script, which never sees the secret, then publishes nothing itself and
  * the instance whose call changed the fleet's state announces it, signed.
@@ -76,7 +81,12 @@ typedef struct cb_store_opts {
                                  messages are signed with HMAC-SHA256 and unsigned or
                                  badly signed ones rejected; NULL = plain, unsigned JSON */
     double replay_window_ms;  /* with a secret: a channel message whose ts is further
-                                 than this from our wall clock is rejected (30000) */
+                                 than this from our wall clock is rejected (30000); one
+                                 published before we subscribed, or not newer than the
+                                 last applied from its origin for its name, too (a replay:
+                                 4096 origin-name pairs remembered, a fixed table).
+                                 Clocks must agree within 1 s: a message whose ts is
+                                 older than our last SUBSCRIBE by more is refused */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
     double peer_read_ms;      /* poll reads the attached names' per-field keys this
                                  often, to notice peers that never publish (a
@@ -125,7 +135,18 @@ CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
  * block, except for a reconnect (at most timeout_ms).  Also run by attached
  * breakers every 64th cb_breaker_allow once 50 ms have passed on the store's
  * clock (or, disconnected, once the back-off has elapsed).  Returns the
- * number of messages applied, or CB_ERR when not connected. */
+ * number of messages applied, or CB_ERR when not connected.
+ *
+ * The budget of cb_breaker_allow on an attached breaker: no I/O but a
+ * non-blocking read of what the sockets have, except (shared mode) the
+ * half-open lease, and, disconnected, one reconnect attempt per back-off
+ * (backoff_min doubling to backoff_max): connect, AUTH, SELECT, SUBSCRIBE,
+ * SCRIPT LOAD and HGETALL of the boot hash all under one deadline of
+ * timeout_ms, shared with that call's lease.  Nothing a peer publishes
+ * makes the store disconnect, so no one on the channel can make allow()
+ * pay that again and again; a caller that wants none of it on its hot path
+ * calls poll (or waits on fd) from its event loop, which then does the
+ * reconnecting before allow would. */
 CB_API int cb_store_poll(cb_store *s);
 
 /* Waits at most `ms` milliseconds (capped at 10 s) for the subscription to
@@ -169,7 +190,11 @@ typedef struct cb_store_health {
     uint64_t malformed;       /* ... ignored: not the channel's JSON or too long */
     uint64_t unsigned_msgs;   /* ... rejected (secret set): no signature */
     uint64_t bad_signature;   /* ... rejected (secret set): a signature that does not match */
-    uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms */
+    uint64_t stale;           /* ... rejected (secret set): ts outside replay_window_ms,
+                                 or a replay (below) */
+    uint64_t replayed;        /* ... rejected (secret set): sent before we subscribed, or not
+                                 newer ("seq") than the last applied from its origin for its
+                                 name */
     uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */

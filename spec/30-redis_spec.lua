@@ -156,10 +156,13 @@ describe("#redis broadcast mode", function()
     -- an open whose time is over is not imported
     server:cli([[hset circuit_breaker:states old '{"serviceId":"old","state":"open","ts":1000,"forcedOpen":false,"recovered":false,"retryAfterMs":5000}']])
     assert.equals("closed", breaker(b, "old"):state())
-    -- nor a forced-open older than the TTL: the hash's own TTL is refreshed
-    -- by every write, so its entries are aged by their ts
-    server:cli([[hset circuit_breaker:states stale '{"serviceId":"stale","state":"open","ts":1000,"forcedOpen":true,"recovered":false}']])
+    -- nor an open older than the TTL (the hash's own TTL is refreshed by
+    -- every write, so its entries are aged by their ts); a forced-open
+    -- lasts until a reset, whatever its age
+    server:cli([[hset circuit_breaker:states stale '{"serviceId":"stale","state":"open","ts":1000,"forcedOpen":false,"recovered":false}']])
     assert.equals("closed", breaker(b, "stale"):state())
+    server:cli([[hset circuit_breaker:states aged '{"serviceId":"aged","state":"open","ts":1000,"forcedOpen":true,"recovered":false}']])
+    assert.equals("forced-open", breaker(b, "aged"):state())
     local fresh = ('{"serviceId":"fresh","state":"open","ts":%d,"forcedOpen":true,"recovered":false}')
       :format(os.time() * 1000)
     server:cli("hset circuit_breaker:states fresh '" .. fresh .. "'")
@@ -169,7 +172,7 @@ describe("#redis broadcast mode", function()
     assert.equals("forced-open", breaker(again, "x"):state())
   end)
 
-  it("gives every key it writes a TTL (circuit_breaker:{name}:{field})", function()
+  it("gives every key it writes a TTL but a force's (circuit_breaker:{name}:{field})", function()
     local a, b = store("A", { ttl = 120 }), store("B", { ttl = 120 })
     local ba = breaker(a, "svc")
     breaker(b, "svc")
@@ -179,11 +182,22 @@ describe("#redis broadcast mode", function()
     local keys = {}
     for k in server:cli("--scan --pattern 'circuit_breaker:*'"):gmatch("[^\n]+") do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "circuit_breaker:states", "circuit_breaker:svc:forced",
+    assert.same({ "circuit_breaker:forced", "circuit_breaker:states", "circuit_breaker:svc:forced",
       "circuit_breaker:svc:opened_at", "circuit_breaker:svc:state" }, keys)
     -- a force is `open` plus a marker: a pybreaker peer knows only three states
     assert.equals("open", server:cli("get circuit_breaker:svc:state"))
     assert.equals("1", server:cli("get circuit_breaker:svc:forced"))
+    -- a force lasts until a reset: none of its keys expires, nor the boot
+    -- hash while it holds one; everything else does
+    for _, k in ipairs(keys) do
+      assert.equals("-1", server:cli("ttl " .. k), k)
+    end
+    ba:reset()
+    for _ = 1, 5 do ba:failure() end
+    helper.drain({ a, b })
+    keys = {}
+    for k in server:cli("--scan --pattern 'circuit_breaker:*'"):gmatch("[^\n]+") do keys[#keys + 1] = k end
+    assert.is_true(#keys >= 3)
     for _, k in ipairs(keys) do
       local ttl = tonumber(server:cli("ttl " .. k))
       assert.is_true(ttl > 0 and ttl <= 120, k .. " has TTL " .. ttl)

@@ -15,12 +15,14 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker status --policy POLICY.lua --redis URL
        cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
-         (operators' commands also take --prefix P --channel C)
+         (operators' commands also take --prefix P --channel C, and
+          --secret-file PATH or $CBREAKER_SECRET: the fleet's secret, to
+          sign what they publish and check what they read)
        cbreaker help                 this text
        cbreaker version              print the version]]
 
 local demo_usage = [[
-usage: cbreaker demo [--requests N] [--seed S] [--redis URL]
+usage: cbreaker demo [--requests N] [--seed S] [--redis URL] [--secret-file PATH]
 
 Simulates an LLM gateway on a manual clock: four providers with different
 success rates and latencies, one of which has an outage mid-run and
@@ -31,6 +33,8 @@ summary; the exit status is 0 when every claim in the summary held.
   --requests N   requests to simulate (default 3000)
   --seed S       seed of the simulation and of the selector (default 1)
   --redis URL    keep breaker state in Redis, so two demos share it
+  --secret-file PATH  the fleet's secret (else $CBREAKER_SECRET): sign what
+                 is published, refuse what is not signed
   --help         this text]]
 
 local function die(fmt, ...)
@@ -71,6 +75,24 @@ local function options(spec, ...)
 end
 M.options = options
 
+--- The fleet's shared secret: --secret-file PATH (its first line), else
+-- the environment's CBREAKER_SECRET, else nil (plain messages).  Returns
+-- secret or nil, or false and why not.
+local function secret_of(o)
+  local path = o["secret-file"]
+  if not path then
+    local env = os.getenv("CBREAKER_SECRET")
+    return env ~= "" and env or nil
+  end
+  local f, err = io.open(path, "rb")
+  if not f then return false, ("cannot read --secret-file: %s"):format(err) end
+  local s = f:read("a")
+  f:close()
+  s = s:gsub("\r?\n$", "")  -- `echo secret > file` leaves one newline
+  if s == "" then return false, ("--secret-file %s is empty"):format(path) end
+  return s
+end
+
 local commands = {}
 
 function commands.help()
@@ -89,8 +111,11 @@ local function stdout_is_tty()
 end
 
 function commands.demo(...)
-  local o, err = options({requests = "number", seed = "number", redis = "string", help = "flag"}, ...)
+  local o, err = options({requests = "number", seed = "number", redis = "string",
+    ["secret-file"] = "string", help = "flag"}, ...)
   if not o then return die("demo: %s\n%s", err, demo_usage) end
+  local secret, why = secret_of(o)
+  if secret == false then return die("demo: %s", why) end
   if o.help then
     print(demo_usage)
     return 0
@@ -99,10 +124,12 @@ function commands.demo(...)
     return die("demo: --requests must be in [100, 10000000] (got %d)", o.requests)
   end
   local live = stdout_is_tty()
-  local report = require("cbreaker.demo").run{
+  local ok, report = pcall(require("cbreaker.demo").run, {
     requests = o.requests, seed = o.seed, redis = o.redis, live = live,
+    secret = o.redis and secret or nil,
     pace = live and function() os.execute("sleep 0.03") end or nil,
-  }
+  })
+  if not ok then return die("demo: %s", tostring(report)) end  -- a bad URL or secret
   return report.ok and 0 or 1
 end
 
@@ -126,7 +153,9 @@ end
 
 -- ---- operators' commands (a Redis store) ---------------------------------------------
 
-local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string"}
+local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string",
+  ["secret-file"] = "string"}
+
 
 --- Splits NAME arguments from options.
 local function names_and_options(cmd, ...)
@@ -149,13 +178,18 @@ local function names_and_options(cmd, ...)
   local o, err = options(ops_spec, table.unpack(rest))
   if not o then return nil, ("%s: %s"):format(cmd, err) end
   if not o.redis then return nil, ("%s: --redis URL is required"):format(cmd) end
+  local secret, why = secret_of(o)
+  if secret == false then return nil, ("%s: %s"):format(cmd, why) end
+  o.secret = secret
   return names, o
 end
 
 --- A connected store, or nil and why not.
 local function connect(o)
   local cb = require("cbreaker")
-  local store = cb.redis{url = o.redis, prefix = o.prefix, channel = o.channel}
+  local ok, store = pcall(cb.redis, {url = o.redis, prefix = o.prefix, channel = o.channel,
+    secret = o.secret})
+  if not ok then return nil, (tostring(store):gsub("^cbreaker%.redis: ", "")) end
   local h = store:health()
   if not h.connected then
     store:close()
@@ -164,9 +198,24 @@ local function connect(o)
   return store
 end
 
---- The breaker `name` as the store knows it (its open state imported).
+--- The breaker `name` as the store knows it (its open state imported), or
+-- nil and why not (a name no breaker can have: anyone with HSET on the
+-- boot hash can write one).
 local function attached(store, name)
-  return require("cbreaker").new{name = name, store = store}
+  local ok, br = pcall(require("cbreaker").new, {name = name, store = store})
+  if ok then return br end
+  if #name >= 256 then
+    return nil, ("a name of %d bytes (breaker names are shorter than 256)"):format(#name)
+  end
+  return nil, "not a breaker name"
+end
+
+--- `s` fit for a terminal line: control bytes, backslashes and bytes
+-- outside printable ASCII as \xNN escapes, at most `max` characters shown.
+local function printable(s, max)
+  local out = s:gsub("[%c\\\128-\255]", function(c) return ("\\x%02x"):format(c:byte()) end)
+  if #out > max then out = out:sub(1, max - 3) .. "..." end
+  return out
 end
 
 --- Waits, boundedly, until what was published has been written.
@@ -213,13 +262,24 @@ function commands.status(...)
     names = listed
   end
   print(("%-32s %-12s %-12s %s"):format("breaker", "state", "retry after", "source"))
+  local skipped = 0
   for _, name in ipairs(names) do
-    local br = attached(store, name)  -- imports its boot entry and its per-field keys
-    local ra = br:retry_after()
-    print(("%-32s %-12s %-12s %s"):format(name, br:state(),
-      ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-",
-      source[name] or "-"))
-    br:close()
+    local br, why = attached(store, name)  -- imports its boot entry and its per-field keys
+    local shown = printable(name, 60)
+    if br then
+      local ra = br:retry_after()
+      print(("%-32s %-12s %-12s %s"):format(shown, br:state(),
+        ra == math.huge and "until reset" or ra > 0 and ("%.1fs"):format(ra) or "-",
+        source[name] or "-"))
+      br:close()
+    else
+      skipped = skipped + 1
+      print(("%-32s %-12s %-12s %s"):format(shown, "?", "-", "skipped: " .. why))
+    end
+  end
+  if skipped > 0 then
+    io.stderr:write(("cbreaker: status: %d name%s skipped (not a breaker's name; written "
+      .. "by something else sharing the prefix?)\n"):format(skipped, skipped == 1 and "" or "s"))
   end
   store:close()
   return 0

@@ -45,7 +45,7 @@ local function session_fault(ok, err)
   return "failure"
 end
 
-function M.policy(clock, seed, redis)
+function M.policy(clock, seed, redis, secret)
   local providers = {}
   for _, p in ipairs(M.providers) do providers[p.name] = {} end
   return {
@@ -59,7 +59,7 @@ function M.policy(clock, seed, redis)
     selection = {strategy = "thompson", decay = 0.98, seed = seed},
     sentinel = {force_open_after = 2},
     max_attempts = 2,
-    redis = redis and {url = redis} or nil,
+    redis = redis and {url = redis, secret = secret} or nil,
   }
 end
 
@@ -96,8 +96,9 @@ end
 -- ---- the run --------------------------------------------------------------------------
 
 --- Runs the simulation.  opts: requests (default 3000), seed (1), redis
--- (a URL or nil), out (a file, default io.stdout), live (redraw in place:
--- a terminal), pace (seconds to sleep between redraws, terminal only).
+-- (a URL or nil), secret (the fleet's, with redis; nil: unsigned), out (a
+-- file, default io.stdout), live (redraw in place: a terminal), pace
+-- (seconds to sleep between redraws, terminal only).
 -- Returns a report table; `report.ok` says whether every claim held.
 function M.run(opts)
   opts = opts or {}
@@ -105,7 +106,7 @@ function M.run(opts)
   local seed = opts.seed or 1
   local out = opts.out or io.stdout
   local clock = cb.manual_clock(0)
-  local e = cb.engine(M.policy(clock, seed, opts.redis))
+  local e = cb.engine(M.policy(clock, seed, opts.redis, opts.secret))
   local rand = rng(seed)
   local by_name = {}
   for _, p in ipairs(M.providers) do by_name[p.name] = p end

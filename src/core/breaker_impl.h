@@ -42,6 +42,10 @@ typedef struct cb_breaker_hook {
 
 #define CB_HOOK_TICK 64u  /* a power of two */
 
+/* The cap on every duration, seconds (~31 years): what a breaker keeps and
+ * what a store publishes, so a peer never reads an unbounded one. */
+#define CB_MAX_TIMEOUT 1e9
+
 /* What is attached to a breaker: the user's change callback and a store's
  * hook.  Allocated on first use, so the breakers of a registry that have
  * neither pay one pointer. */

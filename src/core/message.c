@@ -27,7 +27,8 @@ int cb_message_encode(const cb_message *m, char *buf, size_t cap) {
              cJSON_AddBoolToObject(o, "recovered", m->recovered) &&
              (!m->origin[0] || cJSON_AddStringToObject(o, "origin", m->origin)) &&
              (m->retry_after_ms < 0 ||
-              cJSON_AddNumberToObject(o, "retryAfterMs", ceil(m->retry_after_ms)));
+              cJSON_AddNumberToObject(o, "retryAfterMs", ceil(m->retry_after_ms))) &&
+             (!(m->seq > 0) || cJSON_AddNumberToObject(o, "seq", floor(m->seq)));
     /* PrintPreallocated wants 5 spare bytes to be safe (cJSON.h). */
     ok = ok && cJSON_PrintPreallocated(o, buf, (int)cap - 5, 0);
     cJSON_Delete(o);
@@ -88,7 +89,8 @@ static const char *decode_object(const cJSON *o, cb_message *m) {
         (why = get_string(o, "origin", m->origin, sizeof m->origin, 0, NULL,
                           "origin must be a string shorter than 64 bytes")) ||
         (why = get_number(o, "retryAfterMs", &m->retry_after_ms, -1,
-                          "retryAfterMs must be a number of ms >= 0")))
+                          "retryAfterMs must be a number of ms >= 0")) ||
+        (why = get_number(o, "seq", &m->seq, 0, "seq must be a number >= 0")))
         return why;
     return NULL;
 }

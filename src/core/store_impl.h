@@ -12,7 +12,8 @@
  * {"serviceId":"x","state":"open"|"closed","ts":<ms>,"forcedOpen":bool,
  *  "recovered":bool} plus our own optional fields: "origin" (the instance
  * that sent it, to skip one's own messages) and "retryAfterMs" (how long an
- * open state has left, so a peer opens for as long, not for its own timeout).
+ * open state has left, so a peer opens for as long, not for its own timeout)
+ * and "seq" (orders one origin's messages, so a replayed one is refused).
  * Other fields are allowed and ignored, as existing services send them. */
 
 #define CB_MESSAGE_MAX 4096  /* bytes; a longer channel message is malformed */
@@ -27,6 +28,8 @@ typedef struct cb_message {
     unsigned char recovered;
     double ts;                   /* ms since the epoch on the sender's clock; 0 if absent */
     double retry_after_ms;       /* < 0 when absent */
+    double seq;                  /* grows with every message of its origin (epoch us, or
+                                    one more than the last); 0 when absent */
 } cb_message;
 
 /* Encodes `m` as JSON into buf (NUL-terminated).  Returns the length, or -1

@@ -36,6 +36,7 @@
 #include "hashtab.h"
 #include "optspec.h"
 #include "peer_time.h"
+#include "replay_guard.h"
 #include "siphash.h"
 #include "store_impl.h"
 #include "store_script.h"
@@ -47,9 +48,11 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define POLL_EVERY 0.05    /* seconds between automatic polls */
 #define READS_PER_POLL 16  /* bounded work per poll */
 #define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
+#define SUB_SKIP_READ 16384 /* bytes of an oversized message dropped per read */
 #define SECRET_MIN 16
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
+#define SUB_SKEW_MS 1000     /* clock skew allowed to a message sent as we subscribed */
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read's MGET, not an event */
@@ -94,6 +97,10 @@ typedef struct cb_store_priv {
     unsigned char *secret;  /* NULL: plain, unsigned messages */
     size_t secret_len;
     double replay_window;   /* ms */
+    cb_replay_guard *guard; /* with a secret: the last message applied per origin and name */
+    double subscribed_at;   /* wall ms of the last SUBSCRIBE: pub/sub keeps no backlog */
+    double last_seq;        /* the seq of our last message */
+    uint64_t replayed;
     char id[CB_ORIGIN_MAX];
     double timeout, ttl, backoff_min, backoff_max;  /* seconds */
     uint32_t quorum;
@@ -103,6 +110,7 @@ typedef struct cb_store_priv {
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];
     int unflushed;        /* cmd has bytes the socket did not take yet */
+    uint64_t sub_skip;    /* bytes of an oversized channel message still to read and drop */
     int broken;           /* an error reply to a write asks for a reconnect */
     int connected, ever_connected, in_poll;
     double backoff, next_attempt, last_poll;
@@ -141,6 +149,16 @@ static double wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec * 1000 + (double)(ts.tv_nsec / 1000000);
+}
+
+/* A seq for our next message: epoch microseconds, or one more than the
+ * last when the clock did not move (or went back). */
+static double next_seq(cb_store_priv *p) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double us = (double)ts.tv_sec * 1e6 + (double)(ts.tv_nsec / 1000);
+    p->last_seq = us > p->last_seq ? us : p->last_seq + 1;
+    return p->last_seq;
 }
 
 static char *dupstr(const char *s) {
@@ -204,6 +222,7 @@ static void drop(cb_store_priv *p) {
     p->cmd = p->sub = NULL;
     p->connected = 0;
     p->unflushed = 0;
+    p->sub_skip = 0;
     p->broken = 0;
     p->failures++;
     p->backoff = p->backoff > 0 ? p->backoff * 2 : p->backoff_min;
@@ -449,11 +468,11 @@ static void unlink_attach(cb_store_priv *p, attach *a) {
 /* ---- publishing ------------------------------------------------------------ */
 
 enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TRIPPED,
-       K_FORCED, K_STATES, K_COUNT };
+       K_FORCED, K_STATES, K_FORCED_NAMES, K_COUNT };
 static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
                                          "successes", "lease", "tripped", "forced"};
 
-/* EVALSHA sha 9, the nine keys, then op name ttl channel and the op's own. */
+/* EVALSHA sha 10, the ten keys, then op name ttl channel and the op's own. */
 typedef struct script_call {
     const char *argv[24];
     size_t lens[24];
@@ -463,7 +482,7 @@ typedef struct script_call {
 } script_call;
 
 static void call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
-    static const char nkeys[] = "9";
+    static const char nkeys[] = "10";
     sc->argc = 0;
     sc->argv[sc->argc++] = "EVALSHA";
     sc->argv[sc->argc++] = p->sha;
@@ -474,6 +493,8 @@ static void call_init(cb_store_priv *p, script_call *sc, const char *op, const c
     }
     snprintf(sc->keys[K_STATES], KEY_MAX, "%s:states", p->prefix);
     sc->argv[sc->argc++] = sc->keys[K_STATES];
+    snprintf(sc->keys[K_FORCED_NAMES], KEY_MAX, "%s:forced", p->prefix);
+    sc->argv[sc->argc++] = sc->keys[K_FORCED_NAMES];
     snprintf(sc->ttl, sizeof sc->ttl, "%.0f", p->ttl * 1000);
     sc->argv[sc->argc++] = op;
     sc->argv[sc->argc++] = name;
@@ -514,6 +535,7 @@ static void announce(cb_store_priv *p, attach *a, int what) {
         m.open = 1;
         left_ms = (b->open_until - cb_breaker_now(b)) * 1000;
         if (!(left_ms > 0)) left_ms = 0;
+        if (left_ms > CB_MAX_TIMEOUT * 1000) left_ms = CB_MAX_TIMEOUT * 1000;  /* JSON has no inf */
         m.retry_after_ms = left_ms;
     } else if (b->state == CB_CLOSED) {
         op = "closed";
@@ -524,6 +546,7 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     snprintf(m.service_id, sizeof m.service_id, "%s", b->name);
     snprintf(m.origin, sizeof m.origin, "%s", p->id);
     m.ts = wall_ms();
+    m.seq = next_seq(p);
     char json[CB_MESSAGE_MAX + 1], left[32];
     int jlen = cb_message_encode(&m, json, sizeof json);
     if (jlen > 0 && p->secret)
@@ -561,7 +584,7 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
     if (!first_named(p, m->service_id, h)) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
-    if (boot && m->ts > 0) {
+    if (boot && m->ts > 0 && ps != CB_PEER_FORCED_OPEN) {  /* a force lasts until a reset */
         double age = (wall_ms() - m->ts) / 1000;
         if (age > p->ttl) return 0;  /* the hash outlives its entries: a stale one */
         if (m->retry_after_ms >= 0) {
@@ -584,6 +607,16 @@ static int authentic(cb_store_priv *p, const redisReply *v) {
     }
 }
 
+/* With a secret: 1 when the signed message `m` is new, not a replay.  One
+ * published before we subscribed cannot be a delivery (pub/sub keeps no
+ * backlog: what we missed, the boot import covers), and one not newer than
+ * the last applied from its origin for its name is a replay or stale. */
+static int is_new(cb_store_priv *p, const cb_message *m) {
+    if (m->ts < p->subscribed_at - SUB_SKEW_MS) return 0;
+    double order = m->seq > 0 ? m->seq : m->ts * 1000;  /* an older sender: its ts */
+    return cb_replay_guard_accept(p->guard, m->origin, m->service_id, order, m->ts);
+}
+
 /* A message from the subscription: ["message", channel, payload]. */
 static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
@@ -604,6 +637,11 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     }
     if (strcmp(m.origin, p->id) == 0) {
         p->own++;
+        return 0;
+    }
+    if (p->guard && !is_new(p, &m)) {
+        p->stale++;
+        p->replayed++;
         return 0;
     }
     int n = apply_message(p, &m, 0);
@@ -890,6 +928,7 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (!ok) note_error(p, "subscribe", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     freeReplyObject(r);
     if (!ok) goto failed;
+    p->subscribed_at = wall_ms();
 
     p->cmd = open_conn(p, deadline);
     if (!p->cmd || handshake(p, p->cmd, 1, deadline) != CB_OK) goto failed;
@@ -1208,9 +1247,10 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     if (o->secret) {
         p->secret_len = strlen(o->secret);
         p->secret = (unsigned char *)dupstr(o->secret);
+        p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->prefix || !p->channel || !table_ok || (o->secret && !p->secret)) {
+    if (!p->prefix || !p->channel || !table_ok || (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
     }
@@ -1247,6 +1287,7 @@ void cb_store_free(cb_store *s) {
         free(p->channel);
         if (p->secret) OPENSSL_cleanse(p->secret, p->secret_len);
         free(p->secret);
+        free(p->guard);
         free(p);
     }
     free(s);
@@ -1432,6 +1473,57 @@ int cb_store_poll(cb_store *s) {
     return poll_until(s->priv, mono() + s->priv->timeout);
 }
 
+/* The subscription's reader holds the start of a reply over SUB_BUF_MAX:
+ * when it is a bulk string (a channel message's payload), the message is
+ * counted malformed and dropped: a fresh reader (hiredis frees the half
+ * built reply), and sub_skip counts the payload's bytes still to come, read
+ * and thrown away by sub_skip_more.  CB_ERR when it is anything else. */
+static int sub_skip_start(cb_store_priv *p) {
+    redisReader *rd = p->sub->reader;
+    /* hiredis has taken the type byte: the task says what it was, and its
+     * length ("<len>\r\n") is next */
+    if (rd->ridx < 0 || rd->ridx >= 9 || rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
+        return CB_ERR;
+    const char *b = rd->buf + rd->pos, *end = rd->buf + rd->len, *c = b;
+    uint64_t len = 0;
+    for (; c < end && *c >= '0' && *c <= '9' && c - b < 11; c++)
+        len = len * 10 + (uint64_t)(*c - '0');
+    if (c + 1 >= end || c == b || c[0] != '\r' || c[1] != '\n') return CB_ERR;
+    uint64_t total = (uint64_t)(c + 2 - b) + len + 2, have = (uint64_t)(end - b);
+    redisReader *fresh = redisReaderCreate();
+    if (have >= total || !fresh) {  /* whole, yet hiredis did not take it */
+        redisReaderFree(fresh);
+        return CB_ERR;
+    }
+    redisReaderFree(rd);
+    p->sub->reader = fresh;
+    p->sub_skip = total - have;
+    p->malformed++;
+    return CB_OK;
+}
+
+/* Reads what the subscription has, drops what is left of an oversized
+ * message and hands what follows it to the reader.  CB_ERR when the
+ * connection failed (p->sub->errstr says why, or is empty when closed). */
+static int sub_skip_more(cb_store_priv *p) {
+    char buf[SUB_SKIP_READ];
+    ssize_t n = recv(p->sub->fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return CB_OK;
+    if (n <= 0) {
+        snprintf(p->sub->errstr, sizeof p->sub->errstr, "%s",
+                 n == 0 ? "connection closed" : strerror(errno));
+        return CB_ERR;
+    }
+    uint64_t drop = (uint64_t)n < p->sub_skip ? (uint64_t)n : p->sub_skip;
+    p->sub_skip -= drop;
+    if ((uint64_t)n > drop &&
+        redisReaderFeed(p->sub->reader, buf + drop, (size_t)((uint64_t)n - drop)) != REDIS_OK) {
+        snprintf(p->sub->errstr, sizeof p->sub->errstr, "out of memory");
+        return CB_ERR;
+    }
+    return CB_OK;
+}
+
 /* cb_store_poll, a reconnect bounded by `deadline`. */
 static int poll_until(cb_store_priv *p, double deadline) {
     if (p->in_poll) return 0;  /* an on_change callback polled again */
@@ -1467,8 +1559,8 @@ static int poll_until(cb_store_priv *p, double deadline) {
             p->unflushed = !done;
         }
         if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (redisBufferRead(p->sub) != REDIS_OK) {
-                fail(p, "subscription", p->sub->errstr);
+            if (p->sub_skip ? sub_skip_more(p) != CB_OK : redisBufferRead(p->sub) != REDIS_OK) {
+                fail(p, "subscription", p->sub->errstr[0] ? p->sub->errstr : "connection lost");
                 break;
             }
             void *r = NULL;
@@ -1478,10 +1570,11 @@ static int poll_until(cb_store_priv *p, double deadline) {
                 r = NULL;
             }
             /* What is left is one reply in progress: hiredis keeps a bulk
-             * string whole, so a huge one published by a peer would. */
-            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX) {
-                p->malformed++;
-                fail(p, "subscription", "a channel message over 64 KiB");
+             * string whole, so a huge one published by a peer would.  It
+             * is dropped as it comes, never answered by disconnecting. */
+            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX &&
+                sub_skip_start(p) != CB_OK) {
+                fail(p, "subscription", "a reply over 64 KiB that is no channel message");
                 break;
             }
         }
@@ -1526,6 +1619,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->unsigned_msgs = p->unsigned_msgs;
     h->bad_signature = p->bad_signature;
     h->stale = p->stale;
+    h->replayed = p->replayed;
     h->peer_unparsed = p->peer_unparsed;
     h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;

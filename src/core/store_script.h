@@ -3,7 +3,14 @@
  * never a client's clock, and every key written gets a TTL.
  *
  * KEYS: 1 state, 2 counter, 3 opened_at, 4 open_until, 5 successes,
- *       6 lease, 7 tripped, 8 forced, 9 the boot-recovery hash <prefix>:states
+ *       6 lease, 7 tripped, 8 forced, 9 the boot-recovery hash <prefix>:states,
+ *       10 <prefix>:forced, the set of names held forced open
+ *
+ * A force lasts until a reset, whatever the TTL: its keys (state, forced,
+ * opened_at) are written without one, and while the set of forced names is
+ * not empty the boot hash has none either (every other entry in it is
+ * aged by its ts when read).  Memory stays bounded: one entry per name,
+ * and the set holds only names forced and not reset since.
  *
  * The per-field keys are shared with peers in other languages (a pybreaker
  * service): `state` is only closed, open or half-open; a force is
@@ -29,8 +36,8 @@ static const char cb_store_script[] =
 "local op, name, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
 "local t = redis.call('TIME')\n"
 "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"local S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED, STATES =\n"
-"  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]\n"
+"local S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED, STATES, FORCED_NAMES =\n"
+"  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]\n"
 "local FORCE_AHEAD = 3155760000\n"  /* s: a force's opened_at is 100 years ahead */
 /* opened_at as peer_time.c reads it: epoch ms, or nil */
 "local function epoch_ms(v)\n"
@@ -74,9 +81,13 @@ static const char cb_store_script[] =
 "  if s < 0 then return nil end\n"
 "  return s * 1000 + frac\n"
 "end\n"
+"local function keep_states()\n"  /* a held force keeps the hash until its reset */
+"  if redis.call('SCARD', FORCED_NAMES) > 0 then redis.call('PERSIST', STATES)\n"
+"  else redis.call('PEXPIRE', STATES, ttl) end\n"
+"end\n"
 "local function remember(msg)\n"
 "  redis.call('HSET', STATES, name, msg)\n"
-"  redis.call('PEXPIRE', STATES, ttl)\n"
+"  keep_states()\n"
 "end\n"
 "local function forget_unless_forced()\n"
 "  local v = redis.call('HGET', STATES, name)\n"
@@ -93,6 +104,8 @@ static const char cb_store_script[] =
 "if op == 'recovered' then\n"
 "  redis.call('DEL', S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED)\n"
 "  redis.call('HDEL', STATES, name)\n"
+"  redis.call('SREM', FORCED_NAMES, name)\n"
+"  if redis.call('EXISTS', STATES) == 1 then keep_states() end\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "elseif op == 'closed' then\n"
@@ -104,11 +117,12 @@ static const char cb_store_script[] =
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
 "  return 1\n"
 "elseif op == 'open' or op == 'forced' then\n"
-"  if op == 'forced' then\n"
-"    redis.call('SET', S, 'open', 'PX', ttl)\n"
-"    redis.call('SET', FORCED, '1', 'PX', ttl)\n"
-"    redis.call('SET', OPENED, math.floor(now / 1000) + FORCE_AHEAD, 'PX', ttl)\n"
+"  if op == 'forced' then\n"  /* no TTL: until a reset */
+"    redis.call('SET', S, 'open')\n"
+"    redis.call('SET', FORCED, '1')\n"
+"    redis.call('SET', OPENED, math.floor(now / 1000) + FORCE_AHEAD)\n"
 "    redis.call('DEL', UNTIL)\n"
+"    redis.call('SADD', FORCED_NAMES, name)\n"
 "  elseif not forced then\n"
 "    redis.call('SET', S, 'open', 'PX', ttl)\n"
 "    redis.call('SET', OPENED, math.floor(now / 1000), 'PX', ttl)\n"
