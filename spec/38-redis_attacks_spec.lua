@@ -252,6 +252,7 @@ describe("#redis a replayed signed message", function()
       return peer:health().received >= before.received + 2 end, { peer }))
     assert.equals("closed", bp:state())
     assert.equals(before.stale + 2, peer:health().stale)  -- counted with the stale ones
+    assert.equals(before.replayed + 2, peer:health().replayed)  -- and as replays
     assert.equals(before.applied, peer:health().applied)
     -- a booting instance never saw it: a message published before it
     -- subscribed (here 5 s before, inside the replay window) is a replay
