@@ -1,7 +1,8 @@
 /* bench_registry.c -- the per-session breaker map from C:
  *  1. get()+allow()+record() on an existing key, against allow()+record() on
  *     a lone breaker, in the same run;
- *  2. bytes per entry with N live sessions (RSS delta / N, key bytes off);
+ *  2. bytes per entry with N live sessions (RSS delta / N, key bytes off),
+ *     without and with max_per_tenant (its per-tenant LRU links);
  *  3. the longest single get() during a churn on an N-entry map, once
  *     driven by the cap (evictions), once by idle time (sweeps): max and
  *     p99.9 in microseconds, per kind of call;
@@ -82,11 +83,13 @@ static void bench_hot(void) {
 
 /* ---- 2. memory per entry ----------------------------------------------------- */
 
-/* N live sessions of tenant "tenant-1" and keys of `klen` bytes. */
-static void bench_memory(long n, int klen) {
+/* N live sessions of tenant "tenant-1" and keys of `klen` bytes; with
+ * `per_tenant`, max_per_tenant is set (to N: nothing recycled). */
+static void bench_memory(long n, int klen, int per_tenant) {
     cb_registry_opts o;
     cb_registry_opts_init(&o);
     o.max_entries = 0;
+    o.max_per_tenant = per_tenant ? (size_t)n : 0;
     char key[64];
     long before = rss_kb();
     cb_registry *r = cb_registry_new(&o);
@@ -101,8 +104,8 @@ static void bench_memory(long n, int klen) {
     cb_registry_get_stats(r, &st);
     long after = rss_kb();
     double per = (double)(after - before) * 1024 / (double)n;
-    printf("2. %ld live sessions, tenant 8 bytes + key %d bytes: RSS %ld -> %ld KiB\n", n, klen,
-           before, after);
+    printf("2. %ld live sessions, tenant 8 bytes + key %d bytes%s: RSS %ld -> %ld KiB\n", n,
+           klen, per_tenant ? ", max_per_tenant set" : "", before, after);
     printf("   %.1f bytes/entry, %.1f beyond the %.0f key bytes (goal < 200); buckets %.1f of it\n",
            per, per - key_bytes / (double)n, key_bytes / (double)n,
            (double)st.buckets * 8 / (double)n);
@@ -263,8 +266,10 @@ int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     if (n < 1000) n = 1000;
     printf("cbreaker %s registry benchmark\n", CB_VERSION);
-    bench_memory(n, 15);  /* first, on a fresh heap */
-    bench_memory(n, 36);  /* a UUID */
+    bench_memory(n, 15, 0);  /* first, on a fresh heap */
+    bench_memory(n, 36, 0);  /* a UUID */
+    bench_memory(n, 15, 1);
+    bench_memory(n, 36, 1);
     bench_flat();
     bench_hot();
     bench_churn(n, 250);  /* fills to the cap: evictions */
