@@ -279,6 +279,17 @@ static void test_tenant_flood(void) {
               cb_registry_peek(r, S("tenant-9999"), S("s3")) &&
               !cb_registry_peek(r, S("tenant-9999"), S("s1")));
     cb_registry_free(r);
+    r = new_reg(0, 1);  /* recycling a tenant's only entry frees its record first */
+    cb_breaker *a1 = get(r, "T", "a");
+    cb_breaker *b1 = get(r, "T", "b");
+    cb_registry_get_stats(r, &st);
+    check("a cap of one swaps the entry", a1 && b1 && !cb_registry_peek(r, S("T"), S("a")) &&
+                                             st.size == 1 && st.tenants == 1);
+    trip(b1);
+    cb_registry_status why = CB_REG_OK;
+    check("and refuses when it is open",
+          !cb_registry_get(r, S("T"), S("c"), NULL, &why) && why == CB_REG_TENANT_FULL);
+    cb_registry_free(r);
 }
 
 static void test_cleanup(void) {
