@@ -1,9 +1,11 @@
 /* bench_registry.c -- the per-session breaker map from C:
  *  1. get()+allow()+record() on an existing key, against allow()+record() on
  *     a lone breaker, in the same run;
- *  2. bytes per entry with N live sessions (RSS delta / N, key bytes off);
+ *  2. bytes per entry with N live sessions (RSS delta / N, key bytes off),
+ *     without and with max_per_tenant (its per-tenant LRU links);
  *  3. the longest single get() during a churn on an N-entry map, once
- *     driven by the cap (evictions), once by idle time (sweeps): max and
+ *     driven by the cap (evictions), once by idle time (sweeps), once by
+ *     256 tenants each at its max_per_tenant (recycling its own): max and
  *     p99.9 in microseconds, per kind of call;
  *  4. the same growth into uthash (what the issue suggested): its pause when
  *     the table doubles, and its handle size.  Only when uthash.h was found
@@ -82,11 +84,13 @@ static void bench_hot(void) {
 
 /* ---- 2. memory per entry ----------------------------------------------------- */
 
-/* N live sessions of tenant "tenant-1" and keys of `klen` bytes. */
-static void bench_memory(long n, int klen) {
+/* N live sessions of tenant "tenant-1" and keys of `klen` bytes; with
+ * `per_tenant`, max_per_tenant is set (to N: nothing recycled). */
+static void bench_memory(long n, int klen, int per_tenant) {
     cb_registry_opts o;
     cb_registry_opts_init(&o);
     o.max_entries = 0;
+    o.max_per_tenant = per_tenant ? (size_t)n : 0;
     char key[64];
     long before = rss_kb();
     cb_registry *r = cb_registry_new(&o);
@@ -101,8 +105,8 @@ static void bench_memory(long n, int klen) {
     cb_registry_get_stats(r, &st);
     long after = rss_kb();
     double per = (double)(after - before) * 1024 / (double)n;
-    printf("2. %ld live sessions, tenant 8 bytes + key %d bytes: RSS %ld -> %ld KiB\n", n, klen,
-           before, after);
+    printf("2. %ld live sessions, tenant 8 bytes + key %d bytes%s: RSS %ld -> %ld KiB\n", n,
+           klen, per_tenant ? ", max_per_tenant set" : "", before, after);
     printf("   %.1f bytes/entry, %.1f beyond the %.0f key bytes (goal < 200); buckets %.1f of it\n",
            per, per - key_bytes / (double)n, key_bytes / (double)n,
            (double)st.buckets * 8 / (double)n);
@@ -164,19 +168,24 @@ static void lat_print(const char *what, const lat *l) {
            what, l->calls, lat_quantile(l, 0.99), lat_quantile(l, 0.999), l->worst, l->over50);
 }
 
-static void bench_churn(long n, double idle_ttl) {
+#define CHURN_TENANTS 256
+
+/* With `tenants`, the sessions spread over CHURN_TENANTS tenants, each
+ * capped at its share of N. */
+static void bench_churn(long n, double idle_ttl, int tenants) {
     lat *all = calloc(K_COUNT + 1, sizeof *all), *kind = all + 1;
     cb_manual_clock mc = {0};
     cb_registry_opts o;
     cb_registry_opts_init(&o);
     o.max_entries = (size_t)n;
+    o.max_per_tenant = tenants ? (size_t)n / CHURN_TENANTS : 0;
     o.idle_ttl = idle_ttl;  /* clock seconds; the loop advances 1 s per 10k calls */
     o.cleanup_every = 100;
     o.clock.now = cb_manual_clock_now;
     o.clock.ud = &mc;
     cb_registry *r = cb_registry_new(&o);
     long calls = 3 * n;
-    char key[32];
+    char key[32], tenant[16] = "tenant-1";
     unsigned long long x = 88172645463325252ULL;  /* xorshift: which key */
     for (long i = 0; i < calls; i++) {
         if (i % 10000 == 0) mc.now += 1;
@@ -185,10 +194,11 @@ static void bench_churn(long n, double idle_ttl) {
          * the map fills to the cap (evictions) before idle ones are swept */
         long id = (x & 1) ? (long)((x >> 1) % 65536) : 1000000 + i;
         int kl = snprintf(key, sizeof key, "session-%07ld", id);
+        if (tenants) snprintf(tenant, sizeof tenant, "tenant-%03ld", id % CHURN_TENANTS);
         cb_registry_stats s0, s1;
         cb_registry_get_stats(r, &s0);
         double t0 = now();
-        cb_breaker *b = cb_registry_get(r, "tenant-1", 8, key, (size_t)kl, NULL, NULL);
+        cb_breaker *b = cb_registry_get(r, tenant, strlen(tenant), key, (size_t)kl, NULL, NULL);
         double us = (now() - t0) * 1e6;
         cb_registry_get_stats(r, &s1);
         int k = s1.sweeps != s0.sweeps ? K_SWEEP : s1.evicted != s0.evicted ? K_EVICT
@@ -204,12 +214,13 @@ static void bench_churn(long n, double idle_ttl) {
     }
     cb_registry_stats st;
     cb_registry_get_stats(r, &st);
-    printf("3. churn: %ld get() calls, cap %ld, half of them new sessions, idle_ttl = %.0fk calls\n",
+    printf("3. churn: %ld get() calls, cap %ld, half of them new sessions, idle_ttl = %.0fk calls",
            calls, n, idle_ttl * 10);
-    printf("   evicted %llu, swept %llu, sweep steps %llu, pinned %zu, refused %llu, size %zu\n",
+    if (tenants) printf(",\n   %d tenants, max_per_tenant %zu", CHURN_TENANTS, o.max_per_tenant);
+    printf("\n   evicted %llu, swept %llu, sweep steps %llu, pinned %zu, refused %llu, size %zu\n",
            (unsigned long long)st.evicted, (unsigned long long)st.swept,
-           (unsigned long long)st.sweeps, st.pinned, (unsigned long long)st.refused_full,
-           st.size);
+           (unsigned long long)st.sweeps, st.pinned,
+           (unsigned long long)(st.refused_full + st.refused_tenant), st.size);
     lat_print("all", all);
     for (int k = 0; k < K_COUNT; k++) lat_print(kind_names[k], &kind[k]);
     printf("   (goal: longest < 50 us; plain hits do no housekeeping beyond a rehash step,\n"
@@ -263,12 +274,15 @@ int main(int argc, char **argv) {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
     if (n < 1000) n = 1000;
     printf("cbreaker %s registry benchmark\n", CB_VERSION);
-    bench_memory(n, 15);  /* first, on a fresh heap */
-    bench_memory(n, 36);  /* a UUID */
+    bench_memory(n, 15, 0);  /* first, on a fresh heap */
+    bench_memory(n, 36, 0);  /* a UUID */
+    bench_memory(n, 15, 1);
+    bench_memory(n, 36, 1);
     bench_flat();
     bench_hot();
-    bench_churn(n, 250);  /* fills to the cap: evictions */
-    bench_churn(n, 20);   /* idle sessions: the sweep removes them */
+    bench_churn(n, 250, 0);  /* fills to the cap: evictions */
+    bench_churn(n, 20, 0);   /* idle sessions: the sweep removes them */
+    bench_churn(n, 250, 1);  /* tenants at their caps: each recycles its own */
     bench_uthash(n);
     return 0;
 }

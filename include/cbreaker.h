@@ -247,7 +247,8 @@ CB_API void cb_breaker_get_stats(cb_breaker *b, cb_breaker_stats *st);
  *
  * Bounded work per call: the hash table grows incrementally (a bucket per
  * call, as Redis's dict), idle breakers are swept every `cleanup_every`
- * calls a few at a time, and the caps search a bounded number of entries.
+ * calls a few at a time, and the caps search a bounded number of entries
+ * (the tenant cap only the tenant's own, on its own LRU list).
  *
  * Thread safety: none.  A registry and its breakers belong to one thread at
  * a time. */
@@ -259,7 +260,9 @@ typedef struct cb_registry cb_registry;
 typedef struct cb_registry_opts {
     cb_breaker_opts defaults;  /* options of new breakers; name and clock unused */
     size_t max_entries;        /* hard cap; 0 = none (1000) */
-    size_t max_per_tenant;     /* cap per tenant; 0 = none (0) */
+    size_t max_per_tenant;     /* cap per tenant; 0 = none (0).  Set, each
+                                  tenant keeps its own LRU lists: 24 bytes
+                                  more per entry, 48 per tenant */
     double idle_ttl;           /* a closed breaker not got for this long is
                                   swept; INFINITY = never (600 s) */
     double unused_ttl;         /* the same for one that never recorded an
@@ -312,7 +315,13 @@ CB_API void cb_registry_on_remove(cb_registry *r, cb_registry_remove_fn fn, void
  * (zeros allowed).  `o` (NULL: the registry's defaults) is used only when
  * the breaker is created; its name and clock are ignored.  Creating may
  * evict the least recently used closed breaker (never an open, half-open or
- * forced-open one).  On NULL `*why` (if not NULL) tells why and nothing was
+ * forced-open one).  A tenant at max_per_tenant recycles its own least
+ * recently used closed breaker, found on its own list whatever the other
+ * tenants hold, and never takes another tenant's; it is refused
+ * (CB_REG_TENANT_FULL) when none of its breakers is closed.  Each cap looks
+ * at no more than 64 breakers a call and sets aside the open ones it finds,
+ * so the next call starts past them: behind more than 64 tripped ones, a
+ * closed breaker may be found only by a later call.  On NULL `*why` (if not NULL) tells why and nothing was
  * created.  The breaker belongs to the registry: valid until it is removed,
  * evicted, swept or the registry freed (see cb_registry_on_remove).  Its
  * name is `key` (up to its first zero byte). */

@@ -472,3 +472,50 @@ describe("registry options", function()
     assert.equal(0, reg:cleanup())
   end)
 end)
+
+describe("registry per-tenant cap behind other tenants' older sessions", function()
+  it("recycles the tenant's own oldest closed breaker, never its open ones", function()
+    local clock = cb.manual_clock(1000)
+    local reg = cb.registry{ max_per_tenant = 300, max_entries = 0, clock = clock, seed = 7 }
+    for i = 1, 300 do  -- all older than B's
+      reg:get("A", "a" .. i)
+      clock:advance(0.001)
+    end
+    local b1 = reg:get("B", "b1")
+    fail(b1, 5)
+    local b2 = reg:get("B", "b2")
+    b2:force_open()
+    local b3 = reg:get("B", "b3")
+    for i = 4, 300 do
+      clock:advance(0.001)
+      reg:get("B", "b" .. i)
+    end
+    clock:advance(1)
+    local br, err = reg:get("B", "new1")
+    assert.is_nil(err)
+    assert.truthy(br)
+    assert.is_nil(reg:peek("B", "b3"))  -- its oldest closed one
+    assert.has_error(function() b3:state() end, "attempt to use a removed registry breaker")
+    assert.truthy(reg:get("B", "new2"))
+    assert.is_nil(reg:peek("B", "b4"))
+    assert.equal(b1, reg:peek("B", "b1"))
+    assert.equal("open", b1:state())
+    assert.equal(b2, reg:peek("B", "b2"))
+    assert.equal("forced-open", b2:state())
+    for i = 1, 300 do assert.truthy(reg:peek("A", "a" .. i)) end
+    assert.equal(2, reg:stats().evicted)
+
+    for i = 5, 300 do fail(reg:get("B", "b" .. i), 5) end
+    fail(reg:get("B", "new1"), 5)
+    fail(reg:get("B", "new2"), 5)
+    for i = 3, 12 do  -- each refusal looks at a bounded number of B's own
+      br, err = reg:get("B", "new" .. i)
+      assert.is_nil(br)
+      assert.equal("tenant full", err)
+    end
+    assert.equal(600, reg:size())
+    assert.equal(b1, reg:peek("B", "b1"))
+    assert.equal(0, reg:stats().refused_full)
+    assert.equal(10, reg:stats().refused_tenant)
+  end)
+end)

@@ -191,6 +191,107 @@ static void test_tenant_cap(void) {
     cb_registry_free(r);
 }
 
+static void test_tenant_lru(void) {
+    printf("-- %s\n", "a tenant at its cap recycles its own oldest, whatever others hold");
+    cb_registry *r = new_reg(0, 300);
+    char key[32];
+    for (int i = 0; i < 300; i++) {  /* older than all of B's */
+        snprintf(key, sizeof key, "a%d", i);
+        get(r, "A", key);
+        mc.now += 0.001;
+    }
+    cb_breaker *b1 = get(r, "B", "b1");
+    trip(b1);
+    cb_breaker *b2 = get(r, "B", "b2");
+    cb_breaker_force_open(b2);
+    for (int i = 3; i <= 300; i++) {
+        mc.now += 0.001;
+        snprintf(key, sizeof key, "b%d", i);
+        get(r, "B", key);
+    }
+    mc.now += 1;
+    cb_breaker_on_change(b1, count_changes, NULL);
+    state_calls = 0;
+    cb_registry_status why = CB_REG_OK;
+    cb_breaker *b = cb_registry_get(r, S("B"), S("new1"), NULL, &why);
+    check("B at its cap behind 300 older sessions of A gets a breaker", b && why == CB_REG_OK);
+    check("by recycling its oldest closed one, b3", !cb_registry_peek(r, S("B"), S("b3")) &&
+                                                        cb_registry_peek(r, S("B"), S("b4")));
+    get(r, "B", "new2");
+    get(r, "B", "new3");
+    check("then b4, then b5", !cb_registry_peek(r, S("B"), S("b4")) &&
+                                  !cb_registry_peek(r, S("B"), S("b5")));
+    check("B's open and forced-open breakers stay",
+          cb_registry_peek(r, S("B"), S("b1")) == b1 && cb_breaker_state(b1) == CB_OPEN &&
+              cb_registry_peek(r, S("B"), S("b2")) == b2 &&
+              cb_breaker_state(b2) == CB_FORCED_OPEN);
+    cb_registry_stats st;
+    cb_registry_get_stats(r, &st);
+    check("A untouched", st.size == 600 && st.evicted == 3 && st.tenants == 2 &&
+                             cb_registry_peek(r, S("A"), S("a0")));
+    int refused = 1;
+    for (int i = 6; i <= 300; i++) {
+        snprintf(key, sizeof key, "b%d", i);
+        trip(get(r, "B", key));
+    }
+    for (int i = 1; i <= 3; i++) {
+        snprintf(key, sizeof key, "new%d", i);
+        if ((b = get(r, "B", key))) trip(b);  /* NULL when the cap refused it */
+    }
+    for (int i = 0; i < 10; i++) {  /* 64 looked at a time: progress, never a scan */
+        snprintf(key, sizeof key, "new%d", 4 + i);
+        refused &= !cb_registry_get(r, S("B"), S(key), NULL, &why) && why == CB_REG_TENANT_FULL;
+    }
+    check("all of B's tripped: tenant full, nothing of A's taken",
+          refused && cb_registry_size(r) == 600 && cb_registry_peek(r, S("A"), S("a0")));
+    check("none of B's recycled", cb_registry_peek(r, S("B"), S("b1")) == b1 &&
+                                      cb_breaker_state(b1) == CB_OPEN);
+    check("b1 was looked at without changing state", state_calls == 0);
+    cb_breaker_reset(b2);  /* closed again, still set aside: recyclable */
+    int tries = 1;
+    while (!get(r, "B", "new20") && tries < 100) tries++;
+    check("a reset one is recycled, within 300/64 gets",
+          tries <= 5 && !cb_registry_peek(r, S("B"), S("b2")));
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof key, "a%d", i);
+        cb_registry_remove(r, S("A"), S(key));
+    }
+    cb_registry_get_stats(r, &st);
+    check("a tenant's record goes with its last entry", st.tenants == 1 && st.size == 300);
+    cb_registry_free(r);
+}
+
+static void test_tenant_flood(void) {
+    printf("-- %s\n", "a flood of distinct tenants under caps leaves no records behind");
+    cb_registry *r = new_reg(100, 2);
+    char key[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(key, sizeof key, "tenant-%d", i);
+        get(r, key, "s1");
+        get(r, key, "s2");
+        get(r, key, "s3");  /* recycles s1 */
+    }
+    cb_registry_stats st;
+    cb_registry_get_stats(r, &st);
+    check("size and tenants bounded", st.size == 100 && st.tenants == 50);
+    check("each tenant kept its two newest",
+          cb_registry_peek(r, S("tenant-9999"), S("s2")) &&
+              cb_registry_peek(r, S("tenant-9999"), S("s3")) &&
+              !cb_registry_peek(r, S("tenant-9999"), S("s1")));
+    cb_registry_free(r);
+    r = new_reg(0, 1);  /* recycling a tenant's only entry frees its record first */
+    cb_breaker *a1 = get(r, "T", "a");
+    cb_breaker *b1 = get(r, "T", "b");
+    cb_registry_get_stats(r, &st);
+    check("a cap of one swaps the entry", a1 && b1 && !cb_registry_peek(r, S("T"), S("a")) &&
+                                             st.size == 1 && st.tenants == 1);
+    trip(b1);
+    cb_registry_status why = CB_REG_OK;
+    check("and refuses when it is open",
+          !cb_registry_get(r, S("T"), S("c"), NULL, &why) && why == CB_REG_TENANT_FULL);
+    cb_registry_free(r);
+}
+
 static void test_cleanup(void) {
     printf("-- %s\n", "cleanup removes closed idle breakers, unused ones sooner");
     cb_registry_opts o;
@@ -343,6 +444,8 @@ int main(void) {
     test_never_evict_open();
     test_bounded_eviction();
     test_tenant_cap();
+    test_tenant_lru();
+    test_tenant_flood();
     test_cleanup();
     test_cadence();
     test_flood();

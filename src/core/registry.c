@@ -15,7 +15,15 @@
  *    are never evicted or swept, and setting them aside keeps later scans
  *    from stepping over them again and again.  A get moves an entry back.
  * The sweep and the evictions start at the oldest ends, so an idle entry is
- * found in a few steps and a sweep stops at the first entry still in use. */
+ * found in a few steps and a sweep stops at the first entry still in use.
+ *
+ * With max_per_tenant, each tenant also keeps its own two lists, mirroring
+ * the three: LIVE (its FRESH and USED entries, by last get) and PINNED.  A
+ * tenant at its cap recycles the oldest closed entry of its LIVE list, in a
+ * step or two whatever the other tenants hold.  The links for these (and a
+ * pointer to the tenant) sit in a prefix allocated with the entry, and the
+ * list heads in one allocated with the tenant record, only when the cap is
+ * set: without it, an entry costs nothing more. */
 #define _DEFAULT_SOURCE  /* CLOCK_MONOTONIC_COARSE */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +36,7 @@
 #include "siphash.h"
 
 #define EVICT_SCAN 64         /* entries max_entries looks at to evict one */
-#define TENANT_SCAN 256       /* entries max_per_tenant looks at */
+#define TENANT_SCAN 64        /* of its own entries, a tenant at its cap looks at */
 #define SWEEP_SCAN 64         /* entries a sweep step looks at */
 #define SWEEP_REMOVE 16       /* and removes at most: ~0.5 us each, cold in a big map */
 #define PINNED_SCAN 4         /* pinned entries a sweep step re-checks */
@@ -57,6 +65,22 @@ typedef struct list {
     entry *head, *tail;  /* newest, oldest */
     size_t len;
 } list;
+
+enum { T_LIVE, T_PINNED, T_COUNT };  /* a tenant's lists: FRESH+USED, PINNED */
+
+/* With max_per_tenant: allocated just before each entry... */
+typedef struct tlink {
+    entry *prev, *next;  /* on its tenant's list, as entry's own links */
+    tenant_rec *tn;
+} tlink;
+
+/* ...and just before each tenant record. */
+typedef struct tlists {
+    list l[T_COUNT];
+} tlists;
+
+_Static_assert(sizeof(tlink) % _Alignof(entry) == 0, "an entry after its tlink stays aligned");
+_Static_assert(sizeof(tlists) % _Alignof(tenant_rec) == 0, "a tenant after its tlists too");
 
 struct cb_registry {
     cb_htab entries, tenants;
@@ -87,6 +111,28 @@ static double reg_now(const cb_registry *r) {
 
 static entry *entry_of(cb_breaker *b) {
     return (entry *)(void *)((char *)b - offsetof(entry, b));
+}
+
+/* The per-tenant prefixes; only with max_per_tenant (both structs are a
+ * multiple of 8 bytes: what follows stays aligned). */
+static int capped(const cb_registry *r) {
+    return r->o.max_per_tenant != 0;
+}
+
+static tlink *tlink_of(entry *e) {
+    return (tlink *)(void *)e - 1;
+}
+
+static tlists *tlists_of(tenant_rec *tn) {
+    return (tlists *)(void *)tn - 1;
+}
+
+static void *entry_block(const cb_registry *r, entry *e) {
+    return capped(r) ? (void *)tlink_of(e) : (void *)e;
+}
+
+static void *tenant_block(const cb_registry *r, tenant_rec *tn) {
+    return capped(r) ? (void *)tlists_of(tn) : (void *)tn;
 }
 
 static uint64_t key_hash(const cb_registry *r, const void *t, size_t tl,
@@ -142,36 +188,67 @@ static tenant_rec *tenant_find(const cb_registry *r, uint64_t h, const char *t, 
 
 static void tenant_drop(cb_registry *r, uint64_t h, tenant_rec *tn) {
     cb_htab_unlink(&r->tenants, &tn->h, h);
-    free(tn);
+    free(tenant_block(r, tn));
 }
 
-static void list_unlink(cb_registry *r, entry *e) {
-    list *l = &r->lists[e->list];
-    if (e->prev) e->prev->next = e->next; else l->head = e->next;
-    if (e->next) e->next->prev = e->prev; else l->tail = e->prev;
+/* The global lists link entries through e->prev/next, a tenant's through
+ * its tlink: `own` picks the links, so one pair of functions serves both. */
+static entry **link_prev(entry *e, int own) {
+    return own ? &tlink_of(e)->prev : &e->prev;
+}
+
+static entry **link_next(entry *e, int own) {
+    return own ? &tlink_of(e)->next : &e->next;
+}
+
+static void raw_unlink(list *l, entry *e, int own) {
+    entry *p = *link_prev(e, own), *n = *link_next(e, own);
+    if (p) *link_next(p, own) = n; else l->head = n;
+    if (n) *link_prev(n, own) = p; else l->tail = p;
     l->len--;
 }
 
-static void list_push(cb_registry *r, entry *e, int which, int at_tail) {
-    list *l = &r->lists[which];
-    e->list = (unsigned)which;
+static void raw_push(list *l, entry *e, int own, int at_tail) {
     if (at_tail) {
-        e->next = NULL;
-        e->prev = l->tail;
-        if (l->tail) l->tail->next = e; else l->head = e;
+        *link_next(e, own) = NULL;
+        *link_prev(e, own) = l->tail;
+        if (l->tail) *link_next(l->tail, own) = e; else l->head = e;
         l->tail = e;
     } else {
-        e->prev = NULL;
-        e->next = l->head;
-        if (l->head) l->head->prev = e; else l->tail = e;
+        *link_prev(e, own) = NULL;
+        *link_next(e, own) = l->head;
+        if (l->head) *link_prev(l->head, own) = e; else l->tail = e;
         l->head = e;
     }
     l->len++;
 }
 
+/* The tenant's list that mirrors global list `which`. */
+static list *tenant_list(entry *e, int which) {
+    return &tlists_of(tlink_of(e)->tn)->l[which == L_PINNED ? T_PINNED : T_LIVE];
+}
+
+static void list_unlink(cb_registry *r, entry *e) {
+    raw_unlink(&r->lists[e->list], e, 0);
+    if (capped(r)) raw_unlink(tenant_list(e, e->list), e, 1);
+}
+
+static void list_push(cb_registry *r, entry *e, int which, int at_tail) {
+    e->list = (unsigned)which;
+    raw_push(&r->lists[which], e, 0, at_tail);
+    if (capped(r)) raw_push(tenant_list(e, which), e, 1, at_tail);
+}
+
 static void list_move(cb_registry *r, entry *e, int which, int at_tail) {
-    list_unlink(r, e);
-    list_push(r, e, which, at_tail);
+    int from = e->list;
+    raw_unlink(&r->lists[from], e, 0);
+    e->list = (unsigned)which;
+    raw_push(&r->lists[which], e, 0, at_tail);
+    if (!capped(r)) return;
+    list *tf = tenant_list(e, from), *tt = tenant_list(e, which);
+    if (tf == tt && at_tail) return;  /* FRESH to USED by a sweep: not a use, keep its place */
+    raw_unlink(tf, e, 1);
+    raw_push(tt, e, 1, at_tail);
 }
 
 static int is_used(const entry *e) {
@@ -187,16 +264,17 @@ static int is_closed(entry *e) {
     return cb_breaker_state(&e->b) == CB_CLOSED;  /* may move open to half-open */
 }
 
-/* Frees `e`, telling the hook first. */
+/* Frees `e`, telling the hook first, and its tenant record with its last. */
 static void destroy(cb_registry *r, entry *e) {
     if (r->on_remove) r->on_remove(r->remove_ud, &e->b);
     cb_htab_unlink(&r->entries, &e->h, entry_rehash(r, &e->h));
     list_unlink(r, e);
+    tenant_rec *tn = capped(r) ? tlink_of(e)->tn : NULL;
     uint64_t th = tenant_hash(r, e->bytes, e->tlen);
-    tenant_rec *tn = tenant_find(r, th, e->bytes, e->tlen);
+    if (!tn) tn = tenant_find(r, th, e->bytes, e->tlen);
     if (tn && --tn->count == 0) tenant_drop(r, th, tn);
     cb_breaker_destroy(&e->b);
-    free(e);
+    free(entry_block(r, e));
 }
 
 /* ---- sweeping and evicting ------------------------------------------------- */
@@ -216,15 +294,16 @@ static entry *walk_next(walk *w) {
     return e;
 }
 
-/* Evicts the least recently used closed breaker, of tenant `t` when t is not
- * NULL, looking at no more than `budget` entries.  Returns 1 when it did. */
-static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
-    walk w = {{r->lists[L_FRESH].tail, r->lists[L_USED].tail}};
+/* Evicts the least recently used closed breaker, of tenant `tn` when tn is
+ * not NULL (then only its own lists are looked at), looking at no more than
+ * `budget` entries.  Returns 1 when it did. */
+static int evict(cb_registry *r, tenant_rec *tn, unsigned budget) {
+    list *live = tn ? &tlists_of(tn)->l[T_LIVE] : NULL;
+    walk w = {{r->lists[L_FRESH].tail, r->lists[L_USED].tail}};  /* when tn is NULL */
     entry *e;
     unsigned looked = 0;
-    while (looked < budget && (e = walk_next(&w))) {
+    while (looked < budget && (e = tn ? live->tail : walk_next(&w))) {
         looked++;
-        if (t && (e->tlen != tl || memcmp(e->bytes, t, tl) != 0)) continue;
         if (!is_closed(e)) {
             list_move(r, e, L_PINNED, 0);  /* never evicted: set it aside */
             continue;
@@ -234,11 +313,12 @@ static int evict(cb_registry *r, const char *t, size_t tl, unsigned budget) {
         return 1;
     }
     /* Pinned breakers that closed since (a reset, a kept handle's successes)
-     * are evictable again; the rest rotate, so each look makes progress. */
-    list *p = &r->lists[L_PINNED];
+     * are evictable again; the rest rotate, so each look makes progress.  A
+     * tenant's pinned entries rotate on both its list and the global one. */
+    list *p = tn ? &tlists_of(tn)->l[T_PINNED] : &r->lists[L_PINNED];
     for (size_t n = p->len; looked < budget && n > 0; n--, looked++) {
         e = p->tail;
-        if ((!t || (e->tlen == tl && memcmp(e->bytes, t, tl) == 0)) && is_closed(e)) {
+        if (is_closed(e)) {
             destroy(r, e);
             r->st.evicted++;
             return 1;
@@ -388,8 +468,8 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     }
     uint64_t th = tenant_hash(r, t, tl);
     tenant_rec *tn = tenant_find(r, th, t, tl);
-    if (r->o.max_per_tenant && tn && tn->count >= r->o.max_per_tenant) {
-        if (!evict(r, t, tl, TENANT_SCAN)) {  /* only its own breakers */
+    if (capped(r) && tn && tn->count >= r->o.max_per_tenant) {
+        if (!evict(r, tn, TENANT_SCAN)) {  /* only its own breakers */
             r->st.refused_tenant++;
             *why = CB_REG_TENANT_FULL;
             cb_conf_unref(own);
@@ -397,23 +477,28 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
         }
         tn = tenant_find(r, th, t, tl);  /* freed when that was its last */
     } else if (r->o.max_entries && r->entries.count >= r->o.max_entries) {
-        if (!evict(r, NULL, 0, EVICT_SCAN)) {
+        if (!evict(r, NULL, EVICT_SCAN)) {
             r->st.refused_full++;
             *why = CB_REG_FULL;
             cb_conf_unref(own);
             return NULL;
         }
     }
-    if (!tn && (tn = malloc(offsetof(tenant_rec, bytes) + tl + 1))) {
+    size_t tpre = capped(r) ? sizeof(tlists) : 0, epre = capped(r) ? sizeof(tlink) : 0;
+    char *block;
+    if (!tn && (block = malloc(tpre + offsetof(tenant_rec, bytes) + tl + 1))) {
+        tn = (tenant_rec *)(void *)(block + tpre);
+        if (tpre) memset(tlists_of(tn), 0, sizeof(tlists));
         tn->count = 0;
         tn->len = tl;
         memcpy(tn->bytes, t, tl);
         tn->bytes[tl] = '\0';
         cb_htab_insert(&r->tenants, &tn->h, th);
     }
-    entry *e = tn ? malloc(offsetof(entry, bytes) + tl + kl + 1) : NULL;
+    block = tn ? malloc(epre + offsetof(entry, bytes) + tl + kl + 1) : NULL;
+    entry *e = block ? (entry *)(void *)(block + epre) : NULL;
     if (!e || cb_breaker_init(&e->b, own ? own : r->conf, e->bytes + tl, 0) != CB_OK) {
-        free(e);
+        free(block);
         if (tn && tn->count == 0) tenant_drop(r, th, tn);
         cb_conf_unref(own);
         *why = CB_REG_NOMEM;
@@ -427,16 +512,18 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     e->klen = (unsigned)kl;
     e->last_used = (float)(now - r->epoch);
     tn->count++;
+    if (epre) tlink_of(e)->tn = tn;
     cb_htab_insert(&r->entries, &e->h, h);
     list_push(r, e, L_FRESH, 0);
     r->st.created++;
     return &e->b;
 }
 
-/* A get that found `e`: to the head of its list, used now. */
+/* A get that found `e`: to the head of its list (and its tenant's), used now. */
 static void hit(cb_registry *r, entry *e, double now) {
     int to = is_used(e) ? L_USED : L_FRESH;
-    if (r->lists[to].head != e) list_move(r, e, to, 0);
+    if (r->lists[to].head != e || (capped(r) && tenant_list(e, to)->head != e))
+        list_move(r, e, to, 0);
     e->last_used = (float)(now - r->epoch);
     r->st.hits++;
     housekeeping(r, now);  /* cannot sweep e: it was used just now */
