@@ -388,3 +388,33 @@ describe("a finalized object brought back to life", function()
     end
   end)
 end)
+
+describe("durations and names", function()
+  it("a retry_after of 1e308 or inf, recorded or classified, is capped like every duration", function()
+    local clock = cb.manual_clock()
+    local function check(br)
+      assert.equal("open", br:state())
+      local ra = br:retry_after()
+      assert.is_true(ra > 1e8 and ra <= 1e9, "retry_after " .. ra)
+      clock:advance(1e9 + 1)
+      assert.equal("half-open", br:state())
+    end
+    for _, ra in ipairs({ 1e308, math.huge }) do
+      local br = cb.new{ clock = clock, reset_timeout = 1 }
+      br:record("failure", nil, ra)
+      check(br)
+      br = cb.new{ clock = clock, reset_timeout = 1, classify = function() return "failure", ra end }
+      assert.is_true((br:call(function() end)))
+      check(br)
+      assert.equal("failure", (cb.classify(function() return "failure", ra end, true)))
+    end
+    assert.has_error(function() cb.new{}:record("failure", nil, 0 / 0) end)
+    assert.has_error(function() cb.new{}:record("failure", nil, -1) end)
+  end)
+
+  it("a name with a zero byte is refused, not cut", function()
+    assert.has_error(function() cb.new{ name = "a\0b" } end,
+      "cbreaker.new: option 'name' must be a string without zero bytes (got string)")
+    assert.equal("a", cb.new{ name = "a" }:name())
+  end)
+end)
