@@ -68,6 +68,7 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned) {
     box->serial = ++box->m->serials;
     box->owned = (unsigned char)(owned != 0);
     box->measure = 0;
+    box->classify = 0;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
     return box;
@@ -110,6 +111,7 @@ static void keep_new(lua_State *L, int which, void *ud) {
         *(int *)ud = 1;
         return;
     }
+    if (which == CB_KEEP_CLASSIFY) ((lbreaker *)lua_touserdata(L, 2))->classify = 1;
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 2, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY
                           : which == CB_KEEP_ON_CHANGE ? CB_UV_ON_CHANGE : CB_UV_CLOCK);
@@ -287,13 +289,16 @@ static int core_classify(lua_State *L) {
  * removed meanwhile (then the outcome is dropped and call returns what
  * pcall(fn, ...) would).  The stack, from the fn step on:
  *   self, t0 (then ms), fn, args...  ->  self, ms, ok, results...
- * The context: bit 0 is cb_lua_events'; bits 1-2 the step; bit 3 set when
+ * The context: bit 0 is cb_lua_events'; bits 1-3 the step; bit 4 set when
  * the classifier failed (its message is on top); the rest, the top of
- * "self, ms, ok, results...". */
-enum { CALL_DISPATCHED, CALL_RAN, CALL_CLASSIFIED, CALL_RECORDED };
+ * "self, ms, ok, results...".
+ *
+ * The common call (no timing, no classifier) takes a shorter way, the
+ * CALL_PLAIN step: self, fn, args... -> self, ok, results... */
+enum { CALL_DISPATCHED, CALL_RAN, CALL_CLASSIFIED, CALL_RECORDED, CALL_PLAIN };
 
 #define CALL_CTX(step, bad, top) \
-    ((lua_KContext)(top) << 4 | (lua_KContext)(bad) << 3 | (lua_KContext)(step) << 1)
+    ((lua_KContext)(top) << 5 | (lua_KContext)(bad) << 4 | (lua_KContext)(step) << 1)
 
 static int call_k(lua_State *L, int status, lua_KContext ctx);
 
@@ -309,6 +314,10 @@ static int call_record(lua_State *L, cb_outcome outcome, double ra, int bad, int
 /* Runs fn: the stack is self, fn, args... */
 static int call_run(lua_State *L) {
     lbreaker *box = lua_touserdata(L, 1);
+    if (!box->measure && !box->classify)
+        return call_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0,
+                                    CALL_CTX(CALL_PLAIN, 0, 0), call_k),
+                      CALL_CTX(CALL_PLAIN, 0, 0));
     lua_pushnumber(L, box->b && box->measure ? cb_breaker_now(box->b) : -1);  /* t0 */
     lua_insert(L, 2);
     return call_k(L, lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0,
@@ -318,8 +327,18 @@ static int call_run(lua_State *L) {
 
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
     lbreaker *box = lua_touserdata(L, 1);
-    int step = (int)(ctx >> 1) & 3, bad = (int)(ctx >> 3) & 1, top = (int)(ctx >> 4);
+    int step = (int)(ctx >> 1) & 7, bad = (int)(ctx >> 4) & 1, top = (int)(ctx >> 5);
     switch (step) {
+    case CALL_PLAIN: {
+        int ok = status == LUA_OK || status == LUA_YIELD;
+        lua_pushboolean(L, ok);
+        lua_insert(L, 2);  /* self, ok, results... */
+        if (box->b) cb_breaker_record(box->b, ok ? CB_SUCCESS : CB_FAILURE, -1, 0);
+        top = lua_gettop(L);
+        if (!box->m->count) return top - 1;
+        /* CALL_RECORDED returns its top - 2 values: here, without the ms slot */
+        return call_k(L, LUA_OK, CALL_CTX(CALL_RECORDED, 0, top + 1));
+    }
     case CALL_DISPATCHED:  /* the callbacks of what allow() changed */
         cb_lua_events(L, status, &ctx, 0, call_k);
         if (ctx & 1) {  /* one failed: give the permit back, run nothing */
@@ -477,6 +496,7 @@ static int breaker_configure(lua_State *L) {
     if (classify) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, CB_UV_CLASSIFY);
+        box->classify = 1;
     }
     if (cb_breaker_configure(box->b, &o) != CB_OK) return luaL_error(L, "configure: out of memory");
     box->measure = o.slow_call_ms > 0;

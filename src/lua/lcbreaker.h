@@ -159,6 +159,7 @@ typedef struct lbreaker {
     uint64_t serial;      /* unique in the lua_State: events find their box by it */
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
     unsigned char measure;  /* call() times fn (slow-call tracking is on) */
+    unsigned char classify; /* call() runs a classifier (CB_UV_CLASSIFY) */
     const char *gone;     /* why b is NULL: "closed" or "removed" */
 } lbreaker;
 
