@@ -131,6 +131,24 @@ describe("finalizers that run at an allocation inside a method", function()
     assert.matches("attempt to use a closed registry", err)
   end)
 
+  it("reg:get: a finalizer that closes the registry", function()
+    for _ = 1, 3 do
+      local reg = cb.registry{}
+      gc_at_every_allocation(function()
+        local opts = { window = 5 }
+        trap(function() reg:close() end)
+        local ok, r = pcall(reg.get, reg, "t", "k", opts)
+        collectgarbage("collect")  -- the finalizer has run now, if not inside get
+        assert.equal("cbreaker.Registry (closed)", tostring(reg))
+        if ok then
+          assert.has_error(function() r:state() end, "attempt to use a removed registry breaker")
+        else
+          assert.matches("attempt to use a closed registry", r)
+        end
+      end)
+    end
+  end)
+
   it("br:stats(), br:options(), br:configure{}: a finalizer that closes the breaker", function()
     gc_at_every_allocation(function()
       for _ = 1, 5 do
