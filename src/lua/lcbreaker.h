@@ -96,7 +96,7 @@ typedef struct cb_lua_event {
 typedef struct cb_lua_module {
     void *last[CB_CLASS_COUNT][CB_SELF_SLOTS];  /* selves each class proved (lclass.c) */
     /* A FIFO ring of the events not yet handed to Lua.  It grows (plain
-     * realloc: the core's callback cannot run Lua allocations) so that no
+     * malloc: the core's callback cannot run Lua allocations) so that no
      * transition is lost however many one core call makes; it is drained
      * by the next dispatch, so its size is bounded by one call's changes. */
     cb_lua_event *events;
