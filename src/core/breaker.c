@@ -384,6 +384,7 @@ void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
         }
     }
     if (retry_after > 0 && retry_after == retry_after) {
+        if (retry_after > CB_MAX_TIMEOUT) retry_after = CB_MAX_TIMEOUT;  /* inf too */
         double now = now_of(b);
         if (b->state == CB_OPEN) {
             double until = now + retry_after;
