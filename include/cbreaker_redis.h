@@ -195,7 +195,10 @@ typedef struct cb_store_health {
     uint64_t replayed;        /* ... rejected (secret set): sent before we subscribed, or not
                                  newer ("seq") than the last applied from its origin for its
                                  name */
-    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
+    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read,
+                                 or a key of another type than string (below too) */
+    uint64_t peer_wrongtype;  /* per-field keys of another type than string (a hash
+                                 opened_at ...): read as absent, replaced when written */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */
