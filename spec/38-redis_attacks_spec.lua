@@ -592,3 +592,82 @@ describe("#redis the per-field keys as an attack surface", function()
     assert.matches("no breaker is open", out)
   end)
 end)
+
+-- The opened_at rule is one: the store script's epoch_ms (run in Redis)
+-- gives, over tests/peer_time_cases.h, what peer_time.c gives there
+-- (tests/test_peer_time.c).
+describe("#redis the store script's epoch_ms and peer_time.c", function()
+  local server
+  helper.use_server(function(s) server = s end)
+
+  local source_dir = os.getenv("CB_SOURCE_DIR") or "."
+
+  local function slurp(path)
+    local f = assert(io.open(source_dir .. "/" .. path))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  -- The C string literals of a line, joined and unescaped.
+  local function literals(line)
+    local out, i = {}, 1
+    while true do
+      local q = line:find('"', i, true)
+      if not q then break end
+      local j, buf = q + 1, {}
+      while line:sub(j, j) ~= '"' do
+        local c = line:sub(j, j)
+        if c == "\\" then
+          local e = line:sub(j + 1, j + 1)
+          buf[#buf + 1] = ({ n = "\n", ["\\"] = "\\", ['"'] = '"', ["'"] = "'" })[e]
+            or error("escape \\" .. e .. " in " .. line)
+          j = j + 2
+        else
+          buf[#buf + 1] = c
+          j = j + 1
+        end
+      end
+      out[#out + 1] = table.concat(buf)
+      i = j + 1
+    end
+    return table.concat(out)
+  end
+
+  local function epoch_ms_source()
+    local lines, inside = {}, false
+    for line in slurp("src/core/store_script.h"):gmatch("[^\n]+") do
+      local code = literals(line)
+      if code == "local function epoch_ms(v)\n" then inside = true end
+      if inside then
+        lines[#lines + 1] = code
+        if code == "end\n" then return table.concat(lines) end
+      end
+    end
+    error("epoch_ms not found in store_script.h")
+  end
+
+  it("accepts and rejects the same values, and reads them alike", function()
+    local cases = {}
+    for input, want in slurp("tests/peer_time_cases.h"):gmatch('\n%s*{"([^"\n]*)", (%-?%d+)},') do
+      cases[#cases + 1] = { input = input, want = tonumber(want) }
+    end
+    assert.is_true(#cases >= 40, #cases .. " cases")
+    local script = epoch_ms_source() .. [[
+local out = {}
+for i, v in ipairs(ARGV) do
+  local ms = epoch_ms(v)
+  out[i] = ms and string.format('%.0f', math.floor(ms)) or '-1'
+end
+return out]]
+    local args = {}
+    for i, c in ipairs(cases) do args[i] = shq(c.input) end
+    local out = server:cli(("eval %s 0 %s"):format(shq(script), table.concat(args, " ")))
+    local got = {}
+    for l in out:gmatch("[^\n]+") do got[#got + 1] = l end
+    assert.equals(#cases, #got, out)
+    for i, c in ipairs(cases) do
+      assert.equals(("%s -> %.0f"):format(c.input, c.want), ("%s -> %s"):format(c.input, got[i]))
+    end
+  end)
+end)
