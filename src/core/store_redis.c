@@ -1709,9 +1709,11 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
     p->last_poll = now_of(p);
     int applied = 0;
     if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p, deadline);
+    /* a read's reply waits for an explicit poll, unless writes pile up behind it */
+    int reads = explicit || p->pending > MAX_PENDING / 2;
     for (int round = 0; p->connected && round < READS_PER_POLL; round++) {
         int read_next = p->pending && p->ring[p->head].what == INFLIGHT_READ;
-        short cmd_ev = (short)((explicit || !read_next ? POLLIN : 0) | (p->unflushed ? POLLOUT : 0));
+        short cmd_ev = (short)((reads || !read_next ? POLLIN : 0) | (p->unflushed ? POLLOUT : 0));
         struct pollfd pf[2] = {{p->cmd->fd, cmd_ev, 0}, {p->sub->fd, POLLIN, 0}};
         if (poll(pf, 2, 0) <= 0) break;
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -1720,7 +1722,7 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
                 break;
             }
             void *r = NULL;
-            while (p->pending && (explicit || p->ring[p->head].what != INFLIGHT_READ) &&
+            while (p->pending && (reads || p->ring[p->head].what != INFLIGHT_READ) &&
                    redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
                 settle(p, r);
                 r = NULL;
