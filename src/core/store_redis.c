@@ -945,7 +945,8 @@ static void apply_reads(cb_store_priv *p) {
         p->ready = rd->next;
         const char *name = rd->names;
         for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
-            const redisReply *const *v = (const redisReply *const *)rd->reply->element + i * RV_COUNT;
+            const redisReply *const *v =
+                (const redisReply *const *)rd->reply->element + i * RV_COUNT;
             read_apply ra = {rd->seq, v};
             each_named(p, name, hash_name(p, name), apply_read, &ra);
         }
@@ -1588,8 +1589,9 @@ static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_lis
         const char *name = names;
         for (size_t i = 0; i < found; i++, name += strlen(name) + 1) {
             double left;
-            keys_say k = keys_verdict(p, name, (const redisReply *const *)v->element + i * RV_COUNT,
-                                      dflt.reset_timeout, 0, &left);
+            const redisReply *const *vals =
+                (const redisReply *const *)v->element + i * RV_COUNT;
+            keys_say k = keys_verdict(p, name, vals, dflt.reset_timeout, 0, &left);
             if (k != KEYS_OPEN && k != KEYS_FORCED) continue;
             fn(ud, name, "keys");
             n++;
