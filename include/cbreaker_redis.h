@@ -88,9 +88,14 @@ typedef struct cb_store_opts {
                                  Clocks must agree within 1 s: a message whose ts is
                                  older than our last SUBSCRIBE by more is refused */
     cb_clock clock;           /* back-off and poll cadence; {NULL} = monotonic */
-    double peer_read_ms;      /* poll reads the attached names' per-field keys this
-                                 often, to notice peers that never publish (a
-                                 pybreaker service); 0 = off, else [10, 3600000] (1000) */
+    double peer_read_ms;      /* an explicit cb_store_poll reads the attached names'
+                                 per-field keys this often, to notice peers that never
+                                 publish (a pybreaker service), 1024 names a read in
+                                 turn (N names within ceil(N/1024) reads), 65 bytes of
+                                 each value; 0 = off, else [10, 3600000] (1000).  An
+                                 open learnt from them alone lasts at most
+                                 reset_timeout and is read again; with a secret a
+                                 `forced` key counts only beside a signed boot entry */
 } cb_store_opts;
 
 /* Fills `o` with the defaults above. */
@@ -131,10 +136,12 @@ CB_API int cb_store_attach(cb_store *s, cb_breaker *b);
 CB_API void cb_store_detach(cb_store *s, cb_breaker *b);
 
 /* Applies the peers' messages waiting on the subscription, reads
- * outstanding replies, reconnects when the back-off has elapsed.  Does not
- * block, except for a reconnect (at most timeout_ms).  Also run by attached
- * breakers every 64th cb_breaker_allow once 50 ms have passed on the store's
- * clock (or, disconnected, once the back-off has elapsed).  Returns the
+ * outstanding replies, reconnects when the back-off has elapsed, and sends
+ * and applies the peer reads (peer_read_ms).  Does not block, except for a
+ * reconnect (at most timeout_ms).  A lighter one, without the peer reads,
+ * is run by attached breakers every 64th cb_breaker_allow once 50 ms have
+ * passed on the store's clock (or, disconnected, once the back-off has
+ * elapsed).  Returns the
  * number of messages applied, or CB_ERR when not connected.
  *
  * The budget of cb_breaker_allow on an attached breaker: no I/O but a
@@ -168,9 +175,12 @@ typedef void (*cb_store_list_fn)(void *ud, const char *name, const char *source)
  * forced open and nobody reset it since), then each name whose
  * <prefix>:<name>:state key is open without such an entry (source "keys": a
  * peer that writes only the per-field keys, as a pybreaker service does),
- * found with SCAN.  Each round trip blocks at most timeout_ms.  Returns how
- * many, or CB_ERR when not connected or Redis failed (fn may have been
- * called).  `name` and `source` live only during the call. */
+ * found with SCAN (held open as a breaker attached now would be: forced,
+ * or open with time left; 65 bytes of each value read).  When the scan
+ * stops at its cap (10 M keys) before the end, fn is called once more
+ * with name "" and source "partial".  Each round trip blocks at most
+ * timeout_ms.  Returns how many, or CB_ERR when not connected or Redis
+ * failed (fn may have been called).  `name` and `source` live only during the call. */
 CB_API int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud);
 
 /* The subscription's file descriptor, readable when poll has work; -1 while
@@ -195,7 +205,10 @@ typedef struct cb_store_health {
     uint64_t replayed;        /* ... rejected (secret set): sent before we subscribed, or not
                                  newer ("seq") than the last applied from its origin for its
                                  name */
-    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read */
+    uint64_t peer_unparsed;   /* per-field key values ignored: no state or time we read,
+                                 or a key of another type than string (below too) */
+    uint64_t peer_wrongtype;  /* per-field keys of another type than string (a hash
+                                 opened_at ...): read as absent, replaced when written */
     uint64_t dropped;         /* events that found Redis down (sent after reconnecting) */
     uint64_t attached;        /* breakers attached */
     double backoff;           /* current reconnect delay, seconds (0 when connected) */

@@ -364,3 +364,310 @@ describe("#redis allow()'s reconnect budget", function()
     assert.is_true(helper.reconnect({ a }, clock, 2))
   end)
 end)
+
+-- The per-field keys (state, opened_at, open_until, forced) are unsigned:
+-- anyone who can write Redis can write them, and a pybreaker peer must be
+-- able to.  What they may do to a fleet with a secret is bounded.
+describe("#redis the per-field keys as an attack surface", function()
+  local server
+  local store, breaker = helper.fixture({ store = { timeout_ms = 200 } },
+    function(s) server = s end)
+
+  -- One peer read, sent and applied (the store's cadence is 1 s on sclock).
+  local function read(s, sclock, n)
+    for _ = 1, n or 1 do
+      sclock:advance(1.1)
+      s:poll()
+      s:wait(10)
+      helper.drain({ s })
+      s:poll()
+    end
+  end
+
+  local function keys(name, fields)
+    local t = {}
+    for k, v in pairs(fields) do
+      t[#t + 1] = ("circuit_breaker:%s:%s %s"):format(name, k, shq(tostring(v)))
+    end
+    server:cli("mset " .. table.concat(t, " "))
+  end
+
+  local function del(name)
+    server:cli(("del circuit_breaker:%s:state circuit_breaker:%s:forced "
+      .. "circuit_breaker:%s:opened_at circuit_breaker:%s:open_until"):format(name, name, name, name))
+  end
+
+  local function force_json(name)
+    return ('{"serviceId":"%s","state":"open","ts":%d,"forcedOpen":true,"recovered":false}')
+      :format(name, wall_ms())
+  end
+
+  it("with a secret, unsigned keys never force; a signed boot entry does, until the keys go", function()
+    local sclock = cb.manual_clock(0)
+    local s = store("A", { secret = SECRET, clock = sclock })
+    local br = breaker(s, "victim", { clock = cb.manual_clock(0) })
+    keys("victim", { state = "open", forced = 1 })
+    read(s, sclock, 2)
+    assert.equals("closed", br:state())  -- no opened_at: no open to hold either
+    assert.is_true(s:health().unsigned_msgs > 0)  -- the bare force, counted
+    server:cli(("hset circuit_breaker:states victim %s"):format(shq(force_json("victim"))))
+    keys("victim", { opened_at = os.time() })
+    read(s, sclock)
+    assert.equals("open", br:state())  -- a plain open, as a pybreaker peer's
+    assert.is_true(br:retry_after() <= 30, tostring(br:retry_after()))
+    -- an instance with the secret forces: its entry is signed
+    server:cli(("hset circuit_breaker:states victim %s")
+      :format(shq(signed(SECRET, force_json("victim")))))
+    read(s, sclock)
+    assert.equals("forced-open", br:state())
+    del("victim")  -- the keys gone: a force learnt from them ends
+    read(s, sclock)
+    assert.equals("closed", br:state())
+  end)
+
+  it("with a secret in shared mode, the script's answer is no force either", function()
+    local s = store("A", { secret = SECRET, mode = "shared" })
+    local br = breaker(s, "w", { failure_threshold = 3 })
+    keys("w", { state = "open", forced = 1, opened_at = os.time() })
+    server:cli(("hset circuit_breaker:states w %s"):format(shq(force_json("w"))))
+    br:failure()
+    assert.equals("open", br:state())  -- the fleet's open, capped, not a force
+    assert.is_true(br:retry_after() <= 30, tostring(br:retry_after()))
+    assert.is_true(s:health().unsigned_msgs > 0)
+    br:reset()  -- deletes the keys; the fleet counts again
+    for _ = 1, 3 do br:failure() end
+    assert.equals("open", br:state())
+    assert.equals("open", server:cli("get circuit_breaker:w:state"))
+    -- a signed force is followed
+    keys("w", { state = "open", forced = 1 })
+    server:cli(("hset circuit_breaker:states w %s"):format(shq(signed(SECRET, force_json("w")))))
+    local other = breaker(s, "w2")
+    keys("w2", { state = "open", forced = 1 })
+    server:cli(("hset circuit_breaker:states w2 %s"):format(shq(signed(SECRET, force_json("w2")))))
+    other:failure()
+    assert.equals("forced-open", other:state())
+  end)
+
+  it("a far-future opened_at or a peer's clock ahead holds open reset_timeout at a time", function()
+    local sclock, bclock = cb.manual_clock(0), cb.manual_clock(0)
+    local s = store("A", { secret = SECRET, clock = sclock })
+    local far = breaker(s, "far", { clock = bclock })
+    local skew = breaker(s, "skew", { clock = bclock })
+    keys("far", { state = "open", opened_at = os.time() + 999000000 })
+    keys("skew", { state = "open", opened_at = os.date("!%Y-%m-%dT%H:%M:%S", os.time() + 7200) })
+    read(s, sclock)
+    for _, br in ipairs({ far, skew }) do
+      assert.equals("open", br:state())
+      assert.is_true(br:retry_after() <= 30, tostring(br:retry_after()))
+    end
+    bclock:advance(31)  -- over here; the keys still say open: read again, open again
+    assert.equals("half-open", far:state())
+    read(s, sclock)
+    assert.equals("open", far:state())
+    assert.is_true(far:retry_after() <= 30)
+    del("far")
+    del("skew")
+    read(s, sclock)
+    assert.equals("closed", far:state())
+    assert.equals("closed", skew:state())
+  end)
+
+  it("in shared mode too, the script caps a far-future opened_at at the timeout", function()
+    local s = store("A", { mode = "shared" })
+    local br = breaker(s, "far")
+    keys("far", { state = "open", opened_at = os.time() + 999000000 })
+    br:failure()
+    assert.equals("open", br:state())
+    assert.is_true(br:retry_after() <= 30, tostring(br:retry_after()))
+  end)
+
+  for _, mode in ipairs({ "broadcast", "shared" }) do
+    it("a force found only in the keys ends when they are gone (" .. mode .. ")", function()
+      local sclock = cb.manual_clock(0)
+      local s = store("A", { clock = sclock, mode = mode })
+      local br = breaker(s, "k", { clock = cb.manual_clock(0) })
+      keys("k", { state = "open", forced = 1 })
+      read(s, sclock)
+      assert.equals("forced-open", br:state())
+      del("k")
+      read(s, sclock)
+      assert.equals("closed", br:state())
+    end)
+  end
+
+  it("a breaker's own open read back from the keys is not a peer's", function()
+    local sclock, bclock = cb.manual_clock(0), cb.manual_clock(0)
+    local s = store("A", { clock = sclock })
+    local log = {}
+    local br = breaker(s, "own", { clock = bclock,
+      on_change = function(_, _, to, why) log[#log + 1] = to .. ":" .. why end })
+    for _ = 1, 5 do br:failure() end
+    helper.drain({ s })
+    for _ = 1, 5 do s:poll(); s:wait(5) end
+    assert.equals("open", server:cli("get circuit_breaker:own:state"))
+    bclock:advance(31)  -- its timeout over here; Redis's open_until is ahead
+    assert.equals("half-open", br:state())
+    read(s, sclock, 2)
+    assert.equals("half-open", br:state(), table.concat(log, " "))
+    assert.is_nil(table.concat(log, " "):find("peer", 1, true), table.concat(log, " "))
+  end)
+
+  it("allow() does no peer-read work; an explicit poll does", function()
+    local sclock = cb.manual_clock(0)
+    local s = store("A", { clock = sclock })
+    local a = breaker(s, "a", { clock = cb.manual_clock(0) })
+    local b = breaker(s, "b", { clock = cb.manual_clock(0) })
+    keys("b", { state = "open", opened_at = os.time() })
+    for _ = 1, 5 do  -- reads are due at every round, 64+ allow()s a round
+      sclock:advance(1.1)
+      for _ = 1, 200 do a:allow() end
+      s:wait(10)
+      for _ = 1, 200 do a:allow() end
+    end
+    assert.equals("closed", b:state())
+    read(s, sclock)
+    assert.equals("open", b:state())
+  end)
+
+  it("a forced key of another type forces, as the script counts it; 'open\\0...' is not open", function()
+    local sclock = cb.manual_clock(0)
+    local s = store("A", { clock = sclock })
+    local f = breaker(s, "f", { clock = cb.manual_clock(0) })
+    local z = breaker(s, "z", { clock = cb.manual_clock(0) })
+    server:cli("set circuit_breaker:f:state open")
+    server:cli("hset circuit_breaker:f:forced by hand")
+    server:cli(("eval %s 1 circuit_breaker:z:state"):format(shq(
+      "redis.call('set', KEYS[1], 'open\\0junk')")))
+    keys("z", { opened_at = os.time() })
+    read(s, sclock)
+    assert.equals("forced-open", f:state())
+    assert.equals("closed", z:state())
+    assert.is_true(s:health().peer_unparsed >= 1)
+  end)
+
+  it("shared mode with opened_at a hash keeps coordinating, and counts it", function()
+    local s = store("A", { mode = "shared", secret = SECRET })
+    local br = breaker(s, "w", { failure_threshold = 3 })
+    server:cli("set circuit_breaker:w:state open")
+    server:cli("hset circuit_breaker:w:opened_at x 1")
+    server:cli("hset circuit_breaker:w:counter x 1")
+    br:failure()
+    local h = s:health()
+    assert.is_true(h.connected)
+    assert.equals("", h.last_error)
+    assert.is_true(h.peer_unparsed >= 1, tostring(h.peer_unparsed))
+    server:cli("set circuit_breaker:w:state closed")
+    for _ = 1, 3 do br:failure() end
+    assert.equals("open", br:state())
+    assert.equals("open", server:cli("get circuit_breaker:w:state"))  -- the fleet opened
+  end)
+
+  it("10 MB values: reads take a few bytes, status lists what is open", function()
+    local sclock = cb.manual_clock(0)
+    local s = store("A", { clock = sclock })
+    local big = ("redis.call('set', KEYS[1], ARGV[1] .. string.rep('x', 10485760))")
+    for i = 1, 8 do
+      server:cli(("eval %s 1 circuit_breaker:big%d:state open"):format(shq(big), i))
+      server:cli(("eval %s 1 circuit_breaker:big%d:opened_at 1"):format(shq(big), i))
+    end
+    keys("py", { state = "open", opened_at = os.time() })
+    local brs = {}
+    for i = 1, 8 do brs[i] = breaker(s, "big" .. i, { clock = cb.manual_clock(0) }) end
+    read(s, sclock, 2)
+    local h = s:health()
+    assert.is_true(h.connected, h.last_error)
+    assert.equals("closed", brs[1]:state())
+    assert.is_true(h.peer_unparsed >= 8)
+    assert.same({ { name = "py", source = "keys" } }, assert(s:list()))
+    local code, out, err = run_host("status --redis " .. server:url())
+    assert.equals(0, code, out .. err)
+    assert.matches("\npy%s+open%s+%d+%.%ds%s+peer", out)
+    assert.is_nil(out:find("big", 1, true), out)
+  end)
+
+  it("a state=open key without a time is not listed as held open", function()
+    server:cli("set circuit_breaker:bare:state open")
+    local code, out, err = run_host("status --redis " .. server:url())
+    assert.equals(0, code, out .. err)
+    assert.matches("no breaker is open", out)
+  end)
+end)
+
+-- The opened_at rule is one: the store script's epoch_ms (run in Redis)
+-- gives, over tests/peer_time_cases.h, what peer_time.c gives there
+-- (tests/test_peer_time.c).
+describe("#redis the store script's epoch_ms and peer_time.c", function()
+  local server
+  helper.use_server(function(s) server = s end)
+
+  local source_dir = os.getenv("CB_SOURCE_DIR") or "."
+
+  local function slurp(path)
+    local f = assert(io.open(source_dir .. "/" .. path))
+    local s = f:read("a")
+    f:close()
+    return s
+  end
+
+  -- The C string literals of a line, joined and unescaped.
+  local function literals(line)
+    local out, i = {}, 1
+    while true do
+      local q = line:find('"', i, true)
+      if not q then break end
+      local j, buf = q + 1, {}
+      while line:sub(j, j) ~= '"' do
+        local c = line:sub(j, j)
+        if c == "\\" then
+          local e = line:sub(j + 1, j + 1)
+          buf[#buf + 1] = ({ n = "\n", ["\\"] = "\\", ['"'] = '"', ["'"] = "'" })[e]
+            or error("escape \\" .. e .. " in " .. line)
+          j = j + 2
+        else
+          buf[#buf + 1] = c
+          j = j + 1
+        end
+      end
+      out[#out + 1] = table.concat(buf)
+      i = j + 1
+    end
+    return table.concat(out)
+  end
+
+  local function epoch_ms_source()
+    local lines, inside = {}, false
+    for line in slurp("src/core/store_script.h"):gmatch("[^\n]+") do
+      local code = literals(line)
+      if code == "local function epoch_ms(v)\n" then inside = true end
+      if inside then
+        lines[#lines + 1] = code
+        if code == "end\n" then return table.concat(lines) end
+      end
+    end
+    error("epoch_ms not found in store_script.h")
+  end
+
+  it("accepts and rejects the same values, and reads them alike", function()
+    local cases = {}
+    for input, want in slurp("tests/peer_time_cases.h"):gmatch('\n%s*{"([^"\n]*)", (%-?%d+)},') do
+      cases[#cases + 1] = { input = input, want = tonumber(want) }
+    end
+    assert.is_true(#cases >= 40, #cases .. " cases")
+    local script = epoch_ms_source() .. [[
+local out = {}
+for i, v in ipairs(ARGV) do
+  local ms = epoch_ms(v)
+  out[i] = ms and string.format('%.0f', math.floor(ms)) or '-1'
+end
+return out]]
+    local args = {}
+    for i, c in ipairs(cases) do args[i] = shq(c.input) end
+    local out = server:cli(("eval %s 0 %s"):format(shq(script), table.concat(args, " ")))
+    local got = {}
+    for l in out:gmatch("[^\n]+") do got[#got + 1] = l end
+    assert.equals(#cases, #got, out)
+    for i, c in ipairs(cases) do
+      assert.equals(("%s -> %.0f"):format(c.input, c.want), ("%s -> %s"):format(c.input, got[i]))
+    end
+  end)
+end)

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "peer_time.h"
+#include "peer_time_cases.h"
 #include "test.h"
 
 static int parses(const char *s, double want_ms) {
@@ -73,5 +74,24 @@ int main(void) {
         test_cond(cb_peer_time_parse("1764749116999", 10, &ms) == 0 &&
                   fabs(ms - 1764749116000.0) < 1e-3);
     }
+    test("the shared cases (the store script's epoch_ms runs the same in spec 38)");
+    {
+        int all = 1;
+        for (size_t i = 0; i < sizeof peer_time_cases / sizeof *peer_time_cases; i++) {
+            double ms = -1;
+            int r = cb_peer_time_parse(peer_time_cases[i].in, strlen(peer_time_cases[i].in), &ms);
+            double got = r == 0 ? floor(ms) : -1;
+            if (got != peer_time_cases[i].want) {
+                fprintf(stderr, "  %s: %.0f, want %.0f\n", peer_time_cases[i].in, got,
+                        peer_time_cases[i].want);
+                all = 0;
+            }
+        }
+        test_cond(all);
+    }
+    test("more than 15 digits, more than 9 fraction digits, past 1e14 ms in either form");
+    test_cond(rejects("0000000000000001") && rejects("1764749116.1234567890") &&
+              rejects("5138-11-16T09:46:40Z") && rejects("9999-12-31T23:59:59Z") &&
+              parses("5138-11-16T09:46:39Z", 99999999999000.0));
     return test_report();
 }

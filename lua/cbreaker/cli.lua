@@ -242,21 +242,35 @@ function commands.status(...)
     return 1
   end
   local source = {}  -- name -> who holds it open, when the store can say
+  local partial = false  -- the scan of the per-field keys did not finish
   if #names == 0 then  -- every breaker held open: announced, or only in its keys
     local listed, lerr
     if store.list then  -- {name, source} pairs (cb_store_list)
-      listed, lerr = store:list()
-      for i, e in ipairs(listed or {}) do
-        source[e.name] = e.source == "keys" and "peer (keys only)" or e.source
-        listed[i] = e.name
+      local entries
+      entries, lerr = store:list()
+      if entries then
+        listed = {}
+        for _, e in ipairs(entries) do
+          if e.source == "partial" then  -- the key scan stopped at its cap
+            partial = true
+          else
+            source[e.name] = e.source == "keys" and "peer (keys only)" or e.source
+            listed[#listed + 1] = e.name
+          end
+        end
       end
     else
       listed, lerr = store:names()
     end
+    if partial then
+      io.stderr:write("cbreaker: status: the list is partial: the scan of the per-field keys "
+        .. "stopped after 10 M keys\n")
+    end
     if not listed or #listed == 0 then
       store:close()
       if not listed then return die("status: %s", lerr) end
-      print("no breaker is open or forced open")
+      print(partial and "no breaker found open in the keys scanned"
+        or "no breaker is open or forced open")
       return 0
     end
     names = listed

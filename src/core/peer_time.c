@@ -4,7 +4,7 @@
 #include <math.h>
 
 #define EPOCH_MS_FROM 1e11  /* smaller numbers are seconds (until year 5138) */
-#define EPOCH_MS_TO 1e14
+#define EPOCH_MS_TO 1e14    /* the same bound for both forms (year 5138) */
 
 /* Reads exactly n digits at *p; -1 when one is not a digit. */
 static int digits(const char **p, const char *end, int n) {
@@ -112,8 +112,9 @@ static int parse_iso(const char *p, const char *end, double *ms) {
     int off;
     if (parse_offset(p, end, &off) != 0) return -1;
     double s = (double)days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off * 60;
-    if (s < 0) return -1;  /* 1970-01-01T00:00+01:00 */
-    *ms = s * 1000 + floor(frac * 1000 + 1e-6);  /* ms: a fraction's tail is dropped */
+    double v = s * 1000 + floor(frac * 1000 + 1e-6);  /* ms: a fraction's tail is dropped */
+    if (s < 0 || v >= EPOCH_MS_TO) return -1;  /* 1970-01-01T00:00+01:00; a number's range */
+    *ms = v;
     return 0;
 }
 

@@ -53,9 +53,10 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
 #define SUB_SKEW_MS 1000     /* clock skew allowed to a message sent as we subscribed */
+#define CMD_VALUE_MAX (4u << 20) /* unparsed bytes on cmd: no value the store reads is near */
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
-enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read's MGET, not an event */
+enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read, not an event */
 
 typedef struct attach {
     cb_hnode h;           /* first: the table links attachments as nodes */
@@ -65,11 +66,13 @@ typedef struct attach {
     uint8_t from_peer;    /* its current open state was a peer's */
     uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
     uint8_t seen;         /* reconcile: named in the boot hash */
+    uint8_t from_keys;    /* ... and learnt from the per-field keys alone */
+    double own_until;     /* open_until (epoch ms) our last open wrote, to know it read back */
     uint64_t seq;         /* the store's seq at this breaker's last transition */
 } attach;
 
 /* A read of the per-field keys of some names (peers that never publish,
- * such as a pybreaker service): sent as one MGET, applied once its reply
+ * such as a pybreaker service): sent as one script call, applied once its reply
  * came, by poll, never halfway through another breaker's call. */
 typedef struct peer_read {
     struct peer_read *next;  /* the ready list */
@@ -130,6 +133,9 @@ typedef struct cb_store_priv {
     uint64_t seq;                 /* bumped on every transition of an attached breaker */
     peer_read *ready;             /* replies to apply */
     uint64_t peer_unparsed;       /* per-field values ignored: not a state or time */
+    uint64_t peer_wrongtype;      /* per-field keys of another type than string */
+    int applying_keys;            /* apply_keys is changing a breaker */
+    char read_sha[41];            /* the peer read's script */
 } cb_store_priv;
 
 static void free_reads(cb_store_priv *p);
@@ -306,6 +312,10 @@ static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline
             note_error(p, "read", c->errstr);
             return NULL;
         }
+        if (c == p->cmd && c->reader->len - c->reader->pos > CMD_VALUE_MAX) {
+            note_error(p, "a reply holding a value over 4 MiB", NULL);
+            return NULL;
+        }
     }
 }
 
@@ -324,6 +334,10 @@ static void settle(cb_store_priv *p, redisReply *r) {
         note_error(p, "redis", r->str);
         p->broken = 1;
     }
+    inflight *e = &p->ring[p->head];
+    if (ok && e->a && e->what == UNSENT_STATE && r && r->type == REDIS_REPLY_INTEGER &&
+        r->integer > 1)
+        e->a->own_until = (double)r->integer;  /* an open's open_until: ours when read back */
     ring_pop(p, ok);
     freeReplyObject(r);
 }
@@ -474,8 +488,8 @@ static const char *const key_fields[] = {"state", "counter", "opened_at", "open_
 
 /* EVALSHA sha 10, the ten keys, then op name ttl channel and the op's own. */
 typedef struct script_call {
-    const char *argv[24];
-    size_t lens[24];
+    const char *argv[32];
+    size_t lens[32];
     int argc;
     char keys[K_COUNT][KEY_MAX];
     char ttl[32];
@@ -557,6 +571,8 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     call_init(p, &sc, op, b->name);
     call_arg(&sc, json);
     call_arg(&sc, left);
+    for (int i = 7; i <= 10; i++) call_arg(&sc, "");  /* record's arguments */
+    call_arg(&sc, p->secret ? "1" : "0");             /* signed: see store_script.h */
     call_lens(&sc);
     what = a->unsent;
     a->unsent = UNSENT_NONE;
@@ -651,14 +667,17 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
 
 /* ---- reading peers that never publish ------------------------------------------
  * A pybreaker service writes `state`, `counter` and `opened_at` and nothing
- * else: no channel message, no boot-hash entry.  Every peer_read_ms, poll
- * sends one MGET of state, opened_at, open_until and forced for the attached
- * names (READ_NAMES_MAX at a time, round robin) and applies the reply at a
- * later poll; attaching reads its own name in the same round trip as the
- * boot-hash import. */
+ * else: no channel message, no boot-hash entry.  Every peer_read_ms, an
+ * explicit poll (never a breaker call: allow() does no such work) runs the
+ * read script (store_script.h) over the attached names, READ_NAMES_MAX at a
+ * time round robin, so N names are all read within ceil(N / READ_NAMES_MAX)
+ * ticks, and a later poll applies the reply; attaching reads its own name
+ * in the same round trip as the boot-hash import.  A reply is bounded: 65
+ * bytes a value, a boot entry of at most 4200. */
 
-enum { RK_STATE, RK_OPENED_AT, RK_OPEN_UNTIL, RK_FORCED, RK_COUNT };
-static const int read_fields[RK_COUNT] = {K_STATE, K_OPENED_AT, K_OPEN_UNTIL, K_FORCED};
+enum { RV_STATE, RV_OPENED_AT, RV_OPEN_UNTIL, RV_FORCED, RV_ENTRY, RV_COUNT };
+enum { READ_KEYS = 4 };  /* per name: state, opened_at, open_until, forced */
+static const int read_fields[READ_KEYS] = {K_STATE, K_OPENED_AT, K_OPEN_UNTIL, K_FORCED};
 
 static void free_reads(cb_store_priv *p) {
     while (p->ready) {
@@ -669,6 +688,17 @@ static void free_reads(cb_store_priv *p) {
     }
 }
 
+/* The read script's last element: keys of another type, counted. */
+static int read_reply_ok(cb_store_priv *p, const redisReply *r, size_t n) {
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != n * RV_COUNT + 1) return 0;
+    const redisReply *w = r->element[r->elements - 1];
+    if (w->type == REDIS_REPLY_INTEGER && w->integer > 0) {
+        p->peer_wrongtype += (uint64_t)w->integer;
+        p->peer_unparsed += (uint64_t)w->integer;
+    }
+    return 1;
+}
+
 /* The reply to the oldest write on cmd was a read's: kept for poll. */
 static void read_done(cb_store_priv *p, redisReply *r) {
     inflight *e = &p->ring[p->head];
@@ -676,8 +706,11 @@ static void read_done(cb_store_priv *p, redisReply *r) {
     e->rd = NULL;
     if (rd && rd->tick) p->reading = 0;
     ring_pop(p, 1);
-    if (!rd || !r || r->type != REDIS_REPLY_ARRAY || r->elements != rd->n * RK_COUNT) {
-        if (r && r->type == REDIS_REPLY_ERROR) note_error(p, "redis", r->str);
+    if (!rd || !read_reply_ok(p, r, rd->n)) {
+        if (r && r->type == REDIS_REPLY_ERROR) {
+            note_error(p, "redis", r->str);
+            p->broken = 1;  /* NOSCRIPT (flushed): a reconnect loads it again */
+        }
         freeReplyObject(r);
         free(rd);
         return;
@@ -688,35 +721,53 @@ static void read_done(cb_store_priv *p, redisReply *r) {
     *tail = rd;
 }
 
-/* Appends rd's MGET on cmd; its reply comes back through settle. */
-static int read_send(cb_store_priv *p, peer_read *rd) {
-    size_t argc = 1 + rd->n * RK_COUNT, bytes = 0, plen = strlen(p->prefix);
-    const char *name = rd->names;
-    for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1)
-        for (int f = 0; f < RK_COUNT; f++)
+/* The read script's call for the n names at `names` (NUL-separated):
+ * EVALSHA sha numkeys, four keys a name, the boot hash, the names.  Fills
+ * *argv (malloc'd, with the keys after it); NULL when out of memory. */
+static const char **read_argv(cb_store_priv *p, const char *names, size_t n, int *argc,
+                              char *numkeys, size_t numkeys_cap) {
+    size_t plen = strlen(p->prefix), bytes = plen + sizeof ":states";
+    const char *name = names;
+    for (size_t i = 0; i < n; i++, name += strlen(name) + 1)
+        for (int f = 0; f < READ_KEYS; f++)
             bytes += plen + strlen(name) + strlen(key_fields[read_fields[f]]) + 3;
-    const char **argv = malloc(argc * sizeof *argv);
-    char *keys = malloc(bytes);
-    int ok = CB_ERR;
-    if (argv && keys) {
-        argv[0] = "MGET";
-        char *k = keys;
-        name = rd->names;
-        for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
-            for (int f = 0; f < RK_COUNT; f++) {
-                argv[1 + i * RK_COUNT + (size_t)f] = k;
-                k += sprintf(k, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]) + 1;
-            }
+    size_t count = 3 + n * (READ_KEYS + 1) + 1;
+    const char **argv = malloc(count * sizeof *argv + bytes);
+    if (!argv) return NULL;
+    char *k = (char *)(argv + count);
+    snprintf(numkeys, numkeys_cap, "%zu", n * READ_KEYS + 1);
+    argv[0] = "EVALSHA";
+    argv[1] = p->read_sha;
+    argv[2] = numkeys;
+    size_t a = 3;
+    name = names;
+    for (size_t i = 0; i < n; i++, name += strlen(name) + 1) {
+        for (int f = 0; f < READ_KEYS; f++) {
+            argv[a++] = k;
+            k += sprintf(k, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]) + 1;
         }
-        ok = command_async(p, NULL, INFLIGHT_READ, (int)argc, argv, NULL);
+    }
+    argv[a++] = k;
+    sprintf(k, "%s:states", p->prefix);
+    name = names;
+    for (size_t i = 0; i < n; i++, name += strlen(name) + 1) argv[a++] = name;
+    *argc = (int)a;
+    return argv;
+}
+
+/* Appends rd's read on cmd; its reply comes back through settle. */
+static int read_send(cb_store_priv *p, peer_read *rd) {
+    char numkeys[32];
+    int argc = 0, ok = CB_ERR;
+    const char **argv = read_argv(p, rd->names, rd->n, &argc, numkeys, sizeof numkeys);
+    if (argv) {
+        ok = command_async(p, NULL, INFLIGHT_READ, argc, argv, NULL);
         if (ok == CB_OK) p->ring[(p->head + p->pending - 1) % MAX_PENDING].rd = rd;
     }
     free(argv);
-    free(keys);
     if (ok != CB_OK) free(rd);
     return ok;
 }
-
 /* A read of the names of up to READ_NAMES_MAX attached breakers, starting
  * at bucket *cursor (moved past the last bucket taken); NULL when none or
  * out of memory. */
@@ -767,16 +818,22 @@ static const char *read_value(const redisReply *v, size_t *len) {
     return v->str;
 }
 
+/* 1 when s[len] is exactly `word`: "open\0..." or "open " is not open. */
+static int is_word(const char *s, size_t len, const char *word) {
+    return s && len == strlen(word) && memcmp(s, word, len) == 0;
+}
+
 /* When the open that `opened_at`/`open_until` describe ends, in epoch ms;
  * 0 when neither says.  open_until is a cbreaker's; an opened_at after it
  * is a later open by a peer that writes no open_until, which lasts
- * reset_timeout, as that peer times it. */
-static double open_deadline(cb_store_priv *p, const attach *a, const redisReply *opened,
-                            const redisReply *until) {
+ * `timeout` s, as that peer times it.  *from_until: open_until decided. */
+static double open_deadline(cb_store_priv *p, double timeout, const redisReply *opened,
+                            const redisReply *until, int *from_until) {
     double at = 0, end = 0;
     size_t len = 0;
     const char *v;
     int have_at = 0, have_end = 0;
+    *from_until = 0;
     if ((v = read_value(opened, &len)) != NULL) {
         have_at = cb_peer_time_parse(v, len, &at) == 0;
         if (!have_at) p->peer_unparsed++;
@@ -785,43 +842,87 @@ static double open_deadline(cb_store_priv *p, const attach *a, const redisReply 
         have_end = cb_peer_time_parse(v, len, &end) == 0;
         if (!have_end) p->peer_unparsed++;
     }
-    if (have_at && (!have_end || at > end)) return at + a->b->conf->o.reset_timeout * 1000;
+    if (have_at && (!have_end || at > end)) return at + timeout * 1000;
+    *from_until = have_end;
     return have_end ? end : 0;
+}
+
+/* With a secret, a `forced` key counts only beside the name's boot entry,
+ * signed, saying forcedOpen: anyone may write the keys (and must be able
+ * to, for a pybreaker peer), only an instance with the secret can force.
+ * Without one counted as unsigned or badly signed. */
+static int force_signed(cb_store_priv *p, const char *name, const redisReply *entry) {
+    if (!p->secret) return 1;
+    cb_message m;
+    if (entry->type != REDIS_REPLY_STRING || cb_message_decode(entry->str, entry->len, &m)) {
+        p->unsigned_msgs++;
+        return 0;
+    }
+    return authentic(p, entry) && m.forced_open && strcmp(m.service_id, name) == 0;
+}
+
+typedef enum keys_say {
+    KEYS_CLOSED,  /* closed, or no state: the keys are gone */
+    KEYS_NONE,    /* nothing to apply: a probe, an open already over, a value we cannot read */
+    KEYS_OWN,     /* the open this store itself wrote last */
+    KEYS_OPEN,
+    KEYS_FORCED
+} keys_say;
+
+/* What one name's keys say (v: the read's RV_COUNT values).  An open has
+ * *left_s seconds left, at most `timeout` (an open learnt from keys alone
+ * is re-read at each read, never trusted far ahead: a far-future opened_at
+ * or a peer's clock ahead holds it only while the keys say open). */
+static keys_say keys_verdict(cb_store_priv *p, const char *name, const redisReply *const *v,
+                             double timeout, double own_until, double *left_s) {
+    size_t len = 0;
+    const char *st = read_value(v[RV_STATE], &len);
+    int forced = v[RV_FORCED]->type == REDIS_REPLY_INTEGER && v[RV_FORCED]->integer == 1;
+    *left_s = 0;
+    if (!st || is_word(st, len, "closed")) return KEYS_CLOSED;
+    if (is_word(st, len, "half-open")) return KEYS_NONE;  /* a peer's probe: its outcome tells */
+    if (is_word(st, len, "forced-open")) forced = 1;  /* as cbreaker 0.x wrote a force */
+    else if (!is_word(st, len, "open")) {
+        p->peer_unparsed++;
+        return KEYS_NONE;
+    }
+    if (forced && force_signed(p, name, v[RV_ENTRY])) return KEYS_FORCED;
+    int from_until;
+    double end = open_deadline(p, timeout, v[RV_OPENED_AT], v[RV_OPEN_UNTIL], &from_until);
+    if (from_until && own_until > 0 && end == own_until) return KEYS_OWN;
+    double left = (end - wall_ms()) / 1000;
+    if (!(left > 0)) return KEYS_NONE;  /* the peer probes next */
+    *left_s = left < timeout ? left : timeout;
+    return KEYS_OPEN;
 }
 
 /* Applies one name's per-field keys to `a`'s breaker.  Only what a key
  * says better than our own state: a peer's open or force over our closed
- * or half-open, a peer's close over an open that was a peer's. */
+ * or half-open, a peer's close over an open that was a peer's; a force
+ * learnt from the keys alone ends when they no longer say it.  One change
+ * at most: a callback may detach the breaker. */
 static void apply_keys(cb_store_priv *p, attach *a, const redisReply *const *v) {
     cb_breaker *b = a->b;
     cb_state local = (cb_state)b->state;
-    size_t len = 0;
-    const char *st = read_value(v[RK_STATE], &len);
-    int forced = v[RK_FORCED]->type == REDIS_REPLY_STRING;
     if (local == CB_DISABLED) return;
-    if (local == CB_FORCED_OPEN && !a->from_peer &&
-        !(st && strcmp(st, "open") == 0 && forced)) {
-        announce(p, a, UNSENT_STATE);  /* our force, lost or expired: write it again */
+    double left;
+    keys_say k = keys_verdict(p, b->name, v, b->conf->o.reset_timeout, a->own_until, &left);
+    if (local == CB_FORCED_OPEN && !a->from_peer) {
+        if (k != KEYS_FORCED) announce(p, a, UNSENT_STATE);  /* ours, lost or expired: again */
         return;
     }
-    if (!st || strcmp(st, "closed") == 0) {
-        if (a->from_peer && (local == CB_OPEN || local == CB_HALF_OPEN))
-            cb_breaker_apply_peer(b, CB_PEER_CLOSED, 0);
-        return;
-    }
-    if (strcmp(st, "half-open") == 0) return;  /* a peer's probe: its outcome will tell */
-    if (strcmp(st, "forced-open") == 0) forced = 1;  /* as cbreaker 0.x wrote a force */
-    else if (strcmp(st, "open") != 0) {
-        p->peer_unparsed++;
-        return;
-    }
-    if (forced) {
-        if (local != CB_FORCED_OPEN) cb_breaker_apply_peer(b, CB_PEER_FORCED_OPEN, 0);
-        return;
-    }
-    if (local != CB_CLOSED && local != CB_HALF_OPEN) return;  /* open already */
-    double left = (open_deadline(p, a, v[RK_OPENED_AT], v[RK_OPEN_UNTIL]) - wall_ms()) / 1000;
-    if (left > 0) cb_breaker_apply_peer(b, CB_PEER_OPEN, left);
+    cb_peer_state ps;
+    if (local == CB_FORCED_OPEN)
+        ps = a->from_keys && k != KEYS_FORCED ? CB_PEER_RECOVERED : CB_PEER_FORCED_OPEN;
+    else if (k == KEYS_FORCED) ps = CB_PEER_FORCED_OPEN;
+    else if (k == KEYS_CLOSED && a->from_peer && (local == CB_OPEN || local == CB_HALF_OPEN))
+        ps = CB_PEER_CLOSED;
+    else if (k == KEYS_OPEN && (local != CB_OPEN || a->from_peer)) ps = CB_PEER_OPEN;
+    else return;
+    if (ps == CB_PEER_FORCED_OPEN && local == CB_FORCED_OPEN) return;
+    p->applying_keys = 1;
+    cb_breaker_apply_peer(b, ps, left);  /* an open from a peer's keys: later deadline wins */
+    p->applying_keys = 0;
 }
 
 typedef struct read_apply {
@@ -844,7 +945,8 @@ static void apply_reads(cb_store_priv *p) {
         p->ready = rd->next;
         const char *name = rd->names;
         for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
-            const redisReply *const *v = (const redisReply *const *)rd->reply->element + i * RK_COUNT;
+            const redisReply *const *v =
+                (const redisReply *const *)rd->reply->element + i * RV_COUNT;
             read_apply ra = {rd->seq, v};
             each_named(p, name, hash_name(p, name), apply_read, &ra);
         }
@@ -935,17 +1037,21 @@ static void try_connect(cb_store_priv *p, double deadline) {
     char states[KEY_MAX];
     snprintf(states, sizeof states, "%s:states", p->prefix);
     const char *load[] = {"SCRIPT", "LOAD", cb_store_script};
+    const char *load_read[] = {"SCRIPT", "LOAD", cb_read_script};
     const char *hgetall[] = {"HGETALL", states};
     redisAppendCommandArgv(p->cmd, 3, load, NULL);  /* pipelined: one round trip */
+    redisAppendCommandArgv(p->cmd, 3, load_read, NULL);
     redisAppendCommandArgv(p->cmd, 2, hgetall, NULL);
     if (flush_until(p, p->cmd, deadline) != CB_OK) goto failed;
-    r = read_reply(p, p->cmd, deadline);
-    if (!r) goto failed;
-    ok = r->type == REDIS_REPLY_STRING && r->len == 40;
-    if (ok) memcpy(p->sha, r->str, 41);
-    else note_error(p, "script load", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-    freeReplyObject(r);
-    if (!ok) goto failed;
+    for (int i = 0; i < 2; i++) {
+        r = read_reply(p, p->cmd, deadline);
+        if (!r) goto failed;
+        ok = r->type == REDIS_REPLY_STRING && r->len == 40;
+        if (ok) memcpy(i == 0 ? p->sha : p->read_sha, r->str, 41);
+        else note_error(p, "script load", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        freeReplyObject(r);
+        if (!ok) goto failed;
+    }
     r = read_reply(p, p->cmd, deadline);
     if (!r) goto failed;
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -990,7 +1096,7 @@ static uint64_t record_seq(const cb_breaker *b) {
     return ((b->successes + b->failures) << 1) | 1;
 }
 
-static int poll_until(cb_store_priv *p, double deadline);
+static int poll_until(cb_store_priv *p, double deadline, int explicit);
 
 /* Transitions the shared script decides for the fleet.  A Retry-After is
  * not among them: the server asked every caller to wait, so it is
@@ -1011,10 +1117,11 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
     a->seq = ++p->seq;  /* a peer read sent before this is stale for it */
     if (why == CB_REASON_PEER) {  /* never echoed: an echo keeps a fleet stuck open */
         a->from_peer = to != CB_CLOSED;
+        a->from_keys = p->applying_keys && to != CB_CLOSED;
         return;
     }
     if (why == CB_REASON_TIMEOUT) return;  /* half-open is local */
-    a->from_peer = 0;
+    a->from_peer = a->from_keys = 0;
     if (why == CB_REASON_RESET || to == CB_DISABLED) return;  /* hook_reset announces */
     if (p->mode == CB_STORE_SHARED && is_local_count(why)) {
         /* The fleet's transitions are the script's; with a quorum this
@@ -1029,7 +1136,7 @@ static void hook_reset(void *ud, cb_breaker *b) {
     attach *a = ud;
     (void)b;
     a->seq = ++a->p->seq;
-    a->from_peer = 0;
+    a->from_peer = a->from_keys = 0;
     announce(a->p, a, UNSENT_RECOVERED);
 }
 
@@ -1038,7 +1145,7 @@ static void hook_tick(void *ud, cb_breaker *b) {
     cb_store_priv *p = a->p;
     double now = now_of(p);
     if (p->connected ? now - p->last_poll >= POLL_EVERY : now >= p->next_attempt)
-        poll_until(p, call_deadline(p, b, allow_seq(b)));
+        poll_until(p, call_deadline(p, b, allow_seq(b)), 0);
 }
 
 static void forget_inflight(cb_store_priv *p, attach *a) {
@@ -1054,23 +1161,58 @@ static void hook_gone(void *ud, cb_breaker *b) {
     free(a);
 }
 
-/* Applies the fleet's answer {state, ms left} to the local breaker. */
+/* Applies the fleet's answer {state, ms left, ...} to the local breaker.
+ * An open lasts at most the longer of our timeouts from now: the keys it
+ * was read from are unsigned, and every record asks again (a longer open
+ * that an instance announced reaches us on the channel). */
 static void follow_fleet(attach *a, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements > 3 ||
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements > 5 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
         return;
     const char *st = r->element[0]->str;
     cb_state local = (cb_state)a->b->state;
-    if (strcmp(st, "open") == 0)
-        cb_breaker_apply_peer(a->b, CB_PEER_OPEN, (double)r->element[1]->integer / 1000);
-    else if (strcmp(st, "forced-open") == 0)
+    double cap = a->b->conf->o.reset_timeout;
+    if (a->b->open_timeout > cap) cap = a->b->open_timeout;
+    if (strcmp(st, "open") == 0) {
+        double left = (double)r->element[1]->integer / 1000;
+        cb_breaker_apply_peer(a->b, CB_PEER_OPEN, left < cap ? left : cap);
+    }
+    else if (strcmp(st, "forced-open") == 0 && local != CB_FORCED_OPEN)
         cb_breaker_apply_peer(a->b, CB_PEER_FORCED_OPEN, 0);
     else if (strcmp(st, "closed") == 0 &&
              (local == CB_HALF_OPEN || (local == CB_OPEN && a->from_peer)))
         cb_breaker_apply_peer(a->b, CB_PEER_CLOSED, 0);  /* a local trip protects on */
 }
 
-static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, const char *outcome) {
+/* follow_fleet, marking what it applies as learnt from the keys (a force
+ * so learnt ends when a peer read finds the keys no longer say it). */
+static void follow_fleet_keys(attach *a, const redisReply *r) {
+    a->p->applying_keys = 1;
+    follow_fleet(a, r);
+    a->p->applying_keys = 0;
+}
+
+/* The script's answer says forced-open on the strength of a boot entry
+ * (with a secret): 1 when that entry is not signed, or not a force of
+ * this name (counted). */
+static int force_forged(cb_store_priv *p, const char *name, const redisReply *r) {
+    if (!p->secret || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "forced-open"))
+        return 0;
+    return !(r->elements == 5 && force_signed(p, name, r->element[4]));
+}
+
+/* Keys of another type than string the script met, counted. */
+static void count_wrongtype(cb_store_priv *p, const redisReply *r) {
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 4 &&
+        r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer > 0) {
+        p->peer_wrongtype += (uint64_t)r->element[3]->integer;
+        p->peer_unparsed += (uint64_t)r->element[3]->integer;
+    }
+}
+
+static redisReply *shared_call_once(cb_store_priv *p, attach *a, const char *op,
+                                    const char *outcome, int no_force) {
     double deadline = call_deadline(p, a->b, record_seq(a->b));
     char fth[16], sth[16], tmo[32], quorum[16];
     const cb_breaker_opts *o = &a->b->conf->o;
@@ -1086,7 +1228,8 @@ static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, cons
     call_arg(&sc, sth);
     call_arg(&sc, tmo);
     call_arg(&sc, quorum);
-    call_arg(&sc, p->secret ? "1" : "0");  /* quiet: the script cannot sign */
+    call_arg(&sc, p->secret ? "1" : "0");  /* signed: the script cannot sign or verify */
+    call_arg(&sc, no_force ? "1" : "0");
     call_lens(&sc);
     redisReply *r = command(p, p->cmd, deadline, sc.argc, sc.argv, sc.lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -1096,12 +1239,22 @@ static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, cons
         if (noscript) drop(p);
         return NULL;
     }
+    count_wrongtype(p, r);
     return r;
+}
+
+/* A record or trip: asked again without the force when the entry behind a
+ * forced-open answer is not signed, so unsigned keys never force. */
+static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, const char *outcome) {
+    redisReply *r = shared_call_once(p, a, op, outcome, 0);
+    if (!force_forged(p, a->b->name, r)) return r;
+    freeReplyObject(r);
+    return p->connected ? shared_call_once(p, a, op, outcome, 1) : NULL;
 }
 
 /* 1 when the script's answer says this call changed the fleet's state. */
 static int fleet_changed(const redisReply *r) {
-    return r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
            r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 1;
 }
 
@@ -1117,7 +1270,7 @@ static void announce_fleet(cb_store_priv *p, attach *a, const redisReply *r) {
     const char *fleet = r->element[0]->str;
     if ((strcmp(fleet, "open") == 0 && s == CB_OPEN) ||
         (strcmp(fleet, "closed") == 0 && s == CB_CLOSED)) {
-        a->from_peer = 0;  /* ours to republish after a reconnect */
+        a->from_peer = a->from_keys = 0;  /* ours to republish after a reconnect */
         announce(p, a, UNSENT_STATE);
     }
 }
@@ -1135,7 +1288,7 @@ static void hook_record(void *ud, cb_breaker *b, cb_outcome outcome) {
     (void)b;
     if (!p->connected) return;  /* local counting until Redis is back */
     redisReply *r = shared_call(p, a, "record", cb_outcome_names[outcome]);
-    follow_fleet(a, r);
+    follow_fleet_keys(a, r);
     announce_fleet(p, a, r);
     freeReplyObject(r);
 }
@@ -1360,21 +1513,49 @@ static int in_reply(const redisReply *hkeys, const char *name, size_t len) {
     return 0;
 }
 
-/* SCAN MATCH <prefix>:*:state, then MGET of what it found: calls fn for
- * each name whose state is open and that the boot hash does not hold
- * (a peer that writes only the per-field keys).  Returns how many, or
- * CB_ERR when Redis failed. */
+/* The names of the SCAN round's `keys` (<prefix>:<name>:state) that are
+ * breaker names the boot hash does not hold, NUL-separated into `buf`
+ * (cap bytes); how many. */
+static size_t key_names(cb_store_priv *p, const redisReply *keys, const redisReply *hkeys,
+                        char *buf, size_t cap) {
+    size_t plen = strlen(p->prefix), used = 0, n = 0, tail = strlen(":state");
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len <= plen + 1 + tail) continue;
+        size_t len = k->len - plen - 1 - tail;  /* MATCH made it longer */
+        const char *name = k->str + plen + 1;
+        if (len >= CB_NAME_MAX || memchr(name, '\0', len) || in_reply(hkeys, name, len) ||
+            used + len + 1 > cap)
+            continue;
+        memcpy(buf + used, name, len);
+        buf[used + len] = '\0';
+        used += len + 1;
+        n++;
+    }
+    return n;
+}
+
+/* SCAN MATCH <prefix>:*:state, then the read script over the names found
+ * that the boot hash does not hold (a peer that writes only the per-field
+ * keys): calls fn for each the keys hold open as a breaker attached now
+ * would be (forced, or open with time left at the default reset_timeout),
+ * reading a few bytes of each value whatever its size.  Returns how many,
+ * or CB_ERR when Redis failed.  After SCAN_ROUNDS_MAX rounds it stops and
+ * says so: fn(ud, "", "partial"). */
+#define SCAN_ROUNDS_MAX 10000  /* of COUNT 1000: about 10 M keys */
 static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_list_fn fn,
                          void *ud) {
     char pattern[2 * 128 + 16], cursor[32] = "0";
-    size_t w = 0, plen = strlen(p->prefix);
+    size_t w = 0;
     for (const char *c = p->prefix; *c; c++) {  /* the prefix is no glob */
         if (strchr("*?[]\\", *c)) pattern[w++] = '\\';
         pattern[w++] = *c;
     }
     snprintf(pattern + w, sizeof pattern - w, ":*:state");
+    cb_breaker_opts dflt;
+    cb_breaker_opts_init(&dflt);
     int n = 0;
-    for (int round = 0; round < 10000; round++) {  /* 10 M keys at most */
+    for (int round = 0; round < SCAN_ROUNDS_MAX; round++) {
         const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
         redisReply *r = command(p, p->cmd, mono() + p->timeout, 6, scan, NULL);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -1384,47 +1565,43 @@ static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_lis
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         const redisReply *keys = r->element[1];
+        size_t cap = keys->elements * CB_NAME_MAX + 1;
+        char *names = malloc(cap);
+        if (!names) {
+            freeReplyObject(r);
+            return CB_ERR;
+        }
+        size_t found = key_names(p, keys, hkeys, names, cap);
         redisReply *v = NULL;
-        if (keys->elements > 0) {
-            const char **argv = malloc((keys->elements + 1) * sizeof *argv);
-            size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
-            int ok = argv && lens;
-            if (ok) {
-                argv[0] = "MGET";
-                lens[0] = 4;
-                for (size_t i = 0; i < keys->elements; i++) {
-                    argv[i + 1] = keys->element[i]->str;
-                    lens[i + 1] = keys->element[i]->len;
-                    ok = ok && keys->element[i]->type == REDIS_REPLY_STRING;
-                }
-            }
-            if (ok) v = command(p, p->cmd, mono() + p->timeout, (int)keys->elements + 1, argv, lens);
+        if (found > 0) {
+            char numkeys[32];
+            int argc = 0;
+            const char **argv = read_argv(p, names, found, &argc, numkeys, sizeof numkeys);
+            if (argv) v = command(p, p->cmd, mono() + p->timeout, argc, argv, NULL);
             free(argv);
-            free(lens);
-            if (!v || v->type != REDIS_REPLY_ARRAY || v->elements != keys->elements) {
+            if (!read_reply_ok(p, v, found)) {
                 freeReplyObject(v);
                 freeReplyObject(r);
+                free(names);
                 return CB_ERR;
             }
         }
-        for (size_t i = 0; v && i < keys->elements; i++) {
-            const redisReply *k = keys->element[i], *st = v->element[i];
-            if (st->type != REDIS_REPLY_STRING ||
-                (strcmp(st->str, "open") != 0 && strcmp(st->str, "forced-open") != 0))
-                continue;
-            size_t len = k->len - plen - 1 - strlen(":state");  /* MATCH made it longer */
-            char name[CB_NAME_MAX];
-            if (len == 0 || len >= sizeof name || memchr(k->str + plen + 1, '\0', len)) continue;
-            memcpy(name, k->str + plen + 1, len);
-            name[len] = '\0';
-            if (in_reply(hkeys, name, len)) continue;
+        const char *name = names;
+        for (size_t i = 0; i < found; i++, name += strlen(name) + 1) {
+            double left;
+            const redisReply *const *vals =
+                (const redisReply *const *)v->element + i * RV_COUNT;
+            keys_say k = keys_verdict(p, name, vals, dflt.reset_timeout, 0, &left);
+            if (k != KEYS_OPEN && k != KEYS_FORCED) continue;
             fn(ud, name, "keys");
             n++;
         }
+        free(names);
         freeReplyObject(v);
         freeReplyObject(r);
         if (strcmp(cursor, "0") == 0) return n;
     }
+    fn(ud, "", "partial");
     return n;
 }
 
@@ -1470,7 +1647,7 @@ int cb_store_names(cb_store *s, cb_store_name_fn fn, void *ud) {
 int cb_store_poll(cb_store *s) {
     if (s->err == CB_STORE_EOPTS) return CB_ERR;
     cb_htab_step(&s->priv->attached, NULL, attach_rehash);  /* growth ends without attaches */
-    return poll_until(s->priv, mono() + s->priv->timeout);
+    return poll_until(s->priv, mono() + s->priv->timeout, 1);
 }
 
 /* The subscription's reader holds the start of a reply over SUB_BUF_MAX:
@@ -1524,16 +1701,22 @@ static int sub_skip_more(cb_store_priv *p) {
     return CB_OK;
 }
 
-/* cb_store_poll, a reconnect bounded by `deadline`. */
-static int poll_until(cb_store_priv *p, double deadline) {
+/* cb_store_poll, a reconnect bounded by `deadline`.  Not `explicit` (a
+ * breaker call's tick): no peer-read work, neither sending a read nor
+ * parsing or applying its reply (up to READ_NAMES_MAX names), so allow()
+ * stays cheap whatever is attached; an explicit poll does it. */
+static int poll_until(cb_store_priv *p, double deadline, int explicit) {
     if (p->in_poll) return 0;  /* an on_change callback polled again */
     p->in_poll = 1;
     p->last_poll = now_of(p);
     int applied = 0;
     if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p, deadline);
+    /* a read's reply waits for an explicit poll, unless writes pile up behind it */
+    int reads = explicit || p->pending > MAX_PENDING / 2;
     for (int round = 0; p->connected && round < READS_PER_POLL; round++) {
-        struct pollfd pf[2] = {{p->cmd->fd, (short)(POLLIN | (p->unflushed ? POLLOUT : 0)), 0},
-                               {p->sub->fd, POLLIN, 0}};
+        int read_next = p->pending && p->ring[p->head].what == INFLIGHT_READ;
+        short cmd_ev = (short)((reads || !read_next ? POLLIN : 0) | (p->unflushed ? POLLOUT : 0));
+        struct pollfd pf[2] = {{p->cmd->fd, cmd_ev, 0}, {p->sub->fd, POLLIN, 0}};
         if (poll(pf, 2, 0) <= 0) break;
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             if (redisBufferRead(p->cmd) != REDIS_OK) {
@@ -1541,9 +1724,14 @@ static int poll_until(cb_store_priv *p, double deadline) {
                 break;
             }
             void *r = NULL;
-            while (p->pending && redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
+            while (p->pending && (reads || p->ring[p->head].what != INFLIGHT_READ) &&
+                   redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
                 settle(p, r);
                 r = NULL;
+            }
+            if (p->cmd->reader->len - p->cmd->reader->pos > CMD_VALUE_MAX) {
+                fail(p, "read", "a reply holding a value over 4 MiB");
+                break;
             }
             if (p->broken) {
                 drop(p);
@@ -1579,9 +1767,9 @@ static int poll_until(cb_store_priv *p, double deadline) {
             }
         }
     }
-    if (p->connected) read_tick(p);
+    if (p->connected && explicit) read_tick(p);
     p->in_poll = 0;
-    apply_reads(p);
+    if (explicit) apply_reads(p);
     return p->connected ? applied : (applied ? applied : CB_ERR);
 }
 
@@ -1621,6 +1809,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->stale = p->stale;
     h->replayed = p->replayed;
     h->peer_unparsed = p->peer_unparsed;
+    h->peer_wrongtype = p->peer_wrongtype;
     h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;
     double left = p->next_attempt - now_of(p);

@@ -25,10 +25,22 @@
  *   record   5 "success"|"failure", 6 instance id, 7 failure threshold,
  *            8 success threshold, 9 open timeout ms, 10 quorum
  *   trip     6 instance id, 9 open timeout ms, 10 quorum
- *   both     11 "1": quiet (the client signs: the fleet's transitions are
- *            neither published nor remembered here, the client announces them)
- * record and trip return {fleet state, ms left open}, plus a third element 1
- * when this call changed the fleet's state. */
+ *   all      11 "1": signed (the client has a secret: the fleet's transitions
+ *            are neither published nor remembered here, the client
+ *            announces them, and a `forced` key counts only beside a boot
+ *            entry that says forcedOpen: anyone may write the unsigned keys,
+ *            only a signed entry forces; the client verifies that entry)
+ *            12 "1": the client found that entry's signature bad: the
+ *            force is ignored
+ * open returns the open_until it wrote (epoch ms), so the client knows its
+ * own open when it reads the keys back; the other broadcast ops return 1.
+ * record and trip return {fleet state, ms left open, 1 when this call
+ * changed the fleet's state else 0, keys of another type than string seen
+ * (ignored, or overwritten when written)}, and, for forced-open when
+ * signed, the boot entry that made it a force (for the client to verify).
+ * An open learnt from opened_at (a peer's) is capped at the caller's
+ * timeout from now, so a far-future opened_at cannot hold the fleet open
+ * longer than the key says open. */
 #ifndef CB_STORE_SCRIPT_H
 #define CB_STORE_SCRIPT_H
 
@@ -42,7 +54,10 @@ static const char cb_store_script[] =
 /* opened_at as peer_time.c reads it: epoch ms, or nil */
 "local function epoch_ms(v)\n"
 "  if type(v) ~= 'string' or #v > 64 then return nil end\n"
-"  if v:match('^%d+$') or v:match('^%d+%.%d+$') then\n"
+"  local int, frac = v:match('^(%d+)$'), nil\n"
+"  if not int then int, frac = v:match('^(%d+)%.(%d+)$') end\n"
+"  if int then\n"
+"    if #int > 15 or (frac and #frac > 9) then return nil end\n"
 "    local n = tonumber(v)\n"
 "    if n >= 1e14 then return nil end\n"
 "    return n < 1e11 and n * 1000 or n\n"
@@ -78,8 +93,27 @@ static const char cb_store_script[] =
 "  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100)\n"
 "    + doy - 719468\n"
 "  local s = days * 86400 + h * 3600 + mi * 60 + sec - off * 60\n"
-"  if s < 0 then return nil end\n"
+"  if s < 0 or s * 1000 + frac >= 1e14 then return nil end\n"
 "  return s * 1000 + frac\n"
+"end\n"
+"local signed, wrong = ARGV[11] == '1', 0\n"
+"local function get(k)\n"  /* a key of another type reads as absent, counted */
+"  local v = redis.pcall('GET', k)\n"
+"  if type(v) == 'table' then wrong = wrong + 1; return nil end\n"
+"  return v or nil\n"
+"end\n"
+"local function boot_entry()\n"  /* bounded: an entry is at most ~4 KiB */
+"  local n = redis.pcall('HSTRLEN', STATES, name)\n"
+"  if type(n) ~= 'number' or n == 0 or n > 4200 then return nil end\n"
+"  return redis.call('HGET', STATES, name)\n"
+"end\n"
+"local function is_forced(marker)\n"
+"  if not marker or ARGV[12] == '1' then return false end\n"
+"  if not signed then return true end\n"
+"  local v = boot_entry()\n"
+"  if not v then return false end\n"
+"  local ok, d = pcall(cjson.decode, v)\n"
+"  return ok and type(d) == 'table' and d.forcedOpen == true\n"
 "end\n"
 "local function keep_states()\n"  /* a held force keeps the hash until its reset */
 "  if redis.call('SCARD', FORCED_NAMES) > 0 then redis.call('PERSIST', STATES)\n"
@@ -100,7 +134,7 @@ static const char cb_store_script[] =
 "end\n"
 /* broadcast: persist and publish a transition the client decided.  A
  * force is lifted by a reset only: a plain close or open leaves its keys. */
-"local forced = redis.call('EXISTS', FORCED) == 1\n"
+"local forced = is_forced(redis.call('EXISTS', FORCED) == 1)\n"
 "if op == 'recovered' then\n"
 "  redis.call('DEL', S, COUNT, OPENED, UNTIL, SUCC, LEASE, TRIPPED, FORCED)\n"
 "  redis.call('HDEL', STATES, name)\n"
@@ -130,11 +164,20 @@ static const char cb_store_script[] =
 "  end\n"
 "  if op == 'forced' or not forced then remember(ARGV[5]) end\n"
 "  redis.call('PUBLISH', channel, ARGV[5])\n"
+"  if op == 'open' and not forced then return now + tonumber(ARGV[6]) end\n"
 "  return 1\n"
 "end\n"
 /* shared: the fleet's state machine */
 "local id, timeout, quorum = ARGV[6], tonumber(ARGV[9]), tonumber(ARGV[10])\n"
-"local quiet = ARGV[11] == '1'\n"
+"local quiet = signed\n"
+"local function answer(state, left, changed)\n"
+"  return {state, left, changed and 1 or 0, wrong}\n"
+"end\n"
+"local function incr(k)\n"  /* a counter of another type is replaced */
+"  local n = redis.pcall('INCR', k)\n"
+"  if type(n) == 'table' then wrong = wrong + 1; redis.call('SET', k, 1); n = 1 end\n"
+"  return n\n"
+"end\n"
 "local function message(state, left)\n"
 "  return cjson.encode({serviceId = name, state = state, ts = now, forcedOpen = false,\n"
 "    recovered = false, origin = id, retryAfterMs = left})\n"
@@ -149,52 +192,96 @@ static const char cb_store_script[] =
 "    remember(m)\n"
 "    redis.call('PUBLISH', channel, m)\n"
 "  end\n"
-"  return {'open', timeout, 1}\n"
+"  return answer('open', timeout, true)\n"
 "end\n"
-"local state = redis.call('GET', S) or 'closed'\n"
-"if (state == 'open' and forced) or state == 'forced-open' then return {'forced-open', -1} end\n"
+"local state = get(S) or 'closed'\n"
+"if state == 'forced-open' then forced, state = forced or is_forced(true), 'open' end\n"
+"if state == 'open' and forced then\n"
+"  local a = answer('forced-open', -1, false)\n"
+"  if signed then a[5] = boot_entry() or false end\n"
+"  return a\n"
+"end\n"
 /* open_until is ours; a peer's open (or a later one over a stale
  * open_until) lasts until opened_at + our timeout */
-"local deadline = tonumber(redis.call('GET', UNTIL) or '')\n"
+"local deadline = tonumber(get(UNTIL) or '')\n"
 "if state == 'open' then\n"
-"  local at = epoch_ms(redis.call('GET', OPENED))\n"
-"  if at and (not deadline or at > deadline) then deadline = at + timeout end\n"
+"  local at = epoch_ms(get(OPENED))\n"
+"  if at and (not deadline or at > deadline) then deadline = math.min(at, now) + timeout end\n"
 "end\n"
 "deadline = deadline or 0\n"
-"if state == 'open' and now < deadline then return {'open', deadline - now} end\n"
+"if state == 'open' and now < deadline then return answer('open', deadline - now) end\n"
 "if state == 'open' then state = 'half-open' end\n"
 "if op == 'trip' then\n"
-"  redis.call('ZADD', TRIPPED, now, id)\n"
+"  if type(redis.pcall('ZADD', TRIPPED, now, id)) == 'table' then\n"
+"    wrong = wrong + 1\n"
+"    redis.call('DEL', TRIPPED)\n"
+"    redis.call('ZADD', TRIPPED, now, id)\n"
+"  end\n"
 "  redis.call('ZREMRANGEBYSCORE', TRIPPED, '-inf', now - timeout)\n"
 "  redis.call('PEXPIRE', TRIPPED, ttl)\n"
 "  if state == 'closed' and redis.call('ZCARD', TRIPPED) >= quorum then\n"
 "    return open_fleet()\n"
 "  end\n"
-"  return {state, 0}\n"
+"  return answer(state, 0)\n"
 "end\n"
 "local failed = ARGV[5] == 'failure'\n"
 "if state == 'closed' then\n"
-"  if quorum > 1 then return {'closed', 0} end\n"
+"  if quorum > 1 then return answer('closed', 0) end\n"
 "  if failed then\n"
-"    local n = redis.call('INCR', COUNT)\n"
+"    local n = incr(COUNT)\n"
 "    redis.call('PEXPIRE', COUNT, ttl)\n"
 "    if n >= tonumber(ARGV[7]) then return open_fleet() end\n"
 "  elseif redis.call('EXISTS', COUNT) == 1 then\n"
 "    redis.call('DEL', COUNT)\n"
 "  end\n"
-"  return {'closed', 0}\n"
+"  return answer('closed', 0)\n"
 "end\n"
 /* half-open: only the holder of the probe lease reports for the fleet */
-"if redis.call('GET', LEASE) ~= id then return {'half-open', 0} end\n"
+"if get(LEASE) ~= id then return answer('half-open', 0) end\n"
 "redis.call('DEL', LEASE)\n"
 "if failed then return open_fleet() end\n"
-"local n = redis.call('INCR', SUCC)\n"
+"local n = incr(SUCC)\n"
 "redis.call('PEXPIRE', SUCC, ttl)\n"
-"if n < tonumber(ARGV[8]) then return {'half-open', 0} end\n"
+"if n < tonumber(ARGV[8]) then return answer('half-open', 0) end\n"
 "redis.call('SET', S, 'closed', 'PX', ttl)\n"
 "redis.call('DEL', COUNT, OPENED, UNTIL, SUCC, TRIPPED)\n"
 "forget_unless_forced()\n"
 "if not quiet then redis.call('PUBLISH', channel, message('closed', nil)) end\n"
-"return {'closed', 0, 1}\n";
+"return answer('closed', 0, true)\n";
+
+/* The peer read: what the per-field keys of some names say, never more
+ * than a few bytes of each (no value over 64 bytes is a state or a time
+ * anyway, and a peer's key may hold megabytes).
+ * KEYS: per name state, opened_at, open_until, forced; last the boot hash.
+ * ARGV: the names, one per four keys.
+ * Returns per name: state, opened_at and open_until as their first 65
+ * bytes (nil when absent or empty), 1 when the `forced` key exists (of any
+ * type, as the store's script counts it) else 0, and the boot entry when
+ * forced (nil when absent or over 4200 bytes: the client verifies it);
+ * then the number of keys of another type than string (read as absent). */
+static const char cb_read_script[] =
+"local states, out, wrong = KEYS[#KEYS], {}, 0\n"
+"local function head(k)\n"
+"  local v = redis.pcall('GETRANGE', k, 0, 64)\n"
+"  if type(v) == 'table' then wrong = wrong + 1; return false end\n"
+"  return v ~= '' and v\n"
+"end\n"
+"for i = 1, #ARGV do\n"
+"  local k = (i - 1) * 4\n"
+"  local forced, entry = redis.call('EXISTS', KEYS[k + 4]), false\n"
+"  if forced == 1 then\n"
+"    local n = redis.pcall('HSTRLEN', states, ARGV[i])\n"
+"    if type(n) == 'number' and n > 0 and n <= 4200 then\n"
+"      entry = redis.call('HGET', states, ARGV[i])\n"
+"    end\n"
+"  end\n"
+"  out[#out + 1] = head(KEYS[k + 1])\n"
+"  out[#out + 1] = head(KEYS[k + 2])\n"
+"  out[#out + 1] = head(KEYS[k + 3])\n"
+"  out[#out + 1] = forced\n"
+"  out[#out + 1] = entry\n"
+"end\n"
+"out[#out + 1] = wrong\n"
+"return out\n";
 
 #endif
