@@ -270,22 +270,27 @@ static int bandit_select(lua_State *L) {
 
 /* ---- the rest ------------------------------------------------------------------- */
 
+/* Pushes an arm's stats table from a copy (the pool's stats too). */
+void cb_lua_pusharmstats(lua_State *L, const cb_bandit_arm_stats *st) {
+    lua_createtable(L, 0, 6);
+    lua_pushnumber(L, st->alpha);
+    lua_setfield(L, -2, "alpha");
+    lua_pushnumber(L, st->beta);
+    lua_setfield(L, -2, "beta");
+    lua_pushnumber(L, st->mean);
+    lua_setfield(L, -2, "mean");
+    lua_pushinteger(L, (lua_Integer)st->updates);
+    lua_setfield(L, -2, "updates");
+    lua_pushinteger(L, (lua_Integer)st->selections);
+    lua_setfield(L, -2, "selections");
+    lua_pushnumber(L, st->rewards);
+    lua_setfield(L, -2, "rewards");
+}
+
 static void push_stats(lua_State *L, cb_bandit *b, int i) {
     cb_bandit_arm_stats st;
-    cb_bandit_get_stats(b, i, &st);
-    lua_createtable(L, 0, 6);
-    lua_pushnumber(L, st.alpha);
-    lua_setfield(L, -2, "alpha");
-    lua_pushnumber(L, st.beta);
-    lua_setfield(L, -2, "beta");
-    lua_pushnumber(L, st.mean);
-    lua_setfield(L, -2, "mean");
-    lua_pushinteger(L, (lua_Integer)st.updates);
-    lua_setfield(L, -2, "updates");
-    lua_pushinteger(L, (lua_Integer)st.selections);
-    lua_setfield(L, -2, "selections");
-    lua_pushnumber(L, st.rewards);
-    lua_setfield(L, -2, "rewards");
+    cb_bandit_get_stats(b, i, &st);  /* a copy: the allocations below may run finalizers */
+    cb_lua_pusharmstats(L, &st);
 }
 
 /* b:stats() -> {name = {alpha=, beta=, ...}, ...}; b:stats(arm) -> one. */
