@@ -114,6 +114,7 @@ function Engine:_on_change(name, from, to, reason)
   t[to] = (t[to] or 0) + 1
   local hook = self.hooks[name]
   if hook then
+    if not self.in_pool then return hook(name, from, to, reason) end  -- raises as the breaker's
     local ok, err = pcall(hook, name, from, to, reason)
     if not ok and self.hook_error == nil then
       self.hook_error = "on_change callback failed: " .. tostring(err)
@@ -122,7 +123,9 @@ function Engine:_on_change(name, from, to, reason)
 end
 
 --- A hook error kept since the last look, cleared; nil for none.  Read
--- right after each pool call, so the error goes to the call that ran it.
+-- right after each of call's pool calls (made with self.in_pool set, so
+-- that only their hooks' errors are kept), so the error goes to the call
+-- that ran it.
 local function take_hook_error(self)
   local err = self.hook_error
   if err ~= nil then self.hook_error = nil end
@@ -193,14 +196,14 @@ function Engine:pick(tenant, session)
   if self.sessions and tenant ~= nil then
     checkkey(tenant, "tenant", 2)
     checkkey(session, "session", 2)
-    local sbr = #tenant <= MAX_KEY and #session <= MAX_KEY and self.sessions:get(tenant, session)
+    if #tenant > MAX_KEY or #session > MAX_KEY then return nil, "key too long", huge end
+    local sbr = self.sessions:get(tenant, session)
     if sbr then
       local ra = sbr:retry_after()
       if ra > 0 then return nil, "session open", ra end
     end
   end
-  local i, soonest = self.pool:pick(0)
-  take_hook_error(self)  -- nothing was recorded: nothing to raise after
+  local i, soonest = self.pool:pick(0)  -- a hook that raises here raises here
   if i then return self.names[i] end
   return nil, "all providers open", soonest
 end
@@ -226,7 +229,11 @@ local function callable(fn)
 end
 
 local function misuse(self, sbr, i, fn)
-  if not self.closed then self.pool:record(i, "ignore") end
+  if not self.closed then
+    self.in_pool = true
+    self.pool:record(i, "ignore")
+    self.in_pool = false
+  end
   if sbr then session_record(sbr, "ignore") end
   take_hook_error(self)
   error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 0)
@@ -238,11 +245,14 @@ end
 local function record(self, i, t0, ok, ...)
   local ms = t0 and (self.now() - t0) * 1000 or nil
   local outcome, ra = classify(self.classify[i] or nil, ok, ...)
+  self.in_pool = true
   if not outcome then
     self.pool:record(i, "failure", ms)
+    self.in_pool = false
     return false, ra
   end
   self.pool:record(i, outcome, ms, ra)
+  self.in_pool = false
   return outcome
 end
 
@@ -276,7 +286,9 @@ local function last(self, sbr, i, t0, herr, fn, ok, ...)
     local outcome, bad = record(self, i, t0, ok, ...)
     return finish(self, sbr, not outcome and bad or nil, herr or take_hook_error(self), ok, ...)
   end
+  self.in_pool = true
   self.pool:record(i, ok, t0 and (self.now() - t0) * 1000 or nil)
+  self.in_pool = false
   herr = herr or self.hook_error
   if sbr then session_record(sbr, ok and "success" or "failure") end
   local r = self.requests
@@ -352,7 +364,9 @@ local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
       if outcome ~= "failure" then break end  -- success or ignore: no fallback
     end
     if attempts >= max_attempts then break end
+    self.in_pool = true
     i, t = pool:acquire(tried)
+    self.in_pool = false
     herr = herr or take_hook_error(self)
   end
   return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
@@ -374,7 +388,9 @@ local function session_call(self, tenant, session, fn, ...)
     return false, rejection("session open", sbr:retry_after(), tenant, session)
   end
   -- From here a session permit is out: every path records on sbr.
+  self.in_pool = true
   local i, t = self.pool:acquire(0)
+  self.in_pool = false
   if i and self.max_attempts == 1 and self.hook_error == nil then
     local t0 = self.measure[i] and self.now() or nil
     return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
@@ -400,7 +416,9 @@ function Engine:call(tenant, session, fn, ...)
   end
   if tenant == nil then checkkey(tenant, "tenant", 2) end  -- unused without sessions
   if session == nil then checkkey(session, "session", 2) end
+  self.in_pool = true
   local i, t = self.pool:acquire(0)
+  self.in_pool = false
   if i and self.max_attempts == 1 and self.hook_error == nil then
     local t0 = self.measure[i] and self.now() or nil
     return last(self, nil, i, t0, nil, fn, pcall(fn, self.names[i], ...))
