@@ -116,20 +116,22 @@ function Engine:_on_change(name, from, to, reason)
   if hook then
     if not self.in_pool then return hook(name, from, to, reason) end  -- raises as the breaker's
     local ok, err = pcall(hook, name, from, to, reason)
-    if not ok and self.hook_error == nil then
+    if not ok and not self.hook_error then
       self.hook_error = "on_change callback failed: " .. tostring(err)
     end
   end
 end
 
---- A hook error kept since the last look, cleared; nil for none.  Read
+--- A hook error kept since the last look, cleared; nil for none.  (The
+-- engine's fields the hot path reads are never nil: a miss would look in
+-- the class table too.)  Read
 -- right after each of call's pool calls (made with self.in_pool set, so
 -- that only their hooks' errors are kept), so the error goes to the call
 -- that ran it.
 local function take_hook_error(self)
   local err = self.hook_error
-  if err ~= nil then self.hook_error = nil end
-  return err
+  if err then self.hook_error = false end
+  return err or nil
 end
 
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
@@ -150,10 +152,13 @@ function M.new(src)
     measure = {},   -- index -> time calls (slow-call tracking is on)
     classify = {},  -- index -> the provider's classifier, or false
     max_attempts = p.max_attempts,
+    closed = false,
+    hook_error = false,  -- a provider hook's error, kept for the call that ran it
+    in_pool = false,     -- in one of call's pool calls: keep hook errors
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
-  self.store = p.redis and parts.store(p.redis, clock) or nil
+  self.store = p.redis and parts.store(p.redis, clock) or false
   self.pool = selection.pool(p.selection, clock)
   for i, name in ipairs(p.names) do
     self.transitions[name] = {}
@@ -162,14 +167,14 @@ function M.new(src)
     local o = provider_options(p, name)
     o.name = name
     o.clock = clock
-    o.store = self.store
+    o.store = self.store or nil
     local k, br = self.pool:add(o)
     assert(k == i, "the pool numbers providers in the order of names")
     self.breakers[name] = br
     self.hooks[name] = policy.provider_options(p, name).on_change
     br:on_change(function(...) return self:_on_change(...) end)
   end
-  self.sessions = p.sessions and parts.registry(p.sessions, clock) or nil
+  self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
   self:_classifiers()
   return self
 end
@@ -261,7 +266,7 @@ end
 -- hook's: each is raised once everything is recorded.
 local function finish(self, sbr, bad, herr, ok, ...)
   if sbr then
-    local outcome, ra = classify(self.session_classify, ok, ...)
+    local outcome, ra = classify(self.session_classify or nil, ok, ...)
     if not outcome then
       session_record(sbr, "failure")
       bad = bad or ra
@@ -294,7 +299,7 @@ local function last(self, sbr, i, t0, herr, fn, ok, ...)
   local r = self.requests
   if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
   if herr then
-    self.hook_error = nil
+    self.hook_error = false
     error(herr, 0)
   end
   return ok, ...
@@ -391,7 +396,7 @@ local function session_call(self, tenant, session, fn, ...)
   self.in_pool = true
   local i, t = self.pool:acquire(0)
   self.in_pool = false
-  if i and self.max_attempts == 1 and self.hook_error == nil then
+  if i and self.max_attempts == 1 and not self.hook_error then
     local t0 = self.measure[i] and self.now() or nil
     return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
   end
@@ -419,7 +424,7 @@ function Engine:call(tenant, session, fn, ...)
   self.in_pool = true
   local i, t = self.pool:acquire(0)
   self.in_pool = false
-  if i and self.max_attempts == 1 and self.hook_error == nil then
+  if i and self.max_attempts == 1 and not self.hook_error then
     local t0 = self.measure[i] and self.now() or nil
     return last(self, nil, i, t0, nil, fn, pcall(fn, self.names[i], ...))
   end
@@ -539,7 +544,7 @@ function Engine:_classifiers()
     self.classify[i] = o.classify or false
     self.measure[i] = (o.slow_call_ms or 0) > 0
   end
-  self.session_classify = p.sessions and p.sessions.defaults.classify or nil
+  self.session_classify = p.sessions and p.sessions.defaults.classify or false
 end
 
 -- ---- reporting ------------------------------------------------------------------------------
