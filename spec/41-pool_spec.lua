@@ -173,3 +173,23 @@ describe("core.pool", function()
     assert.equal("cbreaker.Pool (closed)", tostring(p))
   end)
 end)
+
+describe("cb.bandit under finalizers", function()
+  it("survives finalizers that close it while it allocates", function()
+    local b = cb.bandit{arms = {"a", "b", "c"}, seed = 1}
+    local function bomb() setmetatable({}, {__gc = function() b:close() end}) end
+    local pause = collectgarbage("setpause", 0)
+    local stepmul = collectgarbage("setstepmul", 1000)
+    for k = 1, 50 do
+      bomb()
+      pcall(b.stats, b)
+      pcall(b.configure, b, {decay = 0.9})
+      pcall(b.add_arm, b, "x" .. k)
+      if tostring(b) == "cbreaker.Bandit (closed)" then break end
+    end
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", stepmul)
+    collectgarbage()
+    assert.equal("cbreaker.Bandit (closed)", tostring(b))
+  end)
+end)

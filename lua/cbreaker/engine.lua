@@ -377,30 +377,24 @@ local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
   return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
 end
 
---- call with the session guardrail: the session's permit first.
-local function session_call(self, tenant, session, fn, ...)
+--- The session breaker of (tenant, session) with its permit taken, or
+-- nil and the rejection to return (the refusal counted).
+local function session_permit(self, tenant, session)
+  local r = self.requests
   if #session > MAX_KEY or #tenant > MAX_KEY then
-    self.requests.key_too_long = self.requests.key_too_long + 1
-    return false, rejection("key too long", huge, tenant:sub(1, 64), session:sub(1, 64))
+    r.key_too_long = r.key_too_long + 1
+    return nil, rejection("key too long", huge, tenant:sub(1, 64), session:sub(1, 64))
   end
   local sbr, err = self.sessions:get(tenant, session)
   if not sbr then
-    self.requests.registry_full = self.requests.registry_full + 1
-    return false, rejection(err or "registry full", huge, tenant, session)
+    r.registry_full = r.registry_full + 1
+    return nil, rejection(err or "registry full", huge, tenant, session)
   end
   if not sbr:allow() then
-    self.requests.session_open = self.requests.session_open + 1
-    return false, rejection("session open", sbr:retry_after(), tenant, session)
+    r.session_open = r.session_open + 1
+    return nil, rejection("session open", sbr:retry_after(), tenant, session)
   end
-  -- From here a session permit is out: every path records on sbr.
-  self.in_pool = true
-  local i, t = self.pool:acquire(0)
-  self.in_pool = false
-  if i and self.max_attempts == 1 and not self.hook_error then
-    local t0 = self.measure[i] and self.now() or nil
-    return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
-  end
-  return fallbacks(self, sbr, i, t, tenant, session, fn, ...)
+  return sbr
 end
 
 --- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
@@ -414,21 +408,26 @@ end
 -- ..."), as a misbehaving classifier's is.
 function Engine:call(tenant, session, fn, ...)
   if self[Engine] ~= true then check_self(self, "call") end  -- a field: no C call
+  local sbr = false
   if self.sessions then
     if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
     if type(session) ~= "string" then checkkey(session, "session", 2) end
-    return session_call(self, tenant, session, fn, ...)
+    local refusal
+    sbr, refusal = session_permit(self, tenant, session)
+    if not sbr then return false, refusal end
+    -- From here a session permit is out: every path records on sbr.
+  else  -- unused without sessions, but a nil is a caller's bug
+    if tenant == nil then checkkey(tenant, "tenant", 2) end
+    if session == nil then checkkey(session, "session", 2) end
   end
-  if tenant == nil then checkkey(tenant, "tenant", 2) end  -- unused without sessions
-  if session == nil then checkkey(session, "session", 2) end
   self.in_pool = true
   local i, t = self.pool:acquire(0)
   self.in_pool = false
   if i and self.max_attempts == 1 and not self.hook_error then
     local t0 = self.measure[i] and self.now() or nil
-    return last(self, nil, i, t0, nil, fn, pcall(fn, self.names[i], ...))
+    return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
   end
-  return fallbacks(self, nil, i, t, tenant, session, fn, ...)
+  return fallbacks(self, sbr, i, t, tenant, session, fn, ...)
 end
 
 -- ---- sentinel ----------------------------------------------------------------------------
