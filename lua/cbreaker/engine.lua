@@ -139,7 +139,6 @@ end
 function M.new(src)
   local p = policy.load(src, 2)
   local self = setmetatable({
-    [Engine] = true,  -- what call checks self by
     policy = p,
     names = p.names,  -- provider index -> name (the pool's indices)
     breakers = {},    -- provider name -> its breaker (the pool's)
@@ -407,7 +406,7 @@ end
 -- first, then the hook's error is raised ("on_change callback failed:
 -- ..."), as a misbehaving classifier's is.
 function Engine:call(tenant, session, fn, ...)
-  if self[Engine] ~= true then check_self(self, "call") end  -- a field: no C call
+  if getmetatable(self) ~= Engine then check_self(self, "call") end
   local sbr = false
   if self.sessions then
     if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
