@@ -191,8 +191,8 @@ CB_API cb_verdict cb_breaker_allow(cb_breaker *b);
 
 /* Records the outcome of a call allowed earlier.  `ms` is its latency in
  * milliseconds (< 0: unknown); `retry_after` > 0 keeps the breaker open at
- * least that many seconds from now (opening it if closed or half-open).
- * Does not allocate. */
+ * least that many seconds from now (opening it if closed or half-open),
+ * capped at 1e9 s like every duration (infinity too).  Does not allocate. */
 CB_API void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
                               double retry_after);
 

@@ -332,7 +332,7 @@ describe("classify, the classifier contract", function()
     assert.same({ "ignore", 3 }, { cb.classify(function(ok, e) return "ignore", 3 end, false, "x") })
     assert.same({ false, 'classify must return "success", "failure" or "ignore" (got maybe)' },
       { cb.classify(function() return "maybe" end, true) })
-    assert.same({ false, "classify: retry_after must be a finite number of seconds >= 0" },
+    assert.same({ false, "classify: retry_after must be a number of seconds >= 0" },
       { cb.classify(function() return "failure", -1 end, true) })
     local ok, msg = cb.classify(function() error("oops", 0) end, true)
     assert.is_false(ok)

@@ -28,7 +28,6 @@ const char *const cb_verdict_names[] = {
 
 const char *const cb_outcome_names[] = {"success", "failure", "ignore", NULL};
 
-#define CB_MAX_TIMEOUT 1e9     /* seconds; back-off never goes past ~31 years */
 #define CB_MAX_WINDOW 1000000  /* calls or seconds */
 
 void cb_breaker_opts_init(cb_breaker_opts *o) {
@@ -384,6 +383,7 @@ void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
         }
     }
     if (retry_after > 0 && retry_after == retry_after) {
+        if (retry_after > CB_MAX_TIMEOUT) retry_after = CB_MAX_TIMEOUT;  /* inf too */
         double now = now_of(b);
         if (b->state == CB_OPEN) {
             double until = now + retry_after;
@@ -424,7 +424,7 @@ void cb_breaker_reset(cb_breaker *b) {
     } else {
         transition(b, CB_CLOSED, CB_REASON_RESET, now_of(b));
     }
-    /* Seed 002: a reset is announced even when already closed, so peers
+    /* A reset is announced even when already closed, so peers
      * drop a stale forced-open of theirs. */
     const cb_breaker_hook *h = cb_breaker_hook_of(b);
     if (h && h->reset) h->reset(b->ext->hook_ud, b);

@@ -26,7 +26,7 @@
 
 #define B(field, kind, flags, lo, hi, what) ENTRY(cb_breaker_opts, field, kind, flags, lo, hi, what)
 static const cb_optspec breaker_f[] = {
-    B(name, CB_OPT_STRING, CB_OPT_TOP, 0, 0, "a string"),
+    B(name, CB_OPT_STRING, CB_OPT_TOP | CB_OPT_NOZERO, 0, 0, "a string without zero bytes"),
     B(failure_threshold, CB_OPT_U32, 0, 0, U32_MAX, "a whole number of failures >= 0"),
     B(reset_timeout, CB_OPT_NUMBER, CB_OPT_ZERO, 1e-3, 1e9,
       "0 or a number of seconds in [0.001, 1e9]"),

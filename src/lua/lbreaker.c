@@ -12,6 +12,9 @@
  * reasons. */
 enum { UP_OPEN = CB_UP_FIRST, UP_FORCED, UP_HALF, UP_COUNT = 3 };
 
+/* Raises for a box whose breaker is gone.  Methods call it after reading
+ * their arguments: converting one (a number to a string) allocates, and a
+ * finalizer run there may close the breaker. */
 static lbreaker *checkopen(lua_State *L, lbreaker *box) {
     if (!box->b) luaL_error(L, "attempt to use a %s breaker", box->gone);
     return box;
@@ -39,19 +42,8 @@ static double optlatency(lua_State *L, int idx) {
 static void change_cb(void *ud, cb_breaker *b, cb_state from, cb_state to,
                       cb_reason reason) {
     lbreaker *box = ud;
-    cb_lua_module *m = box->m;
     (void)b;
-    if (m->count == CB_LUA_MAX_EVENTS) {  /* a callback storm: drop the oldest */
-        m->head = (m->head + 1) % CB_LUA_MAX_EVENTS;
-        m->count--;
-        m->dropped++;
-    }
-    cb_lua_event *e = &m->events[(m->head + m->count) % CB_LUA_MAX_EVENTS];
-    e->box = box;
-    e->from = (unsigned char)from;
-    e->to = (unsigned char)to;
-    e->reason = (unsigned char)reason;
-    m->count++;
+    cb_lua_queue(box->m, box, box->serial, (int)from, (int)to, (int)reason);
 }
 
 /* Sets (function) or clears (nil) the on_change callback of the box at idx. */
@@ -69,16 +61,29 @@ static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
     lua_pop(L, 1);
 }
 
-lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
+lbreaker *cb_lua_newbox(lua_State *L, int owned) {
     lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->b = b;
+    box->b = NULL;
     box->m = cb_lua_module_get(L);
+    box->serial = ++box->m->serials;
     box->owned = (unsigned char)(owned != 0);
+    box->measure = 0;
+    box->classify = 0;
     box->gone = "closed";
+    luaL_setmetatable(L, CB_BREAKER_MT);
+    return box;
+}
+
+void cb_lua_box_set(lbreaker *box, cb_breaker *b) {
     cb_breaker_opts o;
     cb_breaker_get_opts(b, &o);
     box->measure = o.slow_call_ms > 0;
-    luaL_setmetatable(L, CB_BREAKER_MT);
+    box->b = b;
+}
+
+lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned) {
+    lbreaker *box = cb_lua_newbox(L, owned);
+    cb_lua_box_set(box, b);
     return box;
 }
 
@@ -106,6 +111,7 @@ static void keep_new(lua_State *L, int which, void *ud) {
         *(int *)ud = 1;
         return;
     }
+    if (which == CB_KEEP_CLASSIFY) ((lbreaker *)lua_touserdata(L, 2))->classify = 1;
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 2, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY
                           : which == CB_KEEP_ON_CHANGE ? CB_UV_ON_CHANGE : CB_UV_CLOCK);
@@ -119,12 +125,7 @@ static int breaker_new(lua_State *L) {
     else luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     /* The box first, closed: a raised error below leaks nothing. */
-    lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);
-    box->b = NULL;
-    box->m = cb_lua_module_get(L);
-    box->owned = 1;
-    box->gone = "closed";
-    luaL_setmetatable(L, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_newbox(L, 1);
     int store = 0;
     cb_lua_optread r = {"cbreaker.new", "", keep_new, &store, 0, 0, NULL, 0};
     cb_lua_read_opts(L, 1, &cb_breaker_schema, &o, &r);
@@ -141,13 +142,26 @@ static int breaker_new(lua_State *L) {
         cb_lua_store_attach(L, -1, 2, "cbreaker.new");
         lua_pop(L, 1);
     }
-    return 1;
+    return cb_lua_finish(L, box->m, 1);  /* what the store's boot import changed */
 }
 
+/* br:close() and <close>.  A registry's breaker belongs to its registry
+ * (every reg:get of its key returns the same box): closing it would leave
+ * a dead box there, so it is refused; reg:remove drops it. */
 static int breaker_close(lua_State *L) {
     lbreaker *box = cb_lua_checkself(L);
+    if (box->b && !box->owned)
+        return luaL_error(L, "cannot close a registry breaker: it belongs to its registry "
+                          "(reg:remove(tenant, key) drops it)");
     cb_lua_box_close(L, box, "closed");
     cb_lua_forgetself(L, box);  /* as __gc: the memory goes next */
+    return 0;
+}
+
+static int breaker_gc(lua_State *L) {
+    lbreaker *box = cb_lua_checkself(L);
+    cb_lua_box_close(L, box, "closed");
+    cb_lua_finalized(L, box);  /* the memory goes next */
     return 0;
 }
 
@@ -176,38 +190,36 @@ static int push_verdict(lua_State *L, cb_verdict v) {
 static int breaker_allow(lua_State *L) {
     lbreaker *box = self(L);
     cb_verdict v = cb_breaker_allow(box->b);
-    cb_lua_flush(L, box->m);
-    return push_verdict(L, v);
+    return cb_lua_finish(L, box->m, push_verdict(L, v));
 }
 
 static int breaker_success(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_record(box->b, CB_SUCCESS, optlatency(L, 2), 0);
-    cb_lua_flush(L, box->m);
-    return 0;
+    return cb_lua_finish(L, box->m, 0);
 }
 
 static int breaker_failure(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_record(box->b, CB_FAILURE, optlatency(L, 2), 0);
-    cb_lua_flush(L, box->m);
-    return 0;
+    return cb_lua_finish(L, box->m, 0);
 }
 
+/* A retry-after in seconds; the core caps it like every other duration. */
 static double optretry(lua_State *L, int idx) {
     if (lua_isnoneornil(L, idx)) return 0;
     double ra = luaL_checknumber(L, idx);
-    if (!(ra >= 0) || isinf(ra)) luaL_argerror(L, idx, "retry_after must be a finite number of seconds >= 0");
+    if (!(ra >= 0)) luaL_argerror(L, idx, "retry_after must be a number of seconds >= 0");
     return ra;
 }
 
 static int breaker_record(lua_State *L) {
-    lbreaker *box = self(L);
-    int outcome = luaL_checkoption(L, 2, NULL, cb_outcome_names);
+    lbreaker *box = cb_lua_checkself(L);
+    int outcome = luaL_checkoption(L, 2, NULL, cb_outcome_names);  /* may allocate */
     double ms = optlatency(L, 3);
-    cb_breaker_record(box->b, (cb_outcome)outcome, ms, optretry(L, 4));
-    cb_lua_flush(L, box->m);
-    return 0;
+    double ra = optretry(L, 4);
+    cb_breaker_record(checkopen(L, box)->b, (cb_outcome)outcome, ms, ra);
+    return cb_lua_finish(L, box->m, 0);
 }
 
 /* The classifier contract, one implementation for the breaker and the
@@ -233,33 +245,15 @@ static int classify_answer(lua_State *L, int status, double *retry_after) {
                         luaL_tolstring(L, -2, NULL));
         return -1;
     }
-    if (!lua_isnil(L, -1)) {
+    if (!lua_isnil(L, -1)) {  /* the core caps it like every other duration */
         double ra = lua_tonumber(L, -1);
-        if (lua_type(L, -1) != LUA_TNUMBER || !(ra >= 0) || isinf(ra)) {
-            lua_pushliteral(L, "classify: retry_after must be a finite number of seconds >= 0");
+        if (lua_type(L, -1) != LUA_TNUMBER || !(ra >= 0)) {
+            lua_pushliteral(L, "classify: retry_after must be a number of seconds >= 0");
             return -1;
         }
         *retry_after = ra;
     }
     return outcome;
-}
-
-/* Runs the breaker's classifier on (ok, results...) at [first, top]: the
- * outcome, and a retry-after in seconds.  A classifier that raises or
- * answers nonsense makes the call a failure, and its message is left on the
- * stack, to be raised after recording. */
-static cb_outcome classify(lua_State *L, int first, double *retry_after, int *bad) {
-    int top = lua_gettop(L);
-    lua_getiuservalue(L, 1, CB_UV_CLASSIFY);
-    for (int i = first; i <= top; i++) lua_pushvalue(L, i);
-    int outcome = classify_answer(L, lua_pcall(L, top - first + 1, 2, 0), retry_after);
-    if (outcome < 0) {
-        *bad = 1;
-        return CB_FAILURE;
-    }
-    if (*retry_after < 0) *retry_after = 0;
-    lua_settop(L, top);
-    return (cb_outcome)outcome;
 }
 
 static int core_classify_k(lua_State *L, int status, lua_KContext ctx) {
@@ -288,34 +282,126 @@ static int core_classify(lua_State *L) {
     return core_classify_k(L, lua_pcallk(L, lua_gettop(L) - 1, 2, 0, 0, core_classify_k), 0);
 }
 
+/* br:call(fn, ...) runs in steps, each a continuation, so that fn, the
+ * classifier and the on_change callbacks may all yield.  Nothing but the
+ * stack survives a yield: every step finds the box at 1 and re-reads its
+ * breaker, which a callback or another coroutine may have closed or
+ * removed meanwhile (then the outcome is dropped and call returns what
+ * pcall(fn, ...) would).  The stack, from the fn step on:
+ *   self, t0 (then ms), fn, args...  ->  self, ms, ok, results...
+ * The context: bit 0 is cb_lua_events'; bits 1-3 the step; bit 4 set when
+ * the classifier failed (its message is on top); the rest, the top of
+ * "self, ms, ok, results...".
+ *
+ * The common call (no timing, no classifier) takes a shorter way, the
+ * CALL_PLAIN step: self, fn, args... -> self, ok, results... */
+enum { CALL_DISPATCHED, CALL_RAN, CALL_CLASSIFIED, CALL_RECORDED, CALL_PLAIN };
+
+#define CALL_CTX(step, bad, top) \
+    ((lua_KContext)(top) << 5 | (lua_KContext)(bad) << 4 | (lua_KContext)(step) << 1)
+
+static int call_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Records `outcome` and ends the call: fn's results, or the classifier's
+ * message raised, after the callbacks of what the record changed. */
+static int call_record(lua_State *L, cb_outcome outcome, double ra, int bad, int top) {
+    lbreaker *box = lua_touserdata(L, 1);
+    if (box->b) cb_breaker_record(box->b, outcome, lua_tonumber(L, 2), ra);
+    if (box->m->count) return call_k(L, LUA_OK, CALL_CTX(CALL_RECORDED, bad, top));
+    return bad ? lua_error(L) : top - 2;
+}
+
+/* Runs fn: the stack is self, fn, args... */
+static int call_run(lua_State *L) {
+    lbreaker *box = lua_touserdata(L, 1);
+    if (!box->measure && !box->classify)
+        return call_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0,
+                                    CALL_CTX(CALL_PLAIN, 0, 0), call_k),
+                      CALL_CTX(CALL_PLAIN, 0, 0));
+    lua_pushnumber(L, box->b && box->measure ? cb_breaker_now(box->b) : -1);  /* t0 */
+    lua_insert(L, 2);
+    return call_k(L, lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 0,
+                                CALL_CTX(CALL_RAN, 0, 0), call_k),
+                  CALL_CTX(CALL_RAN, 0, 0));
+}
+
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+    lbreaker *box = lua_touserdata(L, 1);
+    int step = (int)(ctx >> 1) & 7, bad = (int)(ctx >> 4) & 1, top = (int)(ctx >> 5);
+    switch (step) {
+    case CALL_PLAIN: {
+        int ok = status == LUA_OK || status == LUA_YIELD;
+        lua_pushboolean(L, ok);
+        lua_insert(L, 2);  /* self, ok, results... */
+        if (box->b) cb_breaker_record(box->b, ok ? CB_SUCCESS : CB_FAILURE, -1, 0);
+        top = lua_gettop(L);
+        if (!box->m->count) return top - 1;
+        /* CALL_RECORDED returns its top - 2 values: here, without the ms slot */
+        return call_k(L, LUA_OK, CALL_CTX(CALL_RECORDED, 0, top + 1));
+    }
+    case CALL_DISPATCHED:  /* the callbacks of what allow() changed */
+        cb_lua_events(L, status, &ctx, 0, call_k);
+        if (ctx & 1) {  /* one failed: give the permit back, run nothing */
+            if (box->b) cb_breaker_record(box->b, CB_IGNORE, -1, 0);
+            cb_lua_events_raise(L, ctx, 0);
+        }
+        return call_run(L);
+    case CALL_RAN: {
+        int ok = status == LUA_OK || status == LUA_YIELD;
+        double t0 = lua_tonumber(L, 2);
+        lua_pushnumber(L, t0 >= 0 && box->b ? (cb_breaker_now(box->b) - t0) * 1000 : -1);
+        lua_replace(L, 2);  /* ms */
+        lua_pushboolean(L, ok);
+        lua_insert(L, 3);  /* self, ms, ok, results... (or self, ms, false, err) */
+        top = lua_gettop(L);
+        if (!box->b) return top - 2;  /* closed or removed meanwhile: nothing to record */
+        if (lua_getiuservalue(L, 1, CB_UV_CLASSIFY) == LUA_TNIL) {
+            lua_pop(L, 1);
+            return call_record(L, ok ? CB_SUCCESS : CB_FAILURE, 0, 0, top);
+        }
+        luaL_checkstack(L, top, "classify");
+        for (int i = 3; i <= top; i++) lua_pushvalue(L, i);
+        ctx = CALL_CTX(CALL_CLASSIFIED, 0, top);
+        return call_k(L, lua_pcallk(L, top - 2, 2, 0, ctx, call_k), ctx);
+    }
+    case CALL_CLASSIFIED: {
+        double ra;
+        int outcome = classify_answer(L, status, &ra);
+        if (outcome < 0) {  /* recorded as a failure; its message raised after */
+            lua_replace(L, top + 1);
+            lua_settop(L, top + 1);
+            return call_record(L, CB_FAILURE, 0, 1, top);
+        }
+        lua_settop(L, top);
+        return call_record(L, (cb_outcome)outcome, ra < 0 ? 0 : ra, 0, top);
+    }
+    default: {  /* CALL_RECORDED: the callbacks of what the record changed */
+        int kept = bad ? 1 : top - 2;
+        cb_lua_events(L, status, &ctx, kept, call_k);
+        cb_lua_events_raise(L, ctx, kept);
+        return bad ? lua_error(L) : top - 2;
+    }
+    }
+}
+
+static int callable(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
+    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
 static int breaker_call(lua_State *L) {
-    lbreaker *box = self(L);
-    luaL_checkany(L, 2);
-    cb_breaker *b = box->b;
-    cb_verdict v = cb_breaker_allow(b);
+    lbreaker *box = cb_lua_checkself(L);
+    luaL_argexpected(L, callable(L, 2), 2, "function");  /* misuse: raised, not recorded */
+    cb_verdict v = cb_breaker_allow(checkopen(L, box)->b);
     if (v != CB_ALLOWED) {
         lua_pushboolean(L, 0);
-        cb_lua_pushrejection(L, b, v);
-        cb_lua_flush(L, box->m);
-        return 2;
+        cb_lua_pushrejection(L, box->b, v);
+        return cb_lua_finish(L, box->m, 2);
     }
-    cb_lua_flush(L, box->m);
-    double t0 = box->measure ? cb_breaker_now(b) : 0;
-    int ok = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0) == LUA_OK;
-    double ms = box->measure && box->b ? (cb_breaker_now(box->b) - t0) * 1000 : -1;
-    lua_pushboolean(L, ok);
-    lua_insert(L, 2);  /* box, ok, results... (or box, false, err) */
-    double ra = 0;
-    int bad = 0;
-    cb_outcome outcome = ok ? CB_SUCCESS : CB_FAILURE;
-    int has_classify = lua_getiuservalue(L, 1, CB_UV_CLASSIFY) != LUA_TNIL;
-    lua_pop(L, 1);
-    if (has_classify) outcome = classify(L, 2, &ra, &bad);
-    if (!box->b) return luaL_error(L, "breaker was %s during call", box->gone);
-    cb_breaker_record(box->b, outcome, ms, ra);
-    cb_lua_flush(L, box->m);
-    if (bad) return lua_error(L);  /* classify_answer's message */
-    return lua_gettop(L) - 1;
+    if (box->m->count) return call_k(L, LUA_OK, CALL_CTX(CALL_DISPATCHED, 0, 0));
+    return call_run(L);
 }
 
 /* ---- the rest --------------------------------------------------------------- */
@@ -323,9 +409,8 @@ static int breaker_call(lua_State *L) {
 static int breaker_state(lua_State *L) {
     lbreaker *box = self(L);
     cb_state s = cb_breaker_state(box->b);
-    cb_lua_flush(L, box->m);
     lua_pushstring(L, cb_state_names[s]);
-    return 1;
+    return cb_lua_finish(L, box->m, 1);
 }
 
 static int breaker_name(lua_State *L) {
@@ -336,30 +421,26 @@ static int breaker_name(lua_State *L) {
 static int breaker_retry_after(lua_State *L) {
     lbreaker *box = self(L);
     double ra = cb_breaker_retry_after(box->b);
-    cb_lua_flush(L, box->m);
     lua_pushnumber(L, ra);
-    return 1;
+    return cb_lua_finish(L, box->m, 1);
 }
 
 static int breaker_reset(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_reset(box->b);
-    cb_lua_flush(L, box->m);
-    return 0;
+    return cb_lua_finish(L, box->m, 0);
 }
 
 static int breaker_force_open(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_force_open(box->b);
-    cb_lua_flush(L, box->m);
-    return 0;
+    return cb_lua_finish(L, box->m, 0);
 }
 
 static int breaker_disable(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_disable(box->b);
-    cb_lua_flush(L, box->m);
-    return 0;
+    return cb_lua_finish(L, box->m, 0);
 }
 
 #define SETNUM(field) (lua_pushnumber(L, (lua_Number)st.field), lua_setfield(L, -2, #field))
@@ -369,8 +450,9 @@ static int breaker_stats(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_stats st;
     cb_breaker_get_stats(box->b, &st);
+    lua_pushstring(L, cb_breaker_name(box->b));  /* box->b is not used after an allocation */
     lua_createtable(L, 0, 20);
-    lua_pushstring(L, cb_breaker_name(box->b));
+    lua_insert(L, -2);
     lua_setfield(L, -2, "name");
     lua_pushstring(L, cb_state_names[st.state]);
     lua_setfield(L, -2, "state");
@@ -380,8 +462,7 @@ static int breaker_stats(lua_State *L) {
     SETINT(window_calls); SETINT(window_failures); SETINT(window_slow);
     SETNUM(failure_rate); SETNUM(slow_call_rate); SETNUM(open_timeout);
     SETNUM(retry_after); SETNUM(last_change);
-    cb_lua_flush(L, box->m);
-    return 1;
+    return cb_lua_finish(L, box->m, 1);
 }
 
 static int breaker_on_change(lua_State *L) {
@@ -397,17 +478,25 @@ static int breaker_on_change(lua_State *L) {
 static int breaker_configure(lua_State *L) {
     lbreaker *box = self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
     cb_breaker_opts o;
     cb_breaker_get_opts(box->b, &o);
-    const char *name = o.name;
+    /* The reader runs Lua code (allocations, __index): o's strings must not
+     * point into the breaker, which that code may reconfigure or close. */
+    lua_pushstring(L, o.name);  /* 3 */
+    o.name = lua_tostring(L, 3);
     cb_lua_optread r = {"configure", "", NULL, NULL, 0, 1, NULL, 0};
     cb_lua_read_opts(L, 2, &cb_breaker_schema, &o, &r);
     const char *bad = cb_breaker_opts_check(&o);
     if (bad) return luaL_error(L, "configure: %s", bad);
-    if (strcmp(o.name, name) != 0) return luaL_error(L, "configure: a breaker's name cannot change");
-    if (lua_getfield(L, 2, "classify") != LUA_TNIL) {  /* checked by the reader */
+    if (strcmp(o.name, lua_tostring(L, 3)) != 0)
+        return luaL_error(L, "configure: a breaker's name cannot change");
+    int classify = lua_getfield(L, 2, "classify") != LUA_TNIL;  /* checked by the reader */
+    checkopen(L, box);  /* the reader's Lua code may have closed it */
+    if (classify) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, CB_UV_CLASSIFY);
+        box->classify = 1;
     }
     if (cb_breaker_configure(box->b, &o) != CB_OK) return luaL_error(L, "configure: out of memory");
     box->measure = o.slow_call_ms > 0;
@@ -418,8 +507,10 @@ static int breaker_options(lua_State *L) {
     lbreaker *box = self(L);
     cb_breaker_opts o;
     cb_breaker_get_opts(box->b, &o);
+    lua_pushstring(L, o.name);  /* o.name points into the breaker: copied first */
     lua_createtable(L, 0, 16);
-    lua_pushstring(L, o.name); lua_setfield(L, -2, "name");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "name");
 #define OPTI(f) (lua_pushinteger(L, (lua_Integer)o.f), lua_setfield(L, -2, #f))
 #define OPTN(f) (lua_pushnumber(L, o.f), lua_setfield(L, -2, #f))
     OPTI(failure_threshold); OPTN(reset_timeout); OPTI(success_threshold);
@@ -452,7 +543,7 @@ static const luaL_Reg breaker_methods[] = {
 };
 
 static const luaL_Reg breaker_meta[] = {
-    {"__gc", breaker_close},
+    {"__gc", breaker_gc},
     {"__close", breaker_close},
     {"__tostring", breaker_tostring},
     {NULL, NULL}

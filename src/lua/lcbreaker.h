@@ -71,25 +71,40 @@ static inline void *cb_lua_checkself(lua_State *L) {
     return p && last[cb_lua_selfslot(p)] == p ? p : cb_lua_checkself_slow(L);
 }
 
-/* For __gc and close: self may be finalized, forget it. */
+/* For close: self may be finalized, forget it. */
 void cb_lua_forgetself(lua_State *L, void *self);
+
+/* For __gc (self at 1): forgets self and drops its metatable, so that a
+ * resurrected object is never proved and remembered again (it is freed
+ * without another __gc).  Using one raises "X expected, got userdata". */
+void cb_lua_finalized(lua_State *L, void *self);
 
 /* ---- module state ---------------------------------------------------------- */
 
 /* State changes are queued by the core's callback and handed to Lua once the
- * core function has returned, so Lua never runs inside a core frame. */
+ * core function has returned, so Lua never runs inside a core frame.  An
+ * event names its box by address and by serial: the address finds the box
+ * (in CB_BOXES_KEY), the serial proves it is still the box the event was
+ * queued for and not a later one at a reused address. */
 typedef struct cb_lua_event {
-    void *box;  /* the lbreaker whose breaker changed */
+    void *box;          /* the lbreaker whose breaker changed */
+    uint64_t serial;    /* its lbreaker.serial */
     unsigned char from, to, reason;
 } cb_lua_event;
 
-#define CB_LUA_MAX_EVENTS 64
+#define CB_LUA_EVENTS_MIN 64  /* the queue's first size; it doubles as needed */
 
 typedef struct cb_lua_module {
     void *last[CB_CLASS_COUNT][CB_SELF_SLOTS];  /* selves each class proved (lclass.c) */
-    cb_lua_event events[CB_LUA_MAX_EVENTS];
-    unsigned head, count;  /* a FIFO ring */
-    unsigned long dropped; /* events lost to a full ring */
+    /* A FIFO ring of the events not yet handed to Lua.  It grows (plain
+     * malloc: the core's callback cannot run Lua allocations) so that no
+     * transition is lost however many one core call makes; it is drained
+     * by the next dispatch, so its size is bounded by one call's changes. */
+    cb_lua_event *events;
+    size_t head, count, cap;
+    unsigned long dropped; /* events lost to an out-of-memory growth */
+    uint64_t serials;      /* the last serial given to a box */
+    int closed;            /* the state is closing: queue nothing */
 } cb_lua_module;
 
 /* Remembers `p`, a userdata just made or fetched with class `id`'s
@@ -102,9 +117,35 @@ static inline void cb_lua_rememberself(cb_lua_module *m, int id, void *p) {
 /* The module state of this lua_State (created by luaopen_cbreaker_core). */
 cb_lua_module *cb_lua_module_get(lua_State *L);
 
-/* Runs the Lua callbacks of queued events.  An error raised by one is
- * re-raised once the queue is empty.  Call after any core function that can
- * change a breaker's state. */
+/* Queues a change of the breaker of `box` (an lbreaker; from the core's
+ * callback: allocates no Lua memory, never raises). */
+void cb_lua_queue(cb_lua_module *m, void *box, uint64_t serial, int from, int to, int reason);
+
+/* How a method ends: `return cb_lua_finish(L, m, n)` with its n results on
+ * top runs the Lua callbacks of the queued events, then returns the n
+ * results.  The callbacks may yield (the method resumes the rest of them
+ * afterwards).  An error raised by one is re-raised once every other has
+ * run.  Call it last in any method whose core call can change a breaker's
+ * state; with nothing queued it costs one test. */
+int cb_lua_finish_k(lua_State *L, int status, lua_KContext ctx);
+
+static inline int cb_lua_finish(lua_State *L, cb_lua_module *m, int n) {
+    return m->count ? cb_lua_finish_k(L, LUA_OK, (lua_KContext)n << 1) : n;
+}
+
+/* The dispatch loop for a C function that has more to do afterwards (a
+ * continuation of its own): runs the callbacks with lua_pcallk(..., ctx,
+ * k), so after a callback that yielded k is resumed with (status, ctx) and
+ * must call this again with them.  `kept` values on top are preserved;
+ * bit 0 of ctx is this loop's (the first error, kept below them); the
+ * caller's own context lives in the bits above.  Returns with the queue
+ * empty; then cb_lua_events_raise raises a callback's error if one
+ * failed. */
+void cb_lua_events(lua_State *L, int status, lua_KContext *ctx, int kept, lua_KFunction k);
+void cb_lua_events_raise(lua_State *L, lua_KContext ctx, int kept);
+
+/* Runs the queued callbacks where they cannot yield (a function that must
+ * go on in C afterwards and has no continuation).  Prefer cb_lua_finish. */
 void cb_lua_dispatch(lua_State *L, cb_lua_module *m);
 
 static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
@@ -116,8 +157,10 @@ static inline void cb_lua_flush(lua_State *L, cb_lua_module *m) {
 typedef struct lbreaker {
     cb_breaker *b;        /* NULL once closed or removed from its registry */
     cb_lua_module *m;
+    uint64_t serial;      /* unique in the lua_State: events find their box by it */
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
     unsigned char measure;  /* call() times fn (slow-call tracking is on) */
+    unsigned char classify; /* call() runs a classifier (CB_UV_CLASSIFY) */
     const char *gone;     /* why b is NULL: "closed" or "removed" */
 } lbreaker;
 
@@ -129,8 +172,16 @@ enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STOR
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
 
 /* Pushes a new box for `b`: owned (freed with the box) or borrowed (from a
- * registry, whose userdata should be stored with cb_lua_box_setowner). */
+ * registry, whose userdata should be stored in CB_UV_OWNER).  It allocates:
+ * a finalizer may run and free a borrowed `b` before the box holds it;
+ * prefer cb_lua_newbox before the core call and cb_lua_box_set after. */
 lbreaker *cb_lua_pushbreaker(lua_State *L, cb_breaker *b, int owned);
+
+/* Pushes a new closed box ("closed"), to hold a breaker later. */
+lbreaker *cb_lua_newbox(lua_State *L, int owned);
+
+/* Makes `box` (from cb_lua_newbox) hold `b`.  Allocates nothing. */
+void cb_lua_box_set(lbreaker *box, cb_breaker *b);
 
 /* Closes the box: frees an owned breaker, detaches a borrowed one.  `why`
  * is shown by methods called later ("closed", "removed from its registry"). */

@@ -46,3 +46,13 @@ void cb_lua_forgetself(lua_State *L, void *self) {
     void **last = lua_touserdata(L, lua_upvalueindex(CB_UP_LAST));
     if (last[cb_lua_selfslot(self)] == self) last[cb_lua_selfslot(self)] = NULL;
 }
+
+/* A finalized userdata can be brought back (a finalizer that stores it) and
+ * is then freed later without a second __gc: were it proved and remembered
+ * again, its address, once reused, would pass for a proved self of the
+ * class.  Without its metatable it can never be proved again. */
+void cb_lua_finalized(lua_State *L, void *self) {
+    cb_lua_forgetself(L, self);
+    lua_pushnil(L);
+    lua_setmetatable(L, 1);
+}

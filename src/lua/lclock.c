@@ -64,7 +64,7 @@ static const luaL_Reg clock_methods[] = {
 
 /* A clock owns nothing; its __gc only keeps self() honest. */
 static int clock_gc(lua_State *L) {
-    cb_lua_forgetself(L, lua_touserdata(L, 1));
+    cb_lua_finalized(L, lua_touserdata(L, 1));
     return 0;
 }
 

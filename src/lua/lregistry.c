@@ -19,6 +19,12 @@
  * skips the hash lookup: cb_registry_touch does the rest of a get.  The
  * remove hook clears the slots of a removed breaker.
  *
+ * No raw pointer the core hands out (a breaker, a key) is held across a
+ * Lua allocation, which may run a finalizer that removes the entry or
+ * closes the registry: a new entry's box is made before the core call
+ * (UV_SPARE, refilled when the method is done with core pointers), and
+ * every method checks the registry is open after reading its arguments.
+ *
  * The hook runs inside core frames: it uses only raw table accesses, which
  * neither run Lua code nor raise.  It finds the registry's tables through
  * the registry at stack index 1, where every method that can remove entries
@@ -51,7 +57,7 @@ typedef struct lregistry {
 } lregistry;
 
 /* User values of a registry. */
-enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_COUNT = 4 };
+enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_SPARE, UV_COUNT = 5 };
 
 /* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
  * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one). */
@@ -66,12 +72,17 @@ enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
 
 #define GONE "removed registry"  /* "attempt to use a removed registry breaker" */
 
-/* `self` of a method: a live registry. */
-static lregistry *self(lua_State *L) {
-    lregistry *lr = cb_lua_checkself(L);
+/* Raises for a closed registry.  Methods call it again after reading their
+ * arguments: converting one allocates, and a finalizer may close it. */
+static lregistry *live(lua_State *L, lregistry *lr) {
     if (!lr->r) luaL_error(L, "attempt to use a closed registry");
     lr->L = L;
     return lr;
+}
+
+/* `self` of a method: a live registry. */
+static lregistry *self(lua_State *L) {
+    return live(L, cb_lua_checkself(L));
 }
 
 /* ---- boxes ------------------------------------------------------------------ */
@@ -96,19 +107,35 @@ static void on_remove(void *ud, cb_breaker *b) {
     lua_pop(L, 2);
 }
 
-/* Pushes the box of `b`, making it on first use.  The registry is at `reg`. */
+/* Makes sure the registry at `reg` has a spare box for push_box.  May
+ * allocate: call it before the core call whose breaker push_box gets, and
+ * check the registry is still open after it. */
+static void fill_spare(lua_State *L, int reg) {
+    if (lua_getiuservalue(L, reg, UV_SPARE) == LUA_TNIL) {
+        lua_pop(L, 1);
+        cb_lua_newbox(L, 0);
+        lua_pushvalue(L, reg);
+        lua_setiuservalue(L, -2, CB_UV_OWNER);
+        lua_setiuservalue(L, reg, UV_SPARE);
+        return;
+    }
+    lua_pop(L, 1);
+}
+
+/* Pushes the box of `b`, taking the spare box on first use (no allocation
+ * that could run a finalizer: `b` stays valid).  The registry is at `reg`;
+ * its spare must be filled. */
 static void push_box(lua_State *L, int reg, cb_breaker *b) {
     lua_getiuservalue(L, reg, UV_BOXES);  /* boxes */
     if (lua_rawgetp(L, -1, b) != LUA_TUSERDATA) {  /* boxes, nil */
         lua_pop(L, 1);
-        lbreaker *box = cb_lua_pushbreaker(L, b, 0);  /* boxes, box */
-        box->b = NULL;  /* dead until cached: a raise below must not leave a
-                           live box the hook cannot find */
-        lua_pushvalue(L, reg);
-        lua_setiuservalue(L, -2, CB_UV_OWNER);
+        lua_getiuservalue(L, reg, UV_SPARE);  /* boxes, box (closed) */
+        lbreaker *box = lua_touserdata(L, -1);
         lua_pushvalue(L, -1);
-        lua_rawsetp(L, -3, b);
-        box->b = b;
+        lua_rawsetp(L, -3, b);  /* may raise (memory), then b has no box yet */
+        lua_pushnil(L);
+        lua_setiuservalue(L, reg, UV_SPARE);
+        cb_lua_box_set(box, b);
     }
     lua_remove(L, -2);  /* box */
 }
@@ -139,6 +166,7 @@ static int registry_new(lua_State *L) {
     lua_setiuservalue(L, 2, UV_CACHE);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_SLOTS);
+    fill_spare(L, 2);
     static const int clock_uv = UV_CLOCK;  /* the registry keeps its clock alive */
     cb_lua_optread r = {"cbreaker.registry", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
     cb_lua_read_opts(L, 1, &cb_registry_schema, &o, &r);
@@ -158,12 +186,19 @@ static int registry_close(lua_State *L) {
         lr->L = L;
         cb_registry_free(r);  /* the hook closes every box */
         memset(lr->cache, 0, sizeof lr->cache);
-        for (int uv = UV_BOXES; uv <= UV_SLOTS; uv++) {  /* their memory goes now */
+        for (int uv = UV_BOXES; uv <= UV_SPARE; uv++) {  /* their memory goes now */
+            if (uv == UV_CLOCK) continue;
             lua_pushnil(L);
             lua_setiuservalue(L, 1, uv);
         }
     }
     cb_lua_forgetself(L, lr);  /* as __gc: the memory goes next */
+    return 0;
+}
+
+static int registry_gc(lua_State *L) {
+    registry_close(L);
+    cb_lua_finalized(L, lua_touserdata(L, 1));
     return 0;
 }
 
@@ -196,6 +231,7 @@ static int registry_get(lua_State *L) {
     size_t tl, kl;
     const char *t = checkkey(L, 2, &tl, "tenant");
     const char *k = checkkey(L, 3, &kl, "key");
+    live(L, lr);
     unsigned i = slot_of(t, k);
     cslot *slot = &lr->cache[i];
     uint32_t now = ++lr->gets;
@@ -205,8 +241,7 @@ static int registry_get(lua_State *L) {
         lua_getiuservalue(L, 1, UV_CACHE);
         lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
         cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
-        cb_lua_flush(L, lr->m);
-        return 1;
+        return cb_lua_finish(L, lr->m, 1);
     }
     cb_breaker_opts o, *op = NULL;
     if (lua_gettop(L) >= 4 && !lua_isnil(L, 4) && !cb_registry_peek(lr->r, t, tl, k, kl)) {
@@ -220,22 +255,22 @@ static int registry_get(lua_State *L) {
         if (bad) return luaL_error(L, "registry:get: %s", bad);
         op = &o;
     }
+    fill_spare(L, 1);
+    live(L, lr);  /* the reader and fill_spare may run Lua code */
     cb_registry_status why;
     cb_breaker *b = cb_registry_get(lr->r, t, tl, k, kl, op, &why);
     if (!b) {
-        cb_lua_flush(L, lr->m);
         if (why != CB_REG_FULL && why != CB_REG_TENANT_FULL)
             return luaL_error(L, "registry:get: out of memory");
         lua_pushnil(L);
         lua_pushvalue(L, lua_upvalueindex(why == CB_REG_FULL ? UP_FULL : UP_TENANT_FULL));
-        return 2;
+        return cb_lua_finish(L, lr->m, 2);
     }
     push_box(L, 1, b);  /* ..., box */
     void *box = lua_touserdata(L, -1);
     cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, box);
     if (slot->b && now - slot->used < CACHE_AGE) {  /* the slot is in use */
-        cb_lua_flush(L, lr->m);
-        return 1;
+        return cb_lua_finish(L, lr->m, 1);
     }
     /* One slot per breaker: forget b's old slot and the slot's old breaker. */
     lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
@@ -258,8 +293,7 @@ static int registry_get(lua_State *L) {
     lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
     lua_pop(L, 1);
     *slot = (cslot){t, k, b, box, now};  /* its strings and box are anchored now */
-    cb_lua_flush(L, lr->m);  /* after: a callback may remove b */
-    return 1;
+    return cb_lua_finish(L, lr->m, 1);
 }
 
 /* reg:peek(tenant, key) -> the breaker, or nil; creates and touches nothing. */
@@ -268,7 +302,8 @@ static int registry_peek(lua_State *L) {
     size_t tl, kl;
     const char *t = checkkey(L, 2, &tl, "tenant");
     const char *k = checkkey(L, 3, &kl, "key");
-    cb_breaker *b = cb_registry_peek(lr->r, t, tl, k, kl);
+    fill_spare(L, 1);
+    cb_breaker *b = cb_registry_peek(live(L, lr)->r, t, tl, k, kl);
     if (b) push_box(L, 1, b); else lua_pushnil(L);
     return 1;
 }
@@ -279,10 +314,9 @@ static int registry_remove(lua_State *L) {
     size_t tl, kl;
     const char *t = checkkey(L, 2, &tl, "tenant");
     const char *k = checkkey(L, 3, &kl, "key");
-    int found = cb_registry_remove(lr->r, t, tl, k, kl) == CB_OK;
-    cb_lua_flush(L, lr->m);
+    int found = cb_registry_remove(live(L, lr)->r, t, tl, k, kl) == CB_OK;
     lua_pushboolean(L, found);
-    return 1;
+    return cb_lua_finish(L, lr->m, 1);
 }
 
 static int registry_size(lua_State *L) {
@@ -293,9 +327,8 @@ static int registry_size(lua_State *L) {
 static int registry_cleanup(lua_State *L) {
     lregistry *lr = self(L);
     size_t n = cb_registry_cleanup(lr->r);
-    cb_lua_flush(L, lr->m);
     lua_pushinteger(L, (lua_Integer)n);
-    return 1;
+    return cb_lua_finish(L, lr->m, 1);
 }
 
 #define SETINT(field) (lua_pushinteger(L, (lua_Integer)st.field), lua_setfield(L, -2, #field))
@@ -312,22 +345,31 @@ static int registry_stats(lua_State *L) {
 
 /* ---- iteration ------------------------------------------------------------ */
 
-typedef struct keyref {
-    const char *t, *k;
-    size_t tl, kl;
-} keyref;
-
+/* The keys of every entry, copied into one buffer as the core lists them
+ * (no Lua inside core frames, and no pointer into an entry held across the
+ * allocations that follow: a finalizer may remove entries there). */
 typedef struct collect {
-    keyref *refs;
-    size_t n, cap;
+    char *buf;          /* tenant, key, tenant, key..., each with its length */
+    size_t len, cap;    /* bytes used, and room; len > cap: it did not fit */
+    size_t n;           /* entries copied */
 } collect;
 
 static int collect_one(void *ud, const char *t, size_t tl, const char *k, size_t kl,
                        cb_breaker *b) {
     collect *c = ud;
     (void)b;
-    if (c->n == c->cap) return 1;
-    c->refs[c->n++] = (keyref){t, k, tl, kl};
+    size_t need = 2 * sizeof(size_t) + tl + kl;
+    if (c->len + need > c->cap) {
+        c->len += need;  /* counted, for the next try's size */
+        return 0;
+    }
+    char *p = c->buf + c->len;
+    memcpy(p, &tl, sizeof tl);
+    memcpy(p + sizeof tl, t, tl);
+    memcpy(p + sizeof tl + tl, &kl, sizeof kl);
+    memcpy(p + 2 * sizeof tl + tl, k, kl);
+    c->len += need;
+    c->n++;
     return 0;
 }
 
@@ -335,21 +377,23 @@ static int collect_one(void *ud, const char *t, size_t tl, const char *k, size_t
  * the snapshot are skipped. */
 static int entries_next(lua_State *L) {
     lregistry *lr = lua_touserdata(L, lua_upvalueindex(1));
-    if (!lr->r) return luaL_error(L, "attempt to use a closed registry");
     lua_Integer i = lua_tointeger(L, lua_upvalueindex(3));
     for (;; i += 2) {
         lua_settop(L, 0);
+        if (!lr->r) return luaL_error(L, "attempt to use a closed registry");
         if (lua_rawgeti(L, lua_upvalueindex(2), i + 1) == LUA_TNIL) return 0;
         lua_rawgeti(L, lua_upvalueindex(2), i + 2);  /* tenant, key */
+        lua_pushvalue(L, lua_upvalueindex(1));  /* tenant, key, reg */
+        fill_spare(L, 3);  /* may run a finalizer: the registry is checked after */
+        if (!lr->r) return luaL_error(L, "attempt to use a closed registry");
         size_t tl, kl;
         const char *t = lua_tolstring(L, 1, &tl), *k = lua_tolstring(L, 2, &kl);
         cb_breaker *b = cb_registry_peek(lr->r, t, tl, k, kl);
         if (!b) continue;
+        push_box(L, 3, b);  /* tenant, key, reg, box */
+        lua_remove(L, 3);
         lua_pushinteger(L, i + 2);
         lua_replace(L, lua_upvalueindex(3));
-        lua_pushvalue(L, lua_upvalueindex(1));  /* tenant, key, reg */
-        push_box(L, 3, b);
-        lua_remove(L, 3);  /* tenant, key, box */
         return 3;
     }
 }
@@ -358,15 +402,24 @@ static int entries_next(lua_State *L) {
  * used first, over a snapshot of the keys: the loop may get or remove. */
 static int registry_entries(lua_State *L) {
     lregistry *lr = self(L);
-    size_t n = cb_registry_size(lr->r);
-    collect c = {lua_newuserdatauv(L, (n ? n : 1) * sizeof(keyref), 0), 0, n};
-    cb_registry_foreach(lr->r, collect_one, &c);  /* no Lua inside core frames */
+    lua_settop(L, 1);
+    collect c = {NULL, 0, 0, 0};
+    size_t cap = cb_registry_size(lr->r) * (2 * sizeof(size_t) + 16) + 64;
+    do {  /* again when entries grew meanwhile (a finalizer's get) */
+        lua_settop(L, 1);
+        c = (collect){lua_newuserdatauv(L, cap, 0), 0, cap, 0};  /* reg, buf */
+        live(L, lr);
+        cb_registry_foreach(lr->r, collect_one, &c);
+        cap = c.len;
+    } while (c.len > c.cap);
     lua_createtable(L, (int)(2 * c.n), 0);  /* reg, buf, keys */
-    for (size_t i = 0; i < c.n; i++) {
-        lua_pushlstring(L, c.refs[i].t, c.refs[i].tl);
-        lua_rawseti(L, -2, (lua_Integer)(2 * i + 1));
-        lua_pushlstring(L, c.refs[i].k, c.refs[i].kl);
-        lua_rawseti(L, -2, (lua_Integer)(2 * i + 2));
+    const char *p = lua_touserdata(L, 2);   /* anchored at 2 */
+    for (size_t i = 0; i < 2 * c.n; i++) {
+        size_t len;
+        memcpy(&len, p, sizeof len);
+        lua_pushlstring(L, p + sizeof len, len);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        p += sizeof len + len;
     }
     lua_pushvalue(L, 1);
     lua_insert(L, -2);       /* reg, buf, reg, keys */
@@ -388,7 +441,7 @@ static const luaL_Reg registry_methods[] = {
 };
 
 static const luaL_Reg registry_meta[] = {
-    {"__gc", registry_close},
+    {"__gc", registry_gc},
     {"__close", registry_close},
     {"__tostring", registry_tostring},
     {"__len", registry_size},

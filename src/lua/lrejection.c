@@ -32,20 +32,25 @@ static void push_message(lua_State *L, const char *what, double ra) {
 
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v) {
     double ra = cb_breaker_retry_after(b);
+    cb_state state = cb_breaker_state(b);
+    /* Any allocation may run a finalizer that frees b: read it first. */
+    lua_pushstring(L, cb_breaker_name(b));
+    int name = lua_gettop(L);
     lua_createtable(L, 0, 5);
     lua_pushstring(L, cb_verdict_names[v]);
     lua_setfield(L, -2, "reason");
     lua_pushnumber(L, ra);
     lua_setfield(L, -2, "retry_after");
-    lua_pushstring(L, cb_breaker_name(b));
+    lua_pushvalue(L, name);
     lua_setfield(L, -2, "name");
-    lua_pushstring(L, cb_state_names[cb_breaker_state(b)]);
+    lua_pushstring(L, cb_state_names[state]);
     lua_setfield(L, -2, "state");
-    push_message(L, lua_pushfstring(L, "circuit '%s' is %s", cb_breaker_name(b),
+    push_message(L, lua_pushfstring(L, "circuit '%s' is %s", lua_tostring(L, name),
                                     cb_verdict_names[v]), ra);
     lua_setfield(L, -3, "message");
     lua_pop(L, 1);  /* the subject */
     luaL_setmetatable(L, CB_REJECTION_MT);
+    lua_remove(L, name);
 }
 
 /* core.rejection{reason=, retry_after= [, message=, name=, state=,

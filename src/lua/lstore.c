@@ -1,6 +1,8 @@
 /* lstore.c -- cbreaker.Store: cb.redis{...}, a Redis store breakers attach
  * to with `cb.new{store = s}` or `s:attach(br)`. */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cbreaker_redis.h"
@@ -59,14 +61,13 @@ void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx) {
                    "of 256 bytes or more, or out of memory)", ctx, cb_breaker_name(br->b));
     lua_pushvalue(L, sidx);
     lua_setiuservalue(L, bidx, CB_UV_STORE);  /* the breaker keeps its store alive */
-    cb_lua_flush(L, st->m);  /* what the boot import changed */
 }
 
 static int store_attach(lua_State *L) {
-    self(L);
+    lstore *st = self(L);
     cb_lua_store_attach(L, 1, 2, "attach");
     lua_settop(L, 2);
-    return 1;
+    return cb_lua_finish(L, st->m, 1);  /* what the boot import changed */
 }
 
 static int store_detach(lua_State *L) {
@@ -80,19 +81,19 @@ static int store_detach(lua_State *L) {
 
 /* ---- methods --------------------------------------------------------------- */
 
+/* Results first, callbacks last: a callback may close the store. */
 static int store_poll(lua_State *L) {
     lstore *st = self(L);
     int n = cb_store_poll(st->s);
-    cb_lua_flush(L, st->m);
     if (n == CB_ERR) {
         cb_store_health h;
         cb_store_get_health(st->s, &h);
         lua_pushnil(L);
         lua_pushfstring(L, "not connected: %s", h.last_error);
-        return 2;
+        return cb_lua_finish(L, st->m, 2);
     }
     lua_pushinteger(L, n);
-    return 1;
+    return cb_lua_finish(L, st->m, 1);
 }
 
 /* store:wait(ms): true when the subscription has something for poll,
@@ -111,23 +112,80 @@ static int store_wait(lua_State *L) {
     return 1;
 }
 
+/* What store:names() and store:list() collect: the core hands strings out
+ * inside its frames, where no Lua may run (a Lua allocation can run a
+ * finalizer that closes the store), so they are copied here first, NUL
+ * separated, in memory a userdata owns (freed by its __gc if a push raises). */
+#define STRBUF_MT "cbreaker.StoreStrings"
+
+typedef struct strbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} strbuf;
+
+static int strbuf_gc(lua_State *L) {
+    strbuf *sb = lua_touserdata(L, 1);
+    free(sb->p);
+    sb->p = NULL;
+    return 0;
+}
+
+static strbuf *push_strbuf(lua_State *L) {
+    strbuf *sb = lua_newuserdatauv(L, sizeof *sb, 0);
+    *sb = (strbuf){NULL, 0, 0, 0};
+    luaL_setmetatable(L, STRBUF_MT);
+    return sb;
+}
+
+static void strbuf_add(strbuf *sb, const char *s) {
+    size_t n = strlen(s) + 1;
+    if (sb->oom) return;
+    if (n > sb->cap - sb->len) {
+        size_t cap = sb->cap ? sb->cap : 256;
+        while (cap - sb->len < n) {
+            if (cap > SIZE_MAX / 2) { sb->oom = 1; return; }
+            cap *= 2;
+        }
+        char *p = realloc(sb->p, cap);
+        if (!p) { sb->oom = 1; return; }
+        sb->p = p;
+        sb->cap = cap;
+    }
+    memcpy(sb->p + sb->len, s, n);
+    sb->len += n;
+}
+
 static void add_name(void *ud, const char *name) {
-    lua_State *L = ud;  /* the names table is on top */
-    lua_pushstring(L, name);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    strbuf_add(ud, name);
+}
+
+static void add_entry(void *ud, const char *name, const char *source) {
+    strbuf_add(ud, name);
+    strbuf_add(ud, source);
+}
+
+/* Pushes the error of a failed listing. */
+static int list_failed(lua_State *L, lstore *st) {
+    cb_store_health h;
+    cb_store_get_health(st->s, &h);
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
+    return 2;
 }
 
 /* store:names() -> the names in the boot-recovery hash, sorted, or nil, msg. */
 static int store_names(lua_State *L) {
     lstore *st = self(L);
+    strbuf *sb = push_strbuf(L);
+    if (!st->s) return luaL_error(L, "attempt to use a closed store");  /* a finalizer */
+    if (cb_store_names(st->s, add_name, sb) == CB_ERR) return list_failed(L, st);
+    if (sb->oom) return luaL_error(L, "names: out of memory");
     lua_newtable(L);
-    lua_checkstack(L, 4);
-    if (cb_store_names(st->s, add_name, L) == CB_ERR) {
-        cb_store_health h;
-        cb_store_get_health(st->s, &h);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
-        return 2;
+    lua_Integer i = 0;
+    for (size_t off = 0; off < sb->len; off += strlen(sb->p + off) + 1) {
+        lua_pushstring(L, sb->p + off);  /* sb is anchored below */
+        lua_rawseti(L, -2, ++i);
     }
     lua_getglobal(L, "table");
     lua_getfield(L, -1, "sort");
@@ -137,29 +195,26 @@ static int store_names(lua_State *L) {
     return 1;
 }
 
-static void add_entry(void *ud, const char *name, const char *source) {
-    lua_State *L = ud;  /* the list is on top */
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, name);
-    lua_setfield(L, -2, "name");
-    lua_pushstring(L, source);
-    lua_setfield(L, -2, "source");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-}
-
 /* store:list() -> { {name=, source="cbreaker"|"keys"}, ... }: every breaker
  * held open, announced by an instance or only in its per-field keys (a peer
  * that never publishes), or nil, msg. */
 static int store_list(lua_State *L) {
     lstore *st = self(L);
+    strbuf *sb = push_strbuf(L);
+    if (!st->s) return luaL_error(L, "attempt to use a closed store");  /* a finalizer */
+    if (cb_store_list(st->s, add_entry, sb) == CB_ERR) return list_failed(L, st);
+    if (sb->oom) return luaL_error(L, "list: out of memory");
     lua_newtable(L);
-    lua_checkstack(L, 4);
-    if (cb_store_list(st->s, add_entry, L) == CB_ERR) {
-        cb_store_health h;
-        cb_store_get_health(st->s, &h);
-        lua_pushnil(L);
-        lua_pushfstring(L, "cannot list breakers: %s", h.connected ? "Redis failed" : h.last_error);
-        return 2;
+    lua_Integer i = 0;
+    for (size_t off = 0; off < sb->len;) {
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, sb->p + off);
+        lua_setfield(L, -2, "name");
+        off += strlen(sb->p + off) + 1;
+        lua_pushstring(L, sb->p + off);
+        lua_setfield(L, -2, "source");
+        off += strlen(sb->p + off) + 1;
+        lua_rawseti(L, -2, ++i);
     }
     return 1;
 }
@@ -181,14 +236,19 @@ static int store_fd(lua_State *L) {
 static int store_health(lua_State *L) {
     lstore *st = self(L);
     cb_store_health h;
+    /* h's strings point into the store, which a finalizer run by an
+     * allocation may close: each is read again after the one before. */
     cb_store_get_health(st->s, &h);
-    lua_createtable(L, 0, 20);
+    lua_pushstring(L, h.last_error);
+    if (!st->s) return luaL_error(L, "attempt to use a closed store");
+    cb_store_get_health(st->s, &h);
+    lua_pushstring(L, h.id);
+    lua_createtable(L, 0, 20);  /* last_error, id, t */
+    lua_insert(L, -3);
+    lua_setfield(L, -3, "id");
+    lua_setfield(L, -2, "last_error");
     lua_pushboolean(L, h.connected);
     lua_setfield(L, -2, "connected");
-    lua_pushstring(L, h.last_error);
-    lua_setfield(L, -2, "last_error");
-    lua_pushstring(L, h.id);
-    lua_setfield(L, -2, "id");
     SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
     SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
     SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale); SETINT(peer_unparsed);
@@ -203,6 +263,12 @@ static int store_close(lua_State *L) {
     st->s = NULL;
     cb_store_free(s);  /* detaches its breakers */
     cb_lua_forgetself(L, st);  /* as __gc: the memory goes next */
+    return 0;
+}
+
+static int store_gc(lua_State *L) {
+    store_close(L);
+    cb_lua_finalized(L, lua_touserdata(L, 1));
     return 0;
 }
 
@@ -232,7 +298,7 @@ static const luaL_Reg store_methods[] = {
 };
 
 static const luaL_Reg store_meta[] = {
-    {"__gc", store_close},
+    {"__gc", store_gc},
     {"__close", store_close},
     {"__tostring", store_tostring},
     {NULL, NULL}
@@ -244,6 +310,11 @@ static const luaL_Reg store_funcs[] = {
 };
 
 void cb_lua_open_store(lua_State *L) {
+    if (luaL_newmetatable(L, STRBUF_MT)) {
+        lua_pushcfunction(L, strbuf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     cb_lua_newclass(L, CB_CLASS_STORE, CB_STORE_MT, store_methods, store_meta, 0);
     luaL_setfuncs(L, store_funcs, 0);
 }
