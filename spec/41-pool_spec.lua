@@ -143,6 +143,24 @@ describe("core.pool", function()
     assert.equal(1, (p:acquire()))  -- the probe permit is free again
   end)
 
+  it("lets on_change callbacks yield inside acquire and record", function()
+    local p, brs, clock = pool(nil, {"a"})
+    local seen = {}
+    brs[1]:on_change(function(_, _, to) coroutine.yield(to); seen[#seen + 1] = to end)
+    local co = coroutine.wrap(function()
+      p:record(1, false)
+      p:record(1, false)  -- opens: the callback yields
+      clock:advance(5)
+      local i, tried = p:acquire()  -- half-open: yields again
+      p:record(i, true)
+      return i, tried
+    end)
+    assert.equal("open", co())
+    assert.equal("half-open", co())
+    assert.same({1, 1}, {co()})
+    assert.same({"open", "half-open"}, seen)
+  end)
+
   it("survives a callback that closes the pool", function()
     local p, brs, clock = pool(nil, {"a"})
     p:record(1, false)

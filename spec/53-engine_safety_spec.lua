@@ -249,9 +249,27 @@ describe("engine:call", function()
       no_permits(e)
     end)
 
-    -- The hook runs inside pool:record's dispatch, a C call: a yield there
-    -- needs the breaker binding's yieldable on_change dispatch (issue 12,
-    -- the coroutine item, lcore.c), which the binding's helper is adding.
-    pending("lets a provider's on_change hook yield (needs the yieldable dispatch in lcore.c)")
+    it("lets a provider's on_change hook yield, and raise after yielding", function()
+      local seen = {}
+      local e = engine({
+        providers = {a = {failure_threshold = 1, reset_timeout = 5, on_change = function(name, _, to)
+          coroutine.yield()
+          seen[#seen + 1] = name .. ">" .. to
+          if to == "open" then error("hook saw open", 0) end
+        end}},
+      })
+      local results = run({
+        function() return pcall(e.call, e, "t", "s1", function() coroutine.yield(); error("503", 0) end) end,
+        function() return e:call("t", "s2", function(p) coroutine.yield(); return p end) end,
+      })
+      -- The first call's failure opened a: its hook yielded, then raised;
+      -- the call raised it after recording.  The second ran alongside.
+      assert.is_false(results[1][1])
+      assert.equal("on_change callback failed: hook saw open", results[1][2])
+      assert.same({"a>open"}, seen)
+      assert.equal(0, session(e, "t", "s1"):stats().permits_out)
+      assert.equal(1, session(e, "t", "s1"):stats().failures)
+      no_permits(e)
+    end)
   end)
 end)

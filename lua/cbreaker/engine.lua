@@ -114,7 +114,7 @@ function Engine:_on_change(name, from, to, reason)
   t[to] = (t[to] or 0) + 1
   local hook = self.hooks[name]
   if hook then
-    if not self.in_pool then return hook(name, from, to, reason) end  -- raises as the breaker's
+    if self.in_pool == 0 then return hook(name, from, to, reason) end  -- raises as the breaker's
     local ok, err = pcall(hook, name, from, to, reason)
     if not ok and not self.hook_error then
       self.hook_error = "on_change callback failed: " .. tostring(err)
@@ -125,9 +125,9 @@ end
 --- A hook error kept since the last look, cleared; nil for none.  (The
 -- engine's fields the hot path reads are never nil: a miss would look in
 -- the class table too.)  Read
--- right after each of call's pool calls (made with self.in_pool set, so
--- that only their hooks' errors are kept), so the error goes to the call
--- that ran it.
+-- right after each of call's pool calls (made with self.in_pool counting
+-- them, so that only their hooks' errors are kept), so the error goes to
+-- the call that ran it.
 local function take_hook_error(self)
   local err = self.hook_error
   if err then self.hook_error = false end
@@ -153,7 +153,7 @@ function M.new(src)
     max_attempts = p.max_attempts,
     closed = false,
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
-    in_pool = false,     -- in one of call's pool calls: keep hook errors
+    in_pool = 0,         -- call's pool calls under way (a hook may yield in one): keep hook errors
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
@@ -234,9 +234,9 @@ end
 
 local function misuse(self, sbr, i, fn)
   if not self.closed then
-    self.in_pool = true
+    self.in_pool = self.in_pool + 1
     self.pool:record(i, "ignore")
-    self.in_pool = false
+    self.in_pool = self.in_pool - 1
   end
   if sbr then session_record(sbr, "ignore") end
   take_hook_error(self)
@@ -249,14 +249,14 @@ end
 local function record(self, i, t0, ok, ...)
   local ms = t0 and (self.now() - t0) * 1000 or nil
   local outcome, ra = classify(self.classify[i] or nil, ok, ...)
-  self.in_pool = true
+  self.in_pool = self.in_pool + 1
   if not outcome then
     self.pool:record(i, "failure", ms)
-    self.in_pool = false
+    self.in_pool = self.in_pool - 1
     return false, ra
   end
   self.pool:record(i, outcome, ms, ra)
-  self.in_pool = false
+  self.in_pool = self.in_pool - 1
   return outcome
 end
 
@@ -290,9 +290,9 @@ local function last(self, sbr, i, t0, herr, fn, ok, ...)
     local outcome, bad = record(self, i, t0, ok, ...)
     return finish(self, sbr, not outcome and bad or nil, herr or take_hook_error(self), ok, ...)
   end
-  self.in_pool = true
+  self.in_pool = self.in_pool + 1
   self.pool:record(i, ok, t0 and (self.now() - t0) * 1000 or nil)
-  self.in_pool = false
+  self.in_pool = self.in_pool - 1
   herr = herr or self.hook_error
   if sbr then session_record(sbr, ok and "success" or "failure") end
   local r = self.requests
@@ -368,9 +368,9 @@ local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
       if outcome ~= "failure" then break end  -- success or ignore: no fallback
     end
     if attempts >= max_attempts then break end
-    self.in_pool = true
+    self.in_pool = self.in_pool + 1
     i, t = pool:acquire(tried)
-    self.in_pool = false
+    self.in_pool = self.in_pool - 1
     herr = herr or take_hook_error(self)
   end
   return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
@@ -419,9 +419,9 @@ function Engine:call(tenant, session, fn, ...)
     if tenant == nil then checkkey(tenant, "tenant", 2) end
     if session == nil then checkkey(session, "session", 2) end
   end
-  self.in_pool = true
+  self.in_pool = self.in_pool + 1
   local i, t = self.pool:acquire(0)
-  self.in_pool = false
+  self.in_pool = self.in_pool - 1
   if i and self.max_attempts == 1 and not self.hook_error then
     local t0 = self.measure[i] and self.now() or nil
     return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))

@@ -8,10 +8,10 @@
  * keeps the pool alive (CB_UV_OWNER).
  *
  * State changes inside acquire, pick and record are dispatched to the
- * boxes' on_change callbacks once the core call has returned.  When one of
- * them raises inside acquire, the permit just taken is given back (recorded
- * as ignored) before the error goes on, so a raising callback never leaks a
- * permit.
+ * boxes' on_change callbacks once the core call has returned; the
+ * callbacks may yield.  When one of them raises inside acquire, the permit
+ * just taken is given back (recorded as ignored) before the error goes on,
+ * so a raising callback never leaks a permit.
  *
  * No raw pointer is kept across a Lua allocation or a callback: a finalizer
  * or a callback may close the pool there, so `lp->p` is read again after
@@ -63,24 +63,20 @@ static uint64_t optset(lua_State *L, int idx) {
 
 /* ---- callbacks ---------------------------------------------------------------- */
 
-static int dispatch_f(lua_State *L) {
-    cb_lua_dispatch(L, lua_touserdata(L, 1));
-    return 0;
-}
-
-/* Runs the queued callbacks after acquire chose C index `i` (CB_ERR: none).
- * When one raises, the permit is given back first, then the error raised. */
-static void settle(lua_State *L, lpool *lp, int i) {
-    lua_pushcfunction(L, dispatch_f);
-    lua_pushlightuserdata(L, lp->m);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
-    if (i >= 0 && lp->p) {  /* a callback may have closed the pool */
-        cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
-        lua_pushcfunction(L, dispatch_f);  /* what giving it back changed */
-        lua_pushlightuserdata(L, lp->m);
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);  /* the first error wins */
+/* The end of acquire with its two results on top: runs the queued
+ * callbacks (they may yield).  When one raised, the permit acquire took is
+ * given back (recorded as ignored) before the error goes on.  ctx: bit 0
+ * is cb_lua_events'; above it, the chosen C index plus one (0: none). */
+static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
+    cb_lua_events(L, status, &ctx, 2, acquire_k);
+    if (ctx & 1) {
+        int i = (int)(ctx >> 1) - 1;
+        lpool *lp = lua_touserdata(L, 1);  /* self: on the stack, so alive */
+        if (i >= 0 && lp->p) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);  /* read anew: a
+                                                       callback may have closed the pool */
+        cb_lua_events_raise(L, ctx, 2);
     }
-    lua_error(L);
+    return 2;
 }
 
 /* ---- life cycle --------------------------------------------------------------- */
@@ -138,7 +134,13 @@ static int pool_close(lua_State *L) {
         lua_pop(L, 1);
         cb_pool_free(p);  /* no box points at its breakers now */
     }
-    cb_lua_forgetself(L, lp);  /* as __gc: the memory goes next */
+    cb_lua_forgetself(L, lp);
+    return 0;
+}
+
+static int pool_gc(lua_State *L) {
+    pool_close(L);
+    cb_lua_finalized(L, lua_touserdata(L, 1));  /* the memory goes next */
     return 0;
 }
 
@@ -172,11 +174,7 @@ static int pool_add(lua_State *L) {
     self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    /* The box first, closed (zeroed: a box with no breaker). */
-    lbreaker *box = lua_newuserdatauv(L, sizeof *box, CB_UV_COUNT);  /* pool, opts, box */
-    memset(box, 0, sizeof *box);
-    box->gone = "closed";
-    luaL_setmetatable(L, CB_BREAKER_MT);
+    lbreaker *box = cb_lua_newbox(L, 0);  /* pool, opts, box: closed until it holds one */
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, 3, CB_UV_OWNER);  /* the box keeps the pool alive */
     cb_breaker_opts o;
@@ -204,9 +202,7 @@ static int pool_add(lua_State *L) {
         lua_rawseti(L, 4, n + 1);
         return luaL_error(L, "%s: out of memory", ctx);
     }
-    box->b = cb_pool_breaker(lp->p, i);
-    box->m = lp->m;
-    box->measure = o.slow_call_ms > 0;  /* ... to here: the box is live and listed */
+    cb_lua_box_set(box, cb_pool_breaker(lp->p, i));  /* ... to here: live and listed */
     if (later & 1) {  /* br:on_change(fn), the breaker's own way to set it */
         lua_getfield(L, 3, "on_change");
         lua_pushvalue(L, 3);
@@ -256,15 +252,14 @@ static int pool_acquire(lua_State *L) {
     uint64_t tried = optset(L, 2);
     double ra = 0;
     int i = cb_pool_acquire(lp->p, &tried, &ra);
-    if (lp->m->count) settle(L, lp, i);
     if (i < 0) {
         lua_pushnil(L);
         lua_pushnumber(L, ra);
-        return 2;
+    } else {
+        lua_pushinteger(L, i + 1);
+        lua_pushinteger(L, (lua_Integer)tried);
     }
-    lua_pushinteger(L, i + 1);
-    lua_pushinteger(L, (lua_Integer)tried);
-    return 2;
+    return lp->m->count ? acquire_k(L, LUA_OK, (lua_KContext)(i + 1) << 1) : 2;
 }
 
 /* pool:pick([excluded]) -> i, or nil, retry_after.  Takes no permit. */
@@ -272,14 +267,13 @@ static int pool_pick(lua_State *L) {
     lpool *lp = self(L);
     double ra = 0;
     int i = cb_pool_pick(lp->p, optset(L, 2), &ra);
-    cb_lua_flush(L, lp->m);
     if (i < 0) {
         lua_pushnil(L);
         lua_pushnumber(L, ra);
-        return 2;
+        return cb_lua_finish(L, lp->m, 2);
     }
     lua_pushinteger(L, i + 1);
-    return 1;
+    return cb_lua_finish(L, lp->m, 1);
 }
 
 /* The outcome at `idx`: a name, or a boolean (true: success). */
@@ -308,8 +302,7 @@ static int pool_record(lua_State *L) {
     double ms = optnumber(L, 4, -1, "latency must be a finite number of ms >= 0");
     double ra = optnumber(L, 5, 0, "retry_after must be a finite number of seconds >= 0");
     cb_pool_record(lp->p, i, outcome, ms, ra);
-    cb_lua_flush(L, lp->m);
-    return 0;
+    return cb_lua_finish(L, lp->m, 0);  /* the callbacks may yield */
 }
 
 /* ---- the rest ------------------------------------------------------------------- */
@@ -436,7 +429,7 @@ static const luaL_Reg pool_methods[] = {
 };
 
 static const luaL_Reg pool_meta[] = {
-    {"__gc", pool_close},
+    {"__gc", pool_gc},
     {"__close", pool_close},
     {"__tostring", pool_tostring},
     {NULL, NULL}
