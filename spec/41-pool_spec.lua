@@ -27,6 +27,17 @@ describe("core.pool", function()
     assert.equal("cbreaker.Pool (3 providers)", tostring(p))
   end)
 
+  it("gives its breakers cb.new's classify and on_change", function()
+    local p = core.pool{}
+    local seen = {}
+    local _, br = p:add{name = "a", failure_threshold = 1,
+                        classify = function(ok) return ok and "failure" or "success" end,
+                        on_change = function(_, _, to) seen[#seen + 1] = to end}
+    assert.is_true((br:call(function() return 1 end)))  -- classified a failure: opens
+    assert.equal("open", br:state())
+    assert.same({"open"}, seen)
+  end)
+
   it("acquires a permit by index and records by index", function()
     local p, brs = pool()
     local i, tried = p:acquire()

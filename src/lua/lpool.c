@@ -161,6 +161,7 @@ static void keep_add(lua_State *L, int which, void *ud) {
         *(int *)ud |= which == CB_KEEP_ON_CHANGE ? 1 : 2;
         return;
     }
+    if (which == CB_KEEP_CLASSIFY) ((lbreaker *)lua_touserdata(L, 3))->classify = 1;  /* br:call runs it */
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 3, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY : CB_UV_CLOCK);
 }
