@@ -521,8 +521,8 @@ describe("engine", function()
       local p2 = policy(2); p2.clock = clock
       p2.selection = {seed = 1, decay = 0.9, prior = {2, 1}}
       assert.is_true(e:reload(p2))
-      assert.near(0.9, e.selector:options().decay, 1e-12)
-      assert.same({2, 1}, e.selector:options().prior)
+      assert.near(0.9, e.pool:options().bandit.decay, 1e-12)
+      assert.same({2, 1}, e.pool:options().bandit.prior)
       assert.equal(2, e:breaker("a"):options().failure_threshold)
       assert.equal("open", e:breaker("b"):state())
       local after = e:stats()

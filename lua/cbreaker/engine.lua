@@ -73,6 +73,9 @@ local function same(a, b)
   return true
 end
 
+--- The longest tenant or session id the registry takes (CB_REGISTRY_MAX_KEY).
+local MAX_KEY = 1024
+
 local function checkkey(v, what, level)
   if type(v) ~= "string" then
     error(("%s must be a string (got %s)"):format(what, type(v)), level + 1)
@@ -101,27 +104,34 @@ local function provider_options(p, name)
   return o
 end
 
+--- Every provider breaker's change callback: counts the transition and
+-- calls the policy's hook.  The pool discounts a provider's evidence on an
+-- opening itself.  A hook that raises must not stop the call that caused
+-- the change halfway (its permits would leak): its error is kept and
+-- raised by that call once every outcome is recorded (see take_hook_error).
 function Engine:_on_change(name, from, to, reason)
   local t = self.transitions[name]
   t[to] = (t[to] or 0) + 1
-  if to == "open" or to == "forced-open" then
-    -- Wins from before an outage must not route traffic back into it.
-    self.selector:discount(name, self.policy.selection.discount)
-  end
   local hook = self.hooks[name]
-  if hook then hook(name, from, to, reason) end
+  if hook then
+    if self.in_pool == 0 then return hook(name, from, to, reason) end  -- raises as the breaker's
+    local ok, err = pcall(hook, name, from, to, reason)
+    if not ok and not self.hook_error then
+      self.hook_error = "on_change callback failed: " .. tostring(err)
+    end
+  end
 end
 
-local function new_breaker(self, name)
-  local p = self.policy
-  local o = provider_options(p, name)
-  o.name = name
-  o.clock = p.clock
-  o.store = self.store
-  local br = core.new(o)
-  self.hooks[name] = policy.provider_options(p, name).on_change
-  br:on_change(function(...) return self:_on_change(...) end)
-  return br
+--- A hook error kept since the last look, cleared; nil for none.  (The
+-- engine's fields the hot path reads are never nil: a miss would look in
+-- the class table too.)  Read
+-- right after each of call's pool calls (made with self.in_pool counting
+-- them, so that only their hooks' errors are kept), so the error goes to
+-- the call that ran it.
+local function take_hook_error(self)
+  local err = self.hook_error
+  if err then self.hook_error = false end
+  return err or nil
 end
 
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
@@ -130,37 +140,40 @@ function M.new(src)
   local p = policy.load(src, 2)
   local self = setmetatable({
     policy = p,
-    names = p.names,
-    breakers = {},
+    names = p.names,  -- provider index -> name (the pool's indices)
+    breakers = {},    -- provider name -> its breaker (the pool's)
     hooks = {},
     transitions = {},
-    selected = {},
     bypassed = {},
     probes = {},
-    requests = {ok = 0, error = 0, all_open = 0, session_open = 0, registry_full = 0},
-    brs = {},       -- breakers by provider index (the order of names)
-    index = {},     -- provider name -> index
+    requests = {ok = 0, error = 0, all_open = 0, session_open = 0, registry_full = 0,
+                key_too_long = 0},
     measure = {},   -- index -> time calls (slow-call tracking is on)
-    scratch = {},
-    eligible = {},  -- n -> a reusable list of n names for the selector
+    classify = {},  -- index -> the provider's classifier, or false
+    max_attempts = p.max_attempts,
+    closed = false,
+    hook_error = false,  -- a provider hook's error, kept for the call that ran it
+    in_pool = 0,         -- call's pool calls under way (a hook may yield in one): keep hook errors
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
-  self.store = p.redis and parts.store(p.redis, clock) or nil
-  self.selector = selection.new(p.selection, p.names, clock)
-  for _, name in ipairs(p.names) do
+  self.store = p.redis and parts.store(p.redis, clock) or false
+  self.pool = selection.pool(p.selection, clock)
+  for i, name in ipairs(p.names) do
     self.transitions[name] = {}
-    self.selected[name] = 0
     self.bypassed[name] = 0
     self.probes[name] = {failures = 0}
-    self.breakers[name] = new_breaker(self, name)
+    local o = provider_options(p, name)
+    o.name = name
+    o.clock = clock
+    o.store = self.store or nil
+    local k, br = self.pool:add(o)
+    assert(k == i, "the pool numbers providers in the order of names")
+    self.breakers[name] = br
+    self.hooks[name] = policy.provider_options(p, name).on_change
+    br:on_change(function(...) return self:_on_change(...) end)
   end
-  for i, name in ipairs(p.names) do
-    self.brs[i] = self.breakers[name]
-    self.index[name] = i
-    self.eligible[i] = {}
-  end
-  self.sessions = p.sessions and parts.registry(p.sessions, clock) or nil
+  self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
   self:_classifiers()
   return self
 end
@@ -179,31 +192,6 @@ function Engine:breaker(provider)
     near and (" (did you mean '%s'?)"):format(near) or ""), 2)
 end
 
---- The selector's choice among the providers that may take a call now and
--- are not in `tried` (a bit set: bit i - 1 for provider i), or nil and the
--- seconds until the soonest may.  Takes no permit: retry_after() is 0
--- exactly when allow() would grant one.  Allocates nothing.
-function Engine:_choose(tried)
-  local names, brs = self.names, self.brs
-  local list, n, soonest = self.scratch, 0, huge
-  for i = 1, #names do
-    if tried & (1 << (i - 1)) == 0 then
-      local ra = brs[i]:retry_after()
-      if ra == 0 then
-        n = n + 1
-        list[n] = i
-      elseif ra < soonest then
-        soonest = ra
-      end
-    end
-  end
-  if n == 0 then return nil, soonest end
-  if n == 1 then return list[1] end
-  local eligible = self.eligible[n]  -- one reusable list per size
-  for k = 1, n do eligible[k] = names[list[k]] end
-  return self.index[self.selector:select(eligible)]
-end
-
 --- The provider for this session's next request: a provider name, or nil,
 -- "all providers open" (or "session open"), and the seconds until a call
 -- may be allowed.  Takes no permit and records nothing.
@@ -212,76 +200,113 @@ function Engine:pick(tenant, session)
   if self.sessions and tenant ~= nil then
     checkkey(tenant, "tenant", 2)
     checkkey(session, "session", 2)
+    if #tenant > MAX_KEY or #session > MAX_KEY then return nil, "key too long", huge end
     local sbr = self.sessions:get(tenant, session)
     if sbr then
       local ra = sbr:retry_after()
       if ra > 0 then return nil, "session open", ra end
     end
   end
-  local i, soonest = self:_choose(0)
+  local i, soonest = self.pool:pick(0)  -- a hook that raises here raises here
   if i then return self.names[i] end
   return nil, "all providers open", soonest
 end
 
 -- ---- calls ------------------------------------------------------------------------------------
 
---- Records provider `i`'s outcome of (ok, ...) on its breaker and the
--- selector.  Returns the outcome, or false and a message when the
+--- Records `outcome` on the session breaker `sbr`, unless the registry
+-- removed it meanwhile (fn, or another coroutine while fn yielded, evicted
+-- the session): then there is nothing left to record on, and the reply
+-- must not be lost for it.
+local function session_record(sbr, outcome, ra)
+  pcall(sbr.record, sbr, outcome, nil, ra)
+end
+
+--- A call whose fn turned out not to be callable (checked only once pcall
+-- failed, so a good call pays nothing for it): misuse, not a provider
+-- failure.  The permits are given back (recorded as ignored) and the
+-- error raised.
+local function callable(fn)
+  if type(fn) == "function" then return true end
+  local mt = getmetatable(fn)
+  return mt ~= nil and mt.__call ~= nil
+end
+
+local function misuse(self, sbr, i, fn)
+  if not self.closed then
+    self.in_pool = self.in_pool + 1
+    self.pool:record(i, "ignore")
+    self.in_pool = self.in_pool - 1
+  end
+  if sbr then session_record(sbr, "ignore") end
+  take_hook_error(self)
+  error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 0)
+end
+
+--- Records provider `i`'s outcome of (ok, ...) on the pool (its breaker and
+-- the bandit).  Returns the outcome, or false and a message when the
 -- classifier misbehaved (recorded as a failure).
-function Engine:_record(i, t0, ok, ...)
-  local name, br = self.names[i], self.brs[i]
+local function record(self, i, t0, ok, ...)
   local ms = t0 and (self.now() - t0) * 1000 or nil
-  local outcome, ra = classify(self.classify[name], ok, ...)
-  -- The selector first: a failure that opens the breaker counts in full
-  -- before the discount (on_change) shrinks the evidence.
+  local outcome, ra = classify(self.classify[i] or nil, ok, ...)
+  self.in_pool = self.in_pool + 1
   if not outcome then
-    self.selector:update(name, 0)
-    br:record("failure", ms)
+    self.pool:record(i, "failure", ms)
+    self.in_pool = self.in_pool - 1
     return false, ra
   end
-  if outcome ~= "ignore" then self.selector:update(name, outcome == "success" and 1 or 0) end
-  br:record(outcome, ms, ra)
+  self.pool:record(i, outcome, ms, ra)
+  self.in_pool = self.in_pool - 1
   return outcome
 end
 
 --- Records the final result on the session and the totals, then returns
--- it.  `bad` is a misbehaving classifier's message, raised after recording.
-function Engine:_finish(sbr, bad, ok, ...)
+-- it.  `bad` is a misbehaving classifier's message, `herr` a provider
+-- hook's: each is raised once everything is recorded.
+local function finish(self, sbr, bad, herr, ok, ...)
   if sbr then
-    local outcome, ra = classify(self.session_classify, ok, ...)
+    local outcome, ra = classify(self.session_classify or nil, ok, ...)
     if not outcome then
-      sbr:record("failure")
+      session_record(sbr, "failure")
       bad = bad or ra
     else
-      sbr:record(outcome, nil, ra)
+      session_record(sbr, outcome, ra)
     end
   end
+  herr = herr or take_hook_error(self)
   if bad then error(bad, 3) end
   local r = self.requests
   if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
+  if herr then error(herr, 0) end
   return ok, ...
 end
 
 --- The last attempt: its result flows through as is (no table).  Without
 -- classifiers, straight through.
-function Engine:_last(sbr, i, t0, ok, ...)
-  local name = self.names[i]
-  if self.classify[name] or (sbr and self.session_classify) then
-    local outcome, bad = self:_record(i, t0, ok, ...)
-    return self:_finish(sbr, not outcome and bad or nil, ok, ...)
+local function last(self, sbr, i, t0, herr, fn, ok, ...)
+  if not ok and not callable(fn) then misuse(self, sbr, i, fn) end
+  if self.closed then return ok, ... end  -- fn closed the engine: nothing to record on
+  if self.classify[i] or (sbr and self.session_classify) then
+    local outcome, bad = record(self, i, t0, ok, ...)
+    return finish(self, sbr, not outcome and bad or nil, herr or take_hook_error(self), ok, ...)
   end
-  local outcome = ok and "success" or "failure"
-  self.selector:update(name, ok and 1 or 0)
-  self.brs[i]:record(outcome, t0 and (self.now() - t0) * 1000 or nil)
-  if sbr then sbr:record(outcome) end
+  self.in_pool = self.in_pool + 1
+  self.pool:record(i, ok, t0 and (self.now() - t0) * 1000 or nil)
+  self.in_pool = self.in_pool - 1
+  herr = herr or self.hook_error
+  if sbr then session_record(sbr, ok and "success" or "failure") end
   local r = self.requests
   if ok then r.ok = r.ok + 1 else r.error = r.error + 1 end
+  if herr then
+    self.hook_error = false
+    error(herr, 0)
+  end
   return ok, ...
 end
 
 --- When no provider may take the call: the policy's on_all_open.  Returns
 -- a packed result, nil and the seconds waited to try again, or false.
-function Engine:_all_open(soonest, waited, fn, ...)
+local function all_open(self, soonest, waited, fn, ...)
   local p = self.policy
   if p.on_all_open == "wait" and soonest ~= huge and waited + soonest <= p.max_wait then
     p.sleep(soonest)
@@ -294,6 +319,9 @@ function Engine:_all_open(soonest, waited, fn, ...)
       if ra < best_ra then best, best_ra = name, ra end
     end
     if best then
+      if not callable(fn) then  -- misuse: raised as the caller's, the session's permit given back
+        error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 0)
+      end
       self.bypassed[best] = self.bypassed[best] + 1
       return pack(pcall(fn, best, ...))
     end
@@ -301,73 +329,104 @@ function Engine:_all_open(soonest, waited, fn, ...)
   return false
 end
 
---- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
--- fn(provider, ...)'s results, or `false, err` with fn's error or a
--- rejection (cb.is_rejection(err); err.reason is "session open", "all
--- providers open", "registry full" or "tenant full").
-function Engine:call(tenant, session, fn, ...)
-  check_self(self, "call")
-  if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
-  if type(session) ~= "string" then checkkey(session, "session", 2) end
-  if type(fn) ~= "function" then
-    local mt = getmetatable(fn)
-    if not (mt and mt.__call) then
-      error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 2)
-    end
-  end
-  local sbr
-  local sessions = self.sessions
-  if sessions then
-    local err
-    sbr, err = sessions:get(tenant, session)
-    if not sbr then
-      self.requests.registry_full = self.requests.registry_full + 1
-      return false, rejection(err or "registry full", huge, tenant, session)
-    end
-    if not sbr:allow() then
-      self.requests.session_open = self.requests.session_open + 1
-      return false, rejection("session open", sbr:retry_after(), tenant, session)
-    end
-  end
-  -- From here a session permit may be out: every path records on sbr.
-  local max_attempts, brs = self.policy.max_attempts, self.brs
+--- The general case of a call: fallbacks (max_attempts > 1) and what to do
+-- when no provider may take the call.  `i, t` is the first acquire's.
+local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
+  local pool, max_attempts = self.pool, self.max_attempts
   local tried = 0  -- a local bit set, so a nested call cannot disturb it
-  local attempts, waited, res, bad = 0, 0, nil, nil
-  while attempts < max_attempts do
-    local i, soonest = self:_choose(tried)
+  local attempts, waited, res, bad, herr = 0, 0, nil, nil, take_hook_error(self)
+  while true do
     if not i then
       if attempts > 0 then break end
-      local fine, r, w = pcall(self._all_open, self, soonest, waited, fn, ...)
+      local fine, r, w = pcall(all_open, self, t, waited, fn, ...)
+      herr = herr or take_hook_error(self)
       if not fine then  -- the policy's sleep raised: give the session's permit back
-        if sbr then sbr:record("ignore") end
+        if sbr then session_record(sbr, "ignore") end
         error(r, 0)
       end
       waited = w
       if r == false then
         self.requests.all_open = self.requests.all_open + 1
-        if sbr then sbr:record("ignore") end
-        return false, rejection("all providers open", soonest, tenant, session)
+        if sbr then session_record(sbr, "ignore") end
+        if herr then error(herr, 0) end
+        return false, rejection("all providers open", t, tenant, session)
       end
       if r then res = r; break end
     else
-      tried = tried | (1 << (i - 1))
-      if brs[i]:allow() then
-        attempts = attempts + 1
-        local sel = self.selected
-        local name = self.names[i]
-        sel[name] = sel[name] + 1
-        local t0 = self.measure[i] and self.now() or nil
-        if attempts == max_attempts then  -- no fallback after this one
-          return self:_last(sbr, i, t0, pcall(fn, name, ...))
-        end
-        res = pack(pcall(fn, name, ...))
-        local outcome, why = self:_record(i, t0, unpack(res, 1, res.n))
-        if not outcome then bad = why; break end
-        if outcome ~= "failure" then break end  -- success or ignore: no fallback
+      tried = t
+      attempts = attempts + 1
+      local t0 = self.measure[i] and self.now() or nil
+      if attempts == max_attempts then  -- no fallback after this one
+        return last(self, sbr, i, t0, herr, fn, pcall(fn, self.names[i], ...))
       end
+      res = pack(pcall(fn, self.names[i], ...))
+      if not res[1] and not callable(fn) then misuse(self, sbr, i, fn) end
+      if self.closed then return unpack(res, 1, res.n) end
+      local outcome, why = record(self, i, t0, unpack(res, 1, res.n))
+      herr = herr or take_hook_error(self)
+      if not outcome then bad = why; break end
+      if outcome ~= "failure" then break end  -- success or ignore: no fallback
     end
+    if attempts >= max_attempts then break end
+    self.in_pool = self.in_pool + 1
+    i, t = pool:acquire(tried)
+    self.in_pool = self.in_pool - 1
+    herr = herr or take_hook_error(self)
   end
-  return self:_finish(sbr, bad, unpack(res, 1, res.n))
+  return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
+end
+
+--- The session breaker of (tenant, session) with its permit taken, or
+-- nil and the rejection to return (the refusal counted).
+local function session_permit(self, tenant, session)
+  local r = self.requests
+  if #session > MAX_KEY or #tenant > MAX_KEY then
+    r.key_too_long = r.key_too_long + 1
+    return nil, rejection("key too long", huge, tenant:sub(1, 64), session:sub(1, 64))
+  end
+  local sbr, err = self.sessions:get(tenant, session)
+  if not sbr then
+    r.registry_full = r.registry_full + 1
+    return nil, rejection(err or "registry full", huge, tenant, session)
+  end
+  if not sbr:allow() then
+    r.session_open = r.session_open + 1
+    return nil, rejection("session open", sbr:retry_after(), tenant, session)
+  end
+  return sbr
+end
+
+--- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
+-- fn(provider, ...)'s results, or `false, err` with fn's error or a
+-- rejection (cb.is_rejection(err); err.reason is "session open", "all
+-- providers open", "registry full", "tenant full" or "key too long").
+-- fn may yield.  Once fn has returned, its results are returned even if
+-- the session's breaker was removed meanwhile.  A provider's on_change
+-- hook that raises does not stop the call: every outcome is recorded
+-- first, then the hook's error is raised ("on_change callback failed:
+-- ..."), as a misbehaving classifier's is.
+function Engine:call(tenant, session, fn, ...)
+  if getmetatable(self) ~= Engine then check_self(self, "call") end
+  local sbr = false
+  if self.sessions then
+    if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
+    if type(session) ~= "string" then checkkey(session, "session", 2) end
+    local refusal
+    sbr, refusal = session_permit(self, tenant, session)
+    if not sbr then return false, refusal end
+    -- From here a session permit is out: every path records on sbr.
+  else  -- unused without sessions, but a nil is a caller's bug
+    if tenant == nil then checkkey(tenant, "tenant", 2) end
+    if session == nil then checkkey(session, "session", 2) end
+  end
+  self.in_pool = self.in_pool + 1
+  local i, t = self.pool:acquire(0)
+  self.in_pool = self.in_pool - 1
+  if i and self.max_attempts == 1 and not self.hook_error then
+    local t0 = self.measure[i] and self.now() or nil
+    return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
+  end
+  return fallbacks(self, sbr, i, t, tenant, session, fn, ...)
 end
 
 -- ---- sentinel ----------------------------------------------------------------------------
@@ -392,7 +451,7 @@ function Engine:probe(provider, healthy)
     pr.failures = 0
     if br:state() == "forced-open" then
       br:reset()
-      self.selector:reset(provider)
+      self.pool:reset(self.pool:find(provider))
       return "recovered"
     end
     return "healthy"
@@ -468,7 +527,7 @@ function Engine:reload(src)
     self.breakers[name]:configure(configure_options(p, name))
     self.hooks[name] = policy.provider_options(p, name).on_change
   end
-  selection.configure(self.selector, p.selection)
+  selection.configure(self.pool, p.selection)
   self.policy = p
   self:_classifiers()
   return true
@@ -477,12 +536,13 @@ end
 function Engine:_classifiers()
   local p = self.policy
   self.classify = {}
+  self.max_attempts = p.max_attempts
   for i, name in ipairs(p.names) do
     local o = policy.provider_options(p, name)
-    self.classify[name] = o.classify
+    self.classify[i] = o.classify or false
     self.measure[i] = (o.slow_call_ms or 0) > 0
   end
-  self.session_classify = p.sessions and p.sessions.defaults.classify or nil
+  self.session_classify = p.sessions and p.sessions.defaults.classify or false
 end
 
 -- ---- reporting ------------------------------------------------------------------------------
@@ -492,16 +552,16 @@ end
 function Engine:stats()
   check_self(self, "stats")
   local out = {providers = {}, requests = copy(self.requests)}
+  local pool = self.pool:stats()
   local total = 0
-  for _, name in ipairs(self.names) do total = total + self.selected[name] end
-  local sel = self.selector:stats()
-  for _, name in ipairs(self.names) do
-    local st = self.breakers[name]:stats()
-    st.selected = self.selected[name]
-    st.share = total > 0 and self.selected[name] / total or 0
+  for _, ps in ipairs(pool) do total = total + ps.acquired end
+  for i, name in ipairs(self.names) do
+    local st, ps = self.breakers[name]:stats(), pool[i]
+    st.selected = ps.acquired
+    st.share = total > 0 and ps.acquired / total or 0
     st.transitions = copy(self.transitions[name])
     st.bypassed = self.bypassed[name]
-    st.selector = type(sel) == "table" and sel[name] or nil
+    st.selector = ps.bandit or {selections = ps.picked}  -- round robin learns nothing
     st.probe = copy(self.probes[name])
     out.providers[name] = st
   end
@@ -516,16 +576,15 @@ function Engine:metrics()
   return metrics.text(self:stats())
 end
 
---- Releases the engine's breakers, sessions, selector and store (closing
+--- Releases the engine's pool (its breakers), sessions and store (closing
 -- its Redis connections) now rather than at garbage collection.  The
 -- engine cannot be used afterwards.
 function Engine:close()
   check_self(self, "close")
   if self.closed then return end
   self.closed = true
-  for _, br in ipairs(self.brs) do br:close() end
+  self.pool:close()  -- and its breakers
   if self.sessions then self.sessions:close() end
-  self.selector:close()
   if self.store then self.store:close() end
 end
 Engine.__close = Engine.close

@@ -7,7 +7,7 @@ local huge = math.huge
 
 local STATES = {"closed", "open", "half-open", "forced-open", "disabled"}
 local OUTCOMES = {"success", "failure", "ignored"}
-local RESULTS = {"ok", "error", "all_open", "session_open", "registry_full"}
+local RESULTS = {"ok", "error", "all_open", "session_open", "registry_full", "key_too_long"}
 
 --- A label value with Prometheus's escapes (backslash, quote, newline).
 local function label(v)
@@ -67,7 +67,7 @@ function M.text(stats)
   per_provider("cbreaker_provider_bypasses_total", function(st) return st.bypassed end)
   family("cbreaker_requests_total", "counter", "engine:call results.")
   for _, r in ipairs(RESULTS) do
-    sample("cbreaker_requests_total", ('result="%s"'):format(r), stats.requests[r])
+    sample("cbreaker_requests_total", ('result="%s"'):format(r), stats.requests[r] or 0)
   end
   if stats.sessions then
     family("cbreaker_sessions", "gauge", "Per-session guardrail breakers held.")

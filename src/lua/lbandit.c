@@ -122,7 +122,8 @@ static void read_opts(lua_State *L, int idx, cb_bandit_opts *o, const char *ctx,
 /* Adds the arm named by the value at the top of the stack (popped), keeping
  * the names and index tables (box user values) in step. */
 static void add_arm(lua_State *L, int box, lbandit *lb, const char *ctx, const char *what) {
-    cb_bandit *b = lb->b;
+    cb_bandit *b = lb->b;  /* read anew per arm: the last one's tables allocated */
+    if (!b) luaL_error(L, "%s: the bandit was closed meanwhile", ctx);
     size_t len;
     if (lua_type(L, -1) != LUA_TSTRING)
         luaL_error(L, "%s: %s must be a name (got %s)", ctx, what, luaL_typename(L, -1));
@@ -270,22 +271,27 @@ static int bandit_select(lua_State *L) {
 
 /* ---- the rest ------------------------------------------------------------------- */
 
+/* Pushes an arm's stats table from a copy (the pool's stats too). */
+void cb_lua_pusharmstats(lua_State *L, const cb_bandit_arm_stats *st) {
+    lua_createtable(L, 0, 6);
+    lua_pushnumber(L, st->alpha);
+    lua_setfield(L, -2, "alpha");
+    lua_pushnumber(L, st->beta);
+    lua_setfield(L, -2, "beta");
+    lua_pushnumber(L, st->mean);
+    lua_setfield(L, -2, "mean");
+    lua_pushinteger(L, (lua_Integer)st->updates);
+    lua_setfield(L, -2, "updates");
+    lua_pushinteger(L, (lua_Integer)st->selections);
+    lua_setfield(L, -2, "selections");
+    lua_pushnumber(L, st->rewards);
+    lua_setfield(L, -2, "rewards");
+}
+
 static void push_stats(lua_State *L, cb_bandit *b, int i) {
     cb_bandit_arm_stats st;
-    cb_bandit_get_stats(b, i, &st);
-    lua_createtable(L, 0, 6);
-    lua_pushnumber(L, st.alpha);
-    lua_setfield(L, -2, "alpha");
-    lua_pushnumber(L, st.beta);
-    lua_setfield(L, -2, "beta");
-    lua_pushnumber(L, st.mean);
-    lua_setfield(L, -2, "mean");
-    lua_pushinteger(L, (lua_Integer)st.updates);
-    lua_setfield(L, -2, "updates");
-    lua_pushinteger(L, (lua_Integer)st.selections);
-    lua_setfield(L, -2, "selections");
-    lua_pushnumber(L, st.rewards);
-    lua_setfield(L, -2, "rewards");
+    cb_bandit_get_stats(b, i, &st);  /* a copy: the allocations below may run finalizers */
+    cb_lua_pusharmstats(L, &st);
 }
 
 /* b:stats() -> {name = {alpha=, beta=, ...}, ...}; b:stats(arm) -> one. */
@@ -300,7 +306,7 @@ static int bandit_stats(lua_State *L) {
     lua_createtable(L, 0, n);           /* names, stats */
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, -2, i + 1);
-        push_stats(L, b, i);
+        push_stats(L, self(L), i);  /* again: a finalizer run by the last allocation may close it */
         lua_rawset(L, -3);
     }
     return 1;
@@ -348,6 +354,7 @@ static int bandit_configure(lua_State *L) {
     cb_bandit_get_opts(b, &o);
     lua_settop(L, 2);
     read_opts(L, 2, &o, "bandit:configure", 0);  /* self, opts, nil, clock */
+    b = self(L);  /* again: reading allocated, a finalizer may have closed it */
     if (cb_bandit_configure(b, &o) != CB_OK)
         return luaL_error(L, "bandit:configure: invalid options");  /* checked above */
     if (!lua_isnil(L, 4)) lua_setiuservalue(L, 1, UV_CLOCK);  /* the new clock in use */

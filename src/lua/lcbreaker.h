@@ -19,6 +19,7 @@ CB_API int luaopen_cbreaker_core(lua_State *L);
 #define CB_CLOCK_MT "cbreaker.ManualClock"
 #define CB_REJECTION_MT "cbreaker.Rejection"
 #define CB_BANDIT_MT "cbreaker.Bandit"
+#define CB_POOL_MT "cbreaker.Pool"
 #define CB_REGISTRY_MT "cbreaker.Registry"
 #define CB_STORE_MT "cbreaker.Store"
 #define CB_MODULE_KEY "cbreaker.module"  /* registry key of the module state */
@@ -36,7 +37,7 @@ enum {
 
 /* The classes whose methods check `self` (slots of cb_lua_module.last). */
 enum { CB_CLASS_BREAKER, CB_CLASS_REGISTRY, CB_CLASS_BANDIT, CB_CLASS_STORE,
-       CB_CLASS_CLOCK, CB_CLASS_REJECTION, CB_CLASS_COUNT };
+       CB_CLASS_CLOCK, CB_CLASS_REJECTION, CB_CLASS_POOL, CB_CLASS_COUNT };
 
 /* Builds class `id` named `name`: its metatable (luaL_newmetatable) holding
  * the metamethods `meta`, and an __index table of `methods` (may be NULL).
@@ -234,6 +235,7 @@ void cb_lua_open_clock(lua_State *L);
 void cb_lua_open_breaker(lua_State *L);
 void cb_lua_open_rejection(lua_State *L);
 void cb_lua_open_bandit(lua_State *L);
+void cb_lua_open_pool(lua_State *L);
 void cb_lua_open_registry(lua_State *L);
 void cb_lua_open_store(lua_State *L);
 
@@ -241,6 +243,10 @@ void cb_lua_open_store(lua_State *L);
  * `ctx`, when it cannot), keeps the store alive in the box's CB_UV_STORE and
  * runs the callbacks of what the boot import changed. */
 void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx);
+
+/* Pushes a bandit arm's stats table from a copy (lbandit.c; the pool's
+ * stats too). */
+void cb_lua_pusharmstats(lua_State *L, const cb_bandit_arm_stats *st);
 
 /* Pushes a rejection for `b` refused with `v`. */
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v);

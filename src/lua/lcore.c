@@ -156,6 +156,7 @@ CB_API int luaopen_cbreaker_core(lua_State *L) {
     cb_lua_open_rejection(L);
     cb_lua_open_breaker(L);
     cb_lua_open_bandit(L);
+    cb_lua_open_pool(L);
     cb_lua_open_registry(L);
     cb_lua_open_store(L);
     return 1;

@@ -1,0 +1,275 @@
+-- engine:call under an unlucky user: a session removed while fn runs, a
+-- provider hook that raises, a session id too long, fn yielding in a
+-- coroutine scheduler.
+local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
+
+local function engine(extra)
+  local clock = cb.manual_clock(0)
+  local p = fx.with({clock = clock, providers = {a = {}, b = {}}, selection = {seed = 3}}, extra)
+  return cb.engine(p), clock
+end
+
+local function ok_fn(provider, x) return provider, x end
+
+--- The session breaker of (t, s), or nil, without creating it.
+local function session(e, t, s)
+  return e.sessions:peek(t, s)
+end
+
+--- Every provider's breaker has no permit out.
+local function no_permits(e)
+  for _, name in ipairs(e:stats().names) do
+    assert.equal(0, e:breaker(name):stats().permits_out, name)
+  end
+end
+
+describe("engine:call", function()
+  describe("keeps fn's reply", function()
+    it("when fn removes its session's breaker", function()
+      local e = engine()
+      local ok, p, x = e:call("t", "s", function(provider)
+        e.sessions:remove("t", "s")
+        return provider, 42
+      end)
+      assert.is_true(ok)
+      assert.is_string(p)
+      assert.equal(42, x)
+      assert.equal(1, e:stats().requests.ok)
+      no_permits(e)
+      assert.is_true((e:call("t", "s", ok_fn)))  -- a fresh session breaker
+    end)
+
+    it("when fn's error comes back after its session was removed", function()
+      local e = engine()
+      local ok, err = e:call("t", "s", function()
+        e.sessions:remove("t", "s")
+        error("boom", 0)
+      end)
+      assert.is_false(ok)
+      assert.equal("boom", err)
+      no_permits(e)
+    end)
+
+    it("when the registry evicts the session while fn yields", function()
+      local e = engine({sessions = {max_entries = 2}})
+      local co = coroutine.wrap(function()
+        return e:call("t", "victim", function(provider)
+          coroutine.yield()
+          return provider, "reply"
+        end)
+      end)
+      co()  -- fn is suspended, its session breaker holds a permit
+      for k = 1, 4 do  -- other sessions push the victim out of a 2-entry registry
+        assert.is_true((e:call("t", "other" .. k, ok_fn)))
+      end
+      assert.is_nil(session(e, "t", "victim"))
+      local ok, _, reply = co()
+      assert.is_true(ok)
+      assert.equal("reply", reply)
+      no_permits(e)
+    end)
+
+    it("when fn closes the engine", function()
+      local e = engine()
+      local ok, x = e:call("t", "s", function() e:close(); return "late" end)
+      assert.is_true(ok)
+      assert.equal("late", x)
+    end)
+  end)
+
+  describe("a provider hook that raises", function()
+    --- Provider a opens at its first failure; its hook raises on a move
+    -- to `when` (default "open").
+    local function hooked(session_opts, when)
+      return engine({
+        providers = {a = {failure_threshold = 1, reset_timeout = 5, on_change = function(_, _, to)
+          if to == (when or "open") then error("hook saw " .. to, 0) end
+        end}},
+        sessions = {defaults = session_opts or {}},
+      })
+    end
+
+    it("is raised after the provider and the session recorded the call", function()
+      local e = hooked()
+      local ok, err = pcall(e.call, e, "t", "s", function() error("503", 0) end)
+      assert.is_false(ok)
+      assert.equal("on_change callback failed: hook saw open", err)
+      assert.equal("open", e:breaker("a"):state())
+      local sbr = session(e, "t", "s")
+      assert.equal(1, sbr:stats().failures)
+      assert.equal(0, sbr:stats().permits_out)
+      no_permits(e)
+    end)
+
+    it("does not leak a half-open session's probe permit", function()
+      local e, clock = engine({
+        providers = {a = {failure_threshold = 2, reset_timeout = 5, on_change = function(_, _, to)
+          if to == "open" then error("hook saw " .. to, 0) end
+        end}},
+        sessions = {defaults = {failure_threshold = 1, reset_timeout = 1, half_open_max_calls = 1}},
+      })
+      local fail = function() error("503", 0) end
+      assert.is_false((e:call("t", "s", fail)))  -- the session opens; a has one failure
+      clock:advance(1)
+      local sbr = session(e, "t", "s")
+      assert.equal("half-open", sbr:state())
+      -- The session's one probe: a fails again and opens, its hook raises.
+      assert.has_error(function() e:call("t", "s", fail) end, "on_change callback failed: hook saw open")
+      assert.equal(0, sbr:stats().permits_out)  -- the probe was recorded
+      clock:advance(5)  -- a half-open, the session half-open again
+      local ok = e:call("t", "s", ok_fn)
+      assert.is_true(ok)  -- not "session open" for ever
+    end)
+
+    it("when it runs while choosing (open to half-open) still lets fn's call be recorded", function()
+      local e, clock = hooked(nil, "half-open")
+      assert.is_false((e:call("t", "s", function() error("503", 0) end)))
+      clock:advance(5)
+      local ran = false
+      local ok, err = pcall(e.call, e, "t", "s", function() ran = true; return "x" end)
+      assert.is_false(ok)
+      assert.equal("on_change callback failed: hook saw half-open", err)
+      assert.is_true(ran)
+      assert.equal(1, e:breaker("a"):stats().successes)
+      assert.equal(0, session(e, "t", "s"):stats().permits_out)
+      no_permits(e)
+      assert.has_no_error(function() e:call("t", "s2", ok_fn) end)  -- the error was raised once
+    end)
+  end)
+
+  describe("an id over 1,024 bytes", function()
+    it("is refused with a rejection, not raised", function()
+      local e = engine()
+      local long = ("x"):rep(1025)
+      for _, args in ipairs({{"t", long}, {long, "s"}}) do
+        local ok, err = e:call(args[1], args[2], ok_fn)
+        assert.is_false(ok)
+        assert.is_true(cb.is_rejection(err))
+        assert.equal("key too long", err.reason)
+        assert.equal(math.huge, err.retry_after)
+      end
+      assert.equal(2, e:stats().requests.key_too_long)
+      assert.is_true((e:call("t", ("x"):rep(1024), ok_fn)))  -- the limit itself is fine
+      assert.same({nil, "key too long", math.huge}, {e:pick("t", long)})  -- pick does not raise either
+    end)
+  end)
+
+  describe("a non-callable fn", function()
+    it("raises and leaves no permit out, nor a failure", function()
+      local e = engine()
+      assert.has_error(function() e:call("t", "s", 42) end,
+        "bad argument #3 to 'call' (function expected, got number)")
+      assert.has_error(function() e:call("t", "s", {}) end,
+        "bad argument #3 to 'call' (function expected, got table)")
+      for _, name in ipairs({"a", "b"}) do
+        assert.equal(0, e:breaker(name):stats().failures)
+      end
+      local sbr = session(e, "t", "s")
+      if sbr then assert.equal(0, sbr:stats().failures) end
+      no_permits(e)
+      local callable = setmetatable({}, {__call = function(_, p) return p end})
+      assert.is_true((e:call("t", "s", callable)))
+    end)
+  end)
+
+  describe("with fn yielding", function()
+    --- A tiny scheduler: runs each task in its own coroutine, resuming them
+    -- in turn until all are done.  Returns their results, in order.
+    local function run(tasks)
+      local cos, results, live = {}, {}, #tasks
+      for k, task in ipairs(tasks) do cos[k] = coroutine.create(task) end
+      while live > 0 do
+        for k, co in ipairs(cos) do
+          if coroutine.status(co) == "suspended" then
+            local res = table.pack(coroutine.resume(co))
+            assert(res[1], res[2])
+            if coroutine.status(co) == "dead" then
+              results[k] = table.pack(table.unpack(res, 2, res.n))
+              live = live - 1
+            end
+          end
+        end
+      end
+      return results
+    end
+
+    it("interleaves calls on one engine and shared sessions", function()
+      local e = engine({max_attempts = 2, defaults = {failure_threshold = 0}})
+      local tasks = {}
+      for k = 1, 12 do
+        tasks[k] = function()
+          local out = {}
+          for r = 1, 5 do
+            out[r] = table.pack(e:call("t", "s" .. (k % 3), function(provider, n)
+              coroutine.yield()
+              if (n + r) % 4 == 0 then error("flaky " .. provider, 0) end
+              coroutine.yield()
+              return provider, n * 10 + r
+            end, k))
+          end
+          return out
+        end
+      end
+      local results = run(tasks)
+      local ok, err = 0, 0
+      for k = 1, 12 do
+        for r = 1, 5 do
+          local res = results[k][1][r]
+          if res[1] then
+            ok = ok + 1
+            assert.equal(k * 10 + r, res[3])
+          else
+            err = err + 1
+          end
+        end
+      end
+      local st = e:stats()
+      assert.equal(60, ok + err)
+      assert.equal(ok, st.requests.ok)
+      assert.equal(err, st.requests.error)
+      no_permits(e)
+      for k = 0, 2 do assert.equal(0, session(e, "t", "s" .. k):stats().permits_out) end
+    end)
+
+    it("lets classifiers yield too", function()
+      local e = engine({
+        defaults = {classify = function(ok) coroutine.yield(); return ok and "success" or "failure" end},
+        sessions = {defaults = {classify = function(ok) coroutine.yield(); return ok and "success" or "ignore" end}},
+      })
+      local results = run({
+        function() return e:call("t", "s", function(p) coroutine.yield(); return p end) end,
+        function() return e:call("t", "s", function() coroutine.yield(); error("x", 0) end) end,
+      })
+      assert.is_true(results[1][1])
+      assert.is_false(results[2][1])
+      assert.equal("x", results[2][2])
+      assert.equal(1, session(e, "t", "s"):stats().successes)
+      assert.equal(1, session(e, "t", "s"):stats().ignored)
+      no_permits(e)
+    end)
+
+    it("lets a provider's on_change hook yield, and raise after yielding", function()
+      local seen = {}
+      local e = engine({
+        providers = {a = {failure_threshold = 1, reset_timeout = 5, on_change = function(name, _, to)
+          coroutine.yield()
+          seen[#seen + 1] = name .. ">" .. to
+          if to == "open" then error("hook saw open", 0) end
+        end}},
+      })
+      local results = run({
+        function() return pcall(e.call, e, "t", "s1", function() coroutine.yield(); error("503", 0) end) end,
+        function() return e:call("t", "s2", function(p) coroutine.yield(); return p end) end,
+      })
+      -- The first call's failure opened a: its hook yielded, then raised;
+      -- the call raised it after recording.  The second ran alongside.
+      assert.is_false(results[1][1])
+      assert.equal("on_change callback failed: hook saw open", results[1][2])
+      assert.same({"a>open"}, seen)
+      assert.equal(0, session(e, "t", "s1"):stats().permits_out)
+      assert.equal(1, session(e, "t", "s1"):stats().failures)
+      no_permits(e)
+    end)
+  end)
+end)

@@ -1,0 +1,450 @@
+/* lpool.c -- cbreaker.Pool: core.pool{...}, a provider pool (breakers plus
+ * a bandit, by index; include/cbreaker_pool.h) for the engine's routing.
+ *
+ * Providers are numbered from 1 in Lua (the C index plus one).  Each
+ * provider's breaker is handed to Lua as a borrowed box, like a registry's:
+ * the pool keeps the boxes (a list in its user value) and closes every one
+ * before it frees its breakers, so a box never outlives its breaker.  A box
+ * keeps the pool alive (CB_UV_OWNER).
+ *
+ * State changes inside acquire, pick and record are dispatched to the
+ * boxes' on_change callbacks once the core call has returned; the
+ * callbacks may yield.  When one of them raises inside acquire, the permit
+ * just taken is given back (recorded as ignored) before the error goes on,
+ * so a raising callback never leaks a permit.
+ *
+ * No raw pointer is kept across a Lua allocation or a callback: a finalizer
+ * or a callback may close the pool there, so `lp->p` is read again after
+ * each. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cbreaker_pool.h"
+#include "lcbreaker.h"
+
+typedef struct lpool {
+    cb_pool *p;  /* NULL once closed */
+    cb_lua_module *m;
+} lpool;
+
+/* User values of a pool. */
+enum { UV_BOXES = 1, UV_CLOCK, UV_COUNT = 2 };
+
+/* Upvalues of every method after the class: the outcome names, so record
+ * tells them apart by identity (short strings are interned). */
+enum { UP_SUCCESS = CB_UP_FIRST, UP_FAILURE, UP_IGNORE, UP_COUNT = 3 };
+
+static lpool *self(lua_State *L) {
+    lpool *lp = cb_lua_checkself(L);
+    if (!lp->p) luaL_error(L, "attempt to use a closed pool");
+    return lp;
+}
+
+/* The provider at `idx` (1-based in Lua) as a C index; raises for none. */
+static int checkprovider(lua_State *L, lpool *lp, int idx) {
+    int isint = 0;
+    lua_Integer i = lua_tointegerx(L, idx, &isint);
+    if (!isint) luaL_typeerror(L, idx, "provider index");
+    if (i < 1 || i > cb_pool_size(lp->p))
+        luaL_argerror(L, idx, lua_pushfstring(L, "no provider %I (the pool has %d)",
+                                              (LUAI_UACINT)i, cb_pool_size(lp->p)));
+    return (int)i - 1;
+}
+
+/* An exclusion set (bit i - 1: provider i); nil is the empty set. */
+static uint64_t optset(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    int isint = 0;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (!isint) luaL_typeerror(L, idx, "integer bit set");
+    return (uint64_t)v;
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+/* The end of acquire with its two results on top: runs the queued
+ * callbacks (they may yield).  When one raised, the permit acquire took is
+ * given back (recorded as ignored) before the error goes on.  ctx: bit 0
+ * is cb_lua_events'; above it, the chosen C index plus one (0: none). */
+static int acquire_k(lua_State *L, int status, lua_KContext ctx) {
+    cb_lua_events(L, status, &ctx, 2, acquire_k);
+    if (ctx & 1) {
+        int i = (int)(ctx >> 1) - 1;
+        lpool *lp = lua_touserdata(L, 1);  /* self: on the stack, so alive */
+        if (i >= 0 && lp->p) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);  /* read anew: a
+                                                       callback may have closed the pool */
+        cb_lua_events_raise(L, ctx, 2);
+    }
+    return 2;
+}
+
+/* ---- life cycle --------------------------------------------------------------- */
+
+/* Keeps the bandit's clock alive: options.bandit.clock, read raw after the
+ * reader checked it. */
+static void keep_clock(lua_State *L, int opts, int pool) {
+    lua_pushliteral(L, "bandit");
+    if (lua_rawget(L, opts) == LUA_TTABLE) {
+        lua_pushliteral(L, "clock");
+        lua_rawget(L, -2);
+        lua_setiuservalue(L, pool, UV_CLOCK);
+    }
+    lua_pop(L, 1);
+}
+
+/* core.pool{strategy=, discount=, bandit = {prior=, decay=, half_life=,
+ * seed=, clock=}} -> an empty pool; providers come with pool:add. */
+static int pool_new(lua_State *L) {
+    const char *ctx = "cbreaker.pool";
+    if (lua_isnoneornil(L, 1)) lua_newtable(L);
+    else luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    /* The userdata first, closed: a raised error below leaks nothing. */
+    lpool *lp = lua_newuserdatauv(L, sizeof *lp, UV_COUNT);
+    lp->p = NULL;
+    lp->m = cb_lua_module_get(L);
+    luaL_setmetatable(L, CB_POOL_MT);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_BOXES);
+    cb_pool_opts o;
+    cb_pool_opts_init(&o);
+    cb_lua_optread r = {ctx, "", NULL, NULL, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_pool_schema, &o, &r);
+    const char *bad = cb_pool_opts_check(&o);
+    if (bad) return luaL_error(L, "%s: %s", ctx, bad);
+    keep_clock(L, 1, 2);
+    lp->p = cb_pool_new(&o);
+    if (!lp->p) return luaL_error(L, "%s: out of memory", ctx);
+    return 1;
+}
+
+static int pool_close(lua_State *L) {
+    lpool *lp = cb_lua_checkself(L);
+    if (lp->p) {
+        cb_pool *p = lp->p;
+        lp->p = NULL;
+        lua_getiuservalue(L, 1, UV_BOXES);  /* boxes */
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer k = 1; k <= n; k++) {  /* closing allocates nothing */
+            if (lua_rawgeti(L, -1, k) == LUA_TUSERDATA)
+                cb_lua_box_close(L, lua_touserdata(L, -1), "closed");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        cb_pool_free(p);  /* no box points at its breakers now */
+    }
+    cb_lua_forgetself(L, lp);
+    return 0;
+}
+
+static int pool_gc(lua_State *L) {
+    pool_close(L);
+    cb_lua_finalized(L, lua_touserdata(L, 1));  /* the memory goes next */
+    return 0;
+}
+
+static int pool_tostring(lua_State *L) {
+    lpool *lp = cb_lua_checkself(L);
+    if (!lp->p) lua_pushliteral(L, "cbreaker.Pool (closed)");
+    else lua_pushfstring(L, "cbreaker.Pool (%d providers)", cb_pool_size(lp->p));
+    return 1;
+}
+
+/* ---- providers ------------------------------------------------------------------ */
+
+/* Keeps what pool:add's reader found in the box at stack index 3: the
+ * classifier and the clock in its user values; a callback or a store is
+ * noted (*ud) and set once the breaker exists. */
+static void keep_add(lua_State *L, int which, void *ud) {
+    if (which == CB_KEEP_ON_CHANGE || which == CB_KEEP_STORE) {
+        *(int *)ud |= which == CB_KEEP_ON_CHANGE ? 1 : 2;
+        return;
+    }
+    if (which == CB_KEEP_CLASSIFY) ((lbreaker *)lua_touserdata(L, 3))->classify = 1;  /* br:call runs it */
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 3, which == CB_KEEP_CLASSIFY ? CB_UV_CLASSIFY : CB_UV_CLOCK);
+}
+
+/* pool:add{name=, <cb.new options>} -> index, breaker: a provider with a
+ * closed breaker made from the options and a bandit arm.  The breaker is
+ * the pool's (closed with it); its on_change, classify and store options
+ * act as cb.new's. */
+static int pool_add(lua_State *L) {
+    const char *ctx = "pool:add";
+    self(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lbreaker *box = cb_lua_newbox(L, 0);  /* pool, opts, box: closed until it holds one */
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, 3, CB_UV_OWNER);  /* the box keeps the pool alive */
+    cb_breaker_opts o;
+    cb_breaker_opts_init(&o);
+    o.name = NULL;
+    int later = 0;
+    cb_lua_optread r = {ctx, "", keep_add, &later, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 2, &cb_breaker_schema, &o, &r);
+    if (!o.name || !*o.name) return luaL_error(L, "%s: option 'name' must be a non-empty string", ctx);
+    const char *bad = cb_breaker_opts_check(&o);
+    if (bad) return luaL_error(L, "%s: %s", ctx, bad);
+    lpool *lp = self(L);  /* again: the reader allocated */
+    if (cb_pool_find(lp->p, o.name) >= 0)
+        return luaL_error(L, "%s: provider '%s' is added twice", ctx, o.name);
+    int n = cb_pool_size(lp->p);
+    if (n >= CB_POOL_MAX_PROVIDERS)
+        return luaL_error(L, "%s: too many providers (at most %d)", ctx, CB_POOL_MAX_PROVIDERS);
+    lua_getiuservalue(L, 1, UV_BOXES);  /* pool, opts, box, boxes */
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, 4, n + 1);  /* listed while closed: may allocate */
+    lp = self(L);
+    int i = cb_pool_add(lp->p, &o);  /* no Lua code runs from here ... */
+    if (i < 0) {
+        lua_pushnil(L);
+        lua_rawseti(L, 4, n + 1);
+        return luaL_error(L, "%s: out of memory", ctx);
+    }
+    cb_lua_box_set(box, cb_pool_breaker(lp->p, i));  /* ... to here: live and listed */
+    if (later & 1) {  /* br:on_change(fn), the breaker's own way to set it */
+        lua_getfield(L, 3, "on_change");
+        lua_pushvalue(L, 3);
+        lua_getfield(L, 2, "on_change");
+        lua_call(L, 2, 0);
+    }
+    if (later & 2) {  /* raises when it cannot attach: the provider stays, detached */
+        lua_getfield(L, 2, "store");
+        cb_lua_store_attach(L, -1, 3, ctx);
+        lua_pop(L, 1);
+    }
+    lua_pushinteger(L, i + 1);
+    lua_pushvalue(L, 3);
+    return 2;
+}
+
+/* pool:breaker(i) -> provider i's breaker. */
+static int pool_breaker(lua_State *L) {
+    lpool *lp = self(L);
+    int i = checkprovider(L, lp, 2);
+    lua_getiuservalue(L, 1, UV_BOXES);
+    lua_rawgeti(L, -1, i + 1);
+    return 1;
+}
+
+static int pool_size(lua_State *L) {
+    lua_pushinteger(L, cb_pool_size(self(L)->p));
+    return 1;
+}
+
+/* pool:find(name) -> the index of provider `name`, or nil. */
+static int pool_find(lua_State *L) {
+    lpool *lp = self(L);
+    int i = cb_pool_find(lp->p, luaL_checkstring(L, 2));
+    if (i < 0) lua_pushnil(L); else lua_pushinteger(L, i + 1);
+    return 1;
+}
+
+/* ---- hot path ------------------------------------------------------------------- */
+
+/* pool:acquire([tried]) -> i, tried (a permit of provider i is taken: one
+ * record is owed), or nil, retry_after.  `tried` is a bit set (bit i - 1:
+ * provider i) left out of the choice; the one returned adds every provider
+ * chosen, for the next attempt of the same call. */
+static int pool_acquire(lua_State *L) {
+    lpool *lp = self(L);
+    uint64_t tried = optset(L, 2);
+    double ra = 0;
+    int i = cb_pool_acquire(lp->p, &tried, &ra);
+    if (i < 0) {
+        lua_pushnil(L);
+        lua_pushnumber(L, ra);
+    } else {
+        lua_pushinteger(L, i + 1);
+        lua_pushinteger(L, (lua_Integer)tried);
+    }
+    return lp->m->count ? acquire_k(L, LUA_OK, (lua_KContext)(i + 1) << 1) : 2;
+}
+
+/* pool:pick([excluded]) -> i, or nil, retry_after.  Takes no permit. */
+static int pool_pick(lua_State *L) {
+    lpool *lp = self(L);
+    double ra = 0;
+    int i = cb_pool_pick(lp->p, optset(L, 2), &ra);
+    if (i < 0) {
+        lua_pushnil(L);
+        lua_pushnumber(L, ra);
+        return cb_lua_finish(L, lp->m, 2);
+    }
+    lua_pushinteger(L, i + 1);
+    return cb_lua_finish(L, lp->m, 1);
+}
+
+/* The outcome at `idx`: a name, or a boolean (true: success). */
+static cb_outcome checkoutcome(lua_State *L, int idx) {
+    if (lua_rawequal(L, idx, lua_upvalueindex(UP_SUCCESS))) return CB_SUCCESS;
+    if (lua_rawequal(L, idx, lua_upvalueindex(UP_FAILURE))) return CB_FAILURE;
+    if (lua_rawequal(L, idx, lua_upvalueindex(UP_IGNORE))) return CB_IGNORE;
+    if (lua_isboolean(L, idx)) return lua_toboolean(L, idx) ? CB_SUCCESS : CB_FAILURE;
+    return (cb_outcome)luaL_checkoption(L, idx, NULL, cb_outcome_names);
+}
+
+static double optnumber(lua_State *L, int idx, double none, const char *what) {
+    if (lua_isnoneornil(L, idx)) return none;
+    double v = luaL_checknumber(L, idx);
+    if (!(v >= 0) || isinf(v)) luaL_argerror(L, idx, what);
+    return v;
+}
+
+/* pool:record(i, outcome [, ms [, retry_after]]): the outcome of a call to
+ * provider i ("success", "failure", "ignore", or a boolean for the first
+ * two), with its latency and the retry-after a refusal announced. */
+static int pool_record(lua_State *L) {
+    lpool *lp = self(L);
+    int i = checkprovider(L, lp, 2);
+    cb_outcome outcome = checkoutcome(L, 3);
+    double ms = optnumber(L, 4, -1, "latency must be a finite number of ms >= 0");
+    double ra = optnumber(L, 5, 0, "retry_after must be a finite number of seconds >= 0");
+    cb_pool_record(lp->p, i, outcome, ms, ra);
+    return cb_lua_finish(L, lp->m, 0);  /* the callbacks may yield */
+}
+
+/* ---- the rest ------------------------------------------------------------------- */
+
+/* Pushes provider i's stats.  Everything is read before the first
+ * allocation: a finalizer run there may close the pool. */
+static void push_stats(lua_State *L, lpool *lp, int i) {
+    cb_pool_stats st;
+    cb_pool_get_stats(lp->p, i, &st);
+    cb_pool_opts o;
+    cb_pool_get_opts(lp->p, &o);
+    cb_bandit_arm_stats arm;
+    int thompson = o.strategy == CB_POOL_THOMPSON;
+    if (thompson) cb_bandit_get_stats(cb_pool_bandit(lp->p), i, &arm);
+    lua_pushstring(L, cb_breaker_name(cb_pool_breaker(lp->p, i)));  /* copied, then collects */
+    lua_createtable(L, 0, 6);  /* name, st */
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, (lua_Integer)st.picked);
+    lua_setfield(L, -2, "picked");
+    lua_pushinteger(L, (lua_Integer)st.acquired);
+    lua_setfield(L, -2, "acquired");
+    lua_pushinteger(L, (lua_Integer)st.refused);
+    lua_setfield(L, -2, "refused");
+    lua_pushinteger(L, (lua_Integer)st.discounts);
+    lua_setfield(L, -2, "discounts");
+    if (thompson) {
+        cb_lua_pusharmstats(L, &arm);
+        lua_setfield(L, -2, "bandit");
+    }
+}
+
+/* pool:stats(i) -> {name=, picked=, acquired=, refused=, discounts=,
+ * bandit = {alpha=, beta=, ...} (Thompson)}; pool:stats() -> a list of
+ * them, by index. */
+static int pool_stats(lua_State *L) {
+    lpool *lp = self(L);
+    if (!lua_isnoneornil(L, 2)) {
+        int i = checkprovider(L, lp, 2);
+        push_stats(L, lp, i);
+        return 1;
+    }
+    lua_createtable(L, cb_pool_size(lp->p), 0);
+    for (int i = 0; i < cb_pool_size(lp->p); i++) {
+        push_stats(L, lp, i);
+        lua_rawseti(L, -2, i + 1);
+        lp = self(L);  /* again: a finalizer may have closed it while allocating */
+    }
+    return 1;
+}
+
+/* pool:reset(i): a fresh start for provider i's bandit evidence (the
+ * breaker is the caller's to reset). */
+static int pool_reset(lua_State *L) {
+    lpool *lp = self(L);
+    cb_bandit_reset(cb_pool_bandit(lp->p), checkprovider(L, lp, 2));
+    return 0;
+}
+
+/* pool:configure{discount=, bandit = {prior=, decay=, half_life=, clock=}}:
+ * a hot reload; what is not given keeps its value. */
+static int pool_configure(lua_State *L) {
+    const char *ctx = "pool:configure";
+    lpool *lp = self(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    cb_pool_opts o;
+    cb_pool_get_opts(lp->p, &o);
+    cb_lua_optread r = {ctx, "", NULL, NULL, 0, 1, NULL, 0};
+    cb_lua_read_opts(L, 2, &cb_pool_schema, &o, &r);
+    const char *bad = cb_pool_opts_check(&o);
+    if (bad) return luaL_error(L, "%s: %s", ctx, bad);
+    lp = self(L);
+    if (cb_pool_configure(lp->p, &o) != CB_OK) return luaL_error(L, "%s: invalid options", ctx);
+    lua_pushliteral(L, "bandit");
+    if (lua_rawget(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "clock");
+        if (lua_rawget(L, -2) != LUA_TNIL) lua_setiuservalue(L, 1, UV_CLOCK);  /* now in use */
+    }
+    return 0;
+}
+
+/* pool:options() -> {strategy=, discount=, bandit = {prior=, decay=,
+ * half_life=, seed=}}. */
+static int pool_options(lua_State *L) {
+    cb_pool_opts o;
+    cb_pool_get_opts(self(L)->p, &o);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, cb_pool_strategy_names[o.strategy]);
+    lua_setfield(L, -2, "strategy");
+    lua_pushnumber(L, o.discount);
+    lua_setfield(L, -2, "discount");
+    lua_createtable(L, 0, 4);
+    lua_createtable(L, 2, 0);
+    lua_pushnumber(L, o.bandit.prior_alpha);
+    lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, o.bandit.prior_beta);
+    lua_rawseti(L, -2, 2);
+    lua_setfield(L, -2, "prior");
+    lua_pushnumber(L, o.bandit.decay);
+    lua_setfield(L, -2, "decay");
+    lua_pushnumber(L, o.bandit.half_life);
+    lua_setfield(L, -2, "half_life");
+    lua_pushinteger(L, (lua_Integer)o.bandit.seed);
+    lua_setfield(L, -2, "seed");
+    lua_setfield(L, -2, "bandit");
+    return 1;
+}
+
+static const luaL_Reg pool_methods[] = {
+    {"acquire", pool_acquire},
+    {"record", pool_record},
+    {"pick", pool_pick},
+    {"add", pool_add},
+    {"breaker", pool_breaker},
+    {"size", pool_size},
+    {"find", pool_find},
+    {"stats", pool_stats},
+    {"reset", pool_reset},
+    {"configure", pool_configure},
+    {"options", pool_options},
+    {"close", pool_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg pool_meta[] = {
+    {"__gc", pool_gc},
+    {"__close", pool_close},
+    {"__tostring", pool_tostring},
+    {NULL, NULL}
+};
+
+static const luaL_Reg pool_funcs[] = {
+    {"pool", pool_new},
+    {NULL, NULL}
+};
+
+void cb_lua_open_pool(lua_State *L) {
+    lua_pushstring(L, cb_outcome_names[CB_SUCCESS]);
+    lua_pushstring(L, cb_outcome_names[CB_FAILURE]);
+    lua_pushstring(L, cb_outcome_names[CB_IGNORE]);
+    cb_lua_newclass(L, CB_CLASS_POOL, CB_POOL_MT, pool_methods, pool_meta, UP_COUNT);
+    luaL_setfuncs(L, pool_funcs, 0);
+}
