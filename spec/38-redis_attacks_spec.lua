@@ -556,6 +556,7 @@ describe("#redis the per-field keys as an attack surface", function()
     assert.is_true(h.connected)
     assert.equals("", h.last_error)
     assert.is_true(h.peer_unparsed >= 1, tostring(h.peer_unparsed))
+    assert.is_true(h.peer_wrongtype >= 1, tostring(h.peer_wrongtype))
     server:cli("set circuit_breaker:w:state closed")
     for _ = 1, 3 do br:failure() end
     assert.equals("open", br:state())

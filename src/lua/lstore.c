@@ -252,7 +252,7 @@ static int store_health(lua_State *L) {
     SETINT(reconnects); SETINT(failures); SETINT(published); SETINT(received);
     SETINT(applied); SETINT(own); SETINT(malformed); SETINT(dropped); SETINT(attached);
     SETINT(unsigned_msgs); SETINT(bad_signature); SETINT(stale); SETINT(peer_unparsed);
-    SETINT(replayed);
+    SETINT(replayed); SETINT(peer_wrongtype);
     SETNUM(backoff); SETNUM(retry_in);
     return 1;
 }
