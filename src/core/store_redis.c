@@ -136,6 +136,8 @@ typedef struct cb_store_priv {
     uint64_t peer_wrongtype;      /* per-field keys of another type than string */
     int applying_keys;            /* apply_keys is changing a breaker */
     char read_sha[41];            /* the peer read's script */
+    redisReplyObjectFunctions reply_fns, reply_base;  /* hiredis's, bounded; its own */
+    char reply_refused[64];       /* why the bounded reader refused, or "" */
 } cb_store_priv;
 
 static void free_reads(cb_store_priv *p);
@@ -293,11 +295,49 @@ static int flush_until(cb_store_priv *p, redisContext *c, double deadline) {
     }
 }
 
+/* ---- replies, bounded ------------------------------------------------------
+ * hiredis 0.14's reader reserves room for an array's announced count at once
+ * ("*2000000000": 16 GB) and walks it when the reply is freed: seconds, far
+ * past timeout_ms.  Its object functions see each announcement before that,
+ * so they refuse it.  The largest reply the store reads (HGETALL of the boot
+ * hash, under CMD_VALUE_MAX bytes) has far fewer elements. */
+#define REPLY_ELEMENTS_MAX (1 << 20)
+
+#if HIREDIS_MAJOR >= 1
+typedef size_t reply_nelem;
+#else
+typedef int reply_nelem;
+#endif
+
+static void *bounded_array(const redisReadTask *task, reply_nelem elements) {
+    cb_store_priv *p = task->privdata;
+    if ((long long)elements > REPLY_ELEMENTS_MAX) {
+        snprintf(p->reply_refused, sizeof p->reply_refused,
+                 "a reply announces %lld elements (over %d)", (long long)elements,
+                 REPLY_ELEMENTS_MAX);
+        return NULL;  /* the reader stops with an error */
+    }
+    return p->reply_base.createArray(task, elements);
+}
+
+static void bound_replies(cb_store_priv *p, redisReader *r) {
+    p->reply_base = *r->fn;
+    p->reply_fns = p->reply_base;
+    p->reply_fns.createArray = bounded_array;
+    r->fn = &p->reply_fns;
+    r->privdata = p;
+}
+
+/* What the reader of `c` failed on: the bound's reason, or hiredis's. */
+static const char *reader_error(cb_store_priv *p, const char *errstr) {
+    return p->reply_refused[0] ? p->reply_refused : errstr;
+}
+
 static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline) {
     for (;;) {
         void *r = NULL;
         if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
-            note_error(p, "protocol", c->errstr);
+            note_error(p, "protocol", reader_error(p, c->errstr));
             return NULL;
         }
         if (r) return r;
@@ -411,8 +451,11 @@ static redisContext *open_conn(cb_store_priv *p, double deadline) {
     }
     int w = wait_fd(c->fd, POLLOUT, deadline), soerr = 0;
     socklen_t len = sizeof soerr;
-    if (w > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0)
+    if (w > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+        bound_replies(p, c->reader);
+        p->reply_refused[0] = '\0';
         return c;
+    }
     note_error(p, where, w == 0 ? "timed out" : strerror(soerr ? soerr : errno));
     redisFree(c);
     return NULL;
@@ -1673,6 +1716,7 @@ static int sub_skip_start(cb_store_priv *p) {
         return CB_ERR;
     }
     redisReaderFree(rd);
+    bound_replies(p, fresh);
     p->sub->reader = fresh;
     p->sub_skip = total - have;
     p->malformed++;
@@ -1720,7 +1764,7 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
         if (poll(pf, 2, 0) <= 0) break;
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             if (redisBufferRead(p->cmd) != REDIS_OK) {
-                fail(p, "read", p->cmd->errstr);
+                fail(p, "read", reader_error(p, p->cmd->errstr));
                 break;
             }
             void *r = NULL;
@@ -1748,7 +1792,7 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
         }
         if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             if (p->sub_skip ? sub_skip_more(p) != CB_OK : redisBufferRead(p->sub) != REDIS_OK) {
-                fail(p, "subscription", p->sub->errstr[0] ? p->sub->errstr : "connection lost");
+                fail(p, "subscription", p->sub->errstr[0] ? reader_error(p, p->sub->errstr) : "connection lost");
                 break;
             }
             void *r = NULL;
