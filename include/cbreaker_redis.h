@@ -61,11 +61,14 @@ typedef enum cb_store_mode {
 CB_API extern const char *const cb_store_mode_names[];  /* "broadcast", "shared", NULL */
 
 typedef struct cb_store_opts {
-    const char *url;          /* redis://[:pw@]host:port/db or unix:///path[?db=N]
+    const char *url;          /* redis://[[user]:pw@]host:port/db or unix:///path[?db=N]
                                  ("redis://127.0.0.1:6379/0"); a host name is
                                  resolved by getaddrinfo, which no timeout
                                  bounds: prefer an address or a socket */
     const char *password;     /* overrides the URL's; NULL = the URL's */
+    const char *username;     /* Redis 6 ACL user, sent as AUTH username password;
+                                 overrides the URL's (redis://user:pw@host); NULL =
+                                 the URL's; none = AUTH password (the default user) */
     const char *prefix;       /* key prefix ("circuit_breaker") */
     const char *channel;      /* pub/sub channel ("circuit_breaker:events") */
     cb_store_mode mode;       /* (CB_STORE_BROADCAST) */

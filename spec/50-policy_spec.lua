@@ -96,10 +96,13 @@ describe("policy", function()
   it("reaches every option of cb.redis", function()
     local p = policy.load({providers = {a = {}}, redis = {
       url = "redis://127.0.0.1:1/0", prefix = "p", channel = "c", password = "pw", id = "me",
-      mode = "shared", quorum = 2, timeout_ms = 50, ttl = 60, backoff_min = 0.5, backoff_max = 2,
+      username = "cb", mode = "shared", quorum = 2, timeout_ms = 50, ttl = 60, backoff_min = 0.5, backoff_max = 2,
       secret = "0123456789abcdef", replay_window_ms = 5000}})
     assert.equal("0123456789abcdef", p.redis.secret)
     assert.equal(5000, p.redis.replay_window_ms)
+    assert.equal("cb", p.redis.username)
+    assert.matches("'redis.username' must be a string (got number)",
+      err_of({providers = {a = {}}, redis = {username = 7}}), 1, true)
     assert.matches("unknown option 'redis.replay_windw_ms' (did you mean 'replay_window_ms'?)",
       err_of({providers = {a = {}}, redis = {replay_windw_ms = 1}}), 1, true)
   end)

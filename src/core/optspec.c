@@ -106,6 +106,7 @@ static const cb_optspec store_f[] = {
     S(prefix, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(channel, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(password, CB_OPT_STRING, 0, 0, 0, "a string"),
+    S(username, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(id, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(secret, CB_OPT_STRING, CB_OPT_NOZERO, 0, 0, "a string without zero bytes"),
     {"mode", CB_OPT_ENUM, 0, offsetof(cb_store_opts, mode), 0, 0, 0,

@@ -465,9 +465,10 @@ static redisContext *open_conn(cb_store_priv *p, double deadline) {
 static int handshake(cb_store_priv *p, redisContext *c, int select_db, double deadline) {
     char db[16];
     int n = 0;
-    if (p->url.password[0]) {
-        const char *argv[] = {"AUTH", p->url.password};
-        redisAppendCommandArgv(c, 2, argv, NULL);
+    if (p->url.password[0]) {  /* with an ACL user AUTH user password, else AUTH password */
+        const char *argv[] = {"AUTH", p->url.user, p->url.password};
+        if (p->url.user[0]) redisAppendCommandArgv(c, 3, argv, NULL);
+        else redisAppendCommandArgv(c, 2, (const char *[]){"AUTH", p->url.password}, NULL);
         n++;
     }
     if (select_db && p->url.db) {
@@ -1380,6 +1381,11 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
         if (strlen(o->password) >= sizeof u->password) return "password too long";
         memcpy(u->password, o->password, strlen(o->password) + 1);
     }
+    if (o->username) {
+        if (strlen(o->username) >= sizeof u->user) return "username too long";
+        memcpy(u->user, o->username, strlen(o->username) + 1);
+    }
+    if (u->user[0] && !u->password[0]) return "username needs a password";
     if (!o->prefix || !o->prefix[0] || strlen(o->prefix) > 128)
         return "prefix must be a non-empty string of at most 128 bytes";
     if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
