@@ -7,23 +7,8 @@ local helper = require("helpers.redis")
 local SECRET = "0123456789abcdef-shared"
 local CHANNEL = "circuit_breaker:events"
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
--- HMAC-SHA256 by the openssl command line: an implementation apart from
--- the store's, so a spec can craft a validly signed message.
-local function hmac(key, body)
-  local tmp = os.tmpname()
-  local f = assert(io.open(tmp, "wb"))
-  f:write(body)
-  f:close()
-  local p = io.popen(("openssl dgst -sha256 -hmac %s -r < %s"):format(shq(key), tmp))
-  local out = p:read("a")
-  p:close()
-  os.remove(tmp)
-  return assert(out:match("^(%x+)"), "openssl dgst failed: " .. out)
-end
+local fx = require("helpers.fixtures")
+local shq, hmac = fx.shq, fx.hmac
 
 local function signed(key, body)
   return body:sub(1, -2) .. ',"sig":"' .. hmac(key, body) .. '"}'

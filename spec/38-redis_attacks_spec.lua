@@ -10,21 +10,12 @@ local SECRET = "0123456789abcdef-shared"
 local CHANNEL = "circuit_breaker:events"
 local MAX_TIMEOUT = 1e9  -- the core's cap on every duration, seconds
 
-local function shq(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local shq = fixtures.shq
 
--- HMAC-SHA256 by the openssl command line, apart from the store's code.
+-- `body` (a JSON object) with its "sig": HMAC-SHA256 by the openssl command
+-- line, apart from the store's code.
 local function signed(key, body)
-  local tmp = os.tmpname()
-  local f = assert(io.open(tmp, "wb"))
-  f:write(body)
-  f:close()
-  local p = io.popen(("openssl dgst -sha256 -hmac %s -r < %s"):format(shq(key), tmp))
-  local out = p:read("a")
-  p:close()
-  os.remove(tmp)
-  return body:sub(1, -2) .. ',"sig":"' .. assert(out:match("^(%x+)"), out) .. '"}'
+  return body:sub(1, -2) .. ',"sig":"' .. fixtures.hmac(key, body) .. '"}'
 end
 
 local function wall_ms()
@@ -56,19 +47,7 @@ describe("#redis durations on the wire", function()
   end)
 end)
 
---- Runs the host with `args` (and `env`, a shell prefix); returns its exit
--- status, stdout and stderr.
-local function run_host(args, env)
-  local err = os.tmpname()
-  local p = io.popen(("%s '%s' %s 2>%s"):format(env or "", fixtures.host, args, err))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  local f = io.open(err)
-  local stderr = f:read("a")
-  f:close()
-  os.remove(err)
-  return ok and 0 or code, out, stderr
-end
+local run_host = fixtures.run_host
 
 describe("#redis cbreaker status with odd names in the boot hash", function()
   local server

@@ -29,17 +29,7 @@ local function setuser(server, name, password, keys, channels)
   assert.equals("OK", server:cli(table.concat(words, " ")))
 end
 
-local function run_host(args)
-  local err = os.tmpname()
-  local p = io.popen(("'%s' %s 2>%s"):format(fx.host, args, err))
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  local f = io.open(err)
-  local stderr = f:read("a")
-  f:close()
-  os.remove(err)
-  return ok and 0 or code, out, stderr
-end
+local run_host = fx.run_host
 
 describe("#redis an ACL user", function()
   local server, clock, url

@@ -4,23 +4,9 @@
 -- that yield inside fn, the classifier and on_change.  Several of these
 -- were use-after-free: run this file under the ASan build too.
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
--- Runs f with a collector that finishes a whole cycle, finalizers
--- included, at every allocation check: a finalizer made garbage just before
--- a method call then runs at the first allocation inside that method.
-local function gc_at_every_allocation(f)
-  collectgarbage("incremental", 1, 1000, 40)
-  collectgarbage("collect")  -- applies the pause: the next allocation collects
-  local ok, err = pcall(f)
-  collectgarbage("incremental", 200, 100, 13)
-  collectgarbage("collect")
-  if not ok then error(err, 0) end
-end
-
--- A garbage object whose finalizer runs fn once.
-local function trap(fn)
-  setmetatable({}, { __gc = function() fn() end })
-end
+local gc_at_every_allocation, trap = fx.gc_at_every_allocation, fx.trap
 
 -- Runs the tasks as coroutines, round robin, until all are done; `tick`
 -- (if given) runs between rounds.  Returns each task's results.

@@ -1,22 +1,10 @@
 -- The store binding under callbacks and finalizers that close the store
 -- while a method is using it (run this file under the ASan build too).
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 local helper = require("helpers.redis")
 
--- As in spec 61: a finalizer made garbage before a call runs at the first
--- allocation inside it.
-local function gc_at_every_allocation(f)
-  collectgarbage("incremental", 1, 1000, 40)
-  collectgarbage("collect")
-  local ok, err = pcall(f)
-  collectgarbage("incremental", 200, 100, 13)
-  collectgarbage("collect")
-  if not ok then error(err, 0) end
-end
-
-local function trap(fn)
-  setmetatable({}, { __gc = function() fn() end })
-end
+local gc_at_every_allocation, trap = fx.gc_at_every_allocation, fx.trap
 
 describe("#redis the store while a callback or a finalizer closes it", function()
   local store, breaker = helper.fixture({ clock = 1000, store = { timeout_ms = 200 } })

@@ -57,4 +57,54 @@ function M.trip(br)
   end
 end
 
+--- `s` quoted for a POSIX shell.
+function M.shq(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--- HMAC-SHA256 of `body` under `key`, in hex, by the openssl command line:
+-- an implementation apart from the store's, so a spec can sign a message.
+function M.hmac(key, body)
+  local tmp = os.tmpname()
+  local f = assert(io.open(tmp, "wb"))
+  f:write(body)
+  f:close()
+  local p = io.popen(("openssl dgst -sha256 -hmac %s -r < %s"):format(M.shq(key), tmp))
+  local out = p:read("a")
+  p:close()
+  os.remove(tmp)
+  return assert(out:match("^(%x+)"), "openssl dgst failed: " .. out)
+end
+
+--- Runs the host with `args` (after `env`, e.g. "VAR=x", when given).
+-- Returns its exit status, stdout and stderr.
+function M.run_host(args, env)
+  local err = os.tmpname()
+  local p = io.popen(("%s '%s' %s 2>%s"):format(env or "", M.host, args, err))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  local f = io.open(err)
+  local stderr = f:read("a")
+  f:close()
+  os.remove(err)
+  return ok and 0 or code, out, stderr
+end
+
+--- Runs f with the collector set to finish a cycle at almost every
+-- allocation, so a finalizer armed before a method call runs at the first
+-- allocation inside that method; then restores the defaults.
+function M.gc_at_every_allocation(f)
+  collectgarbage("incremental", 1, 1000, 40)
+  collectgarbage("collect")  -- applies the pause: the next allocation collects
+  local ok, err = pcall(f)
+  collectgarbage("incremental", 200, 100, 13)
+  collectgarbage("collect")
+  if not ok then error(err, 0) end
+end
+
+--- A garbage object whose finalizer runs fn once.
+function M.trap(fn)
+  setmetatable({}, { __gc = function() fn() end })
+end
+
 return M
