@@ -69,6 +69,8 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned) {
     box->owned = (unsigned char)(owned != 0);
     box->measure = 0;
     box->classify = 0;
+    box->rej_verdict = CB_ALLOWED;
+    box->rej_until = 0;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
     return box;
@@ -397,7 +399,7 @@ static int breaker_call(lua_State *L) {
     cb_verdict v = cb_breaker_allow(checkopen(L, box)->b);
     if (v != CB_ALLOWED) {
         lua_pushboolean(L, 0);
-        cb_lua_pushrejection(L, box->b, v);
+        cb_lua_pushboxrejection(L, 1, box, v);
         return cb_lua_finish(L, box->m, 2);
     }
     if (box->m->count) return call_k(L, LUA_OK, CALL_CTX(CALL_DISPATCHED, 0, 0));
