@@ -162,7 +162,10 @@ typedef struct lbreaker {
     unsigned char measure;  /* call() times fn (slow-call tracking is on) */
     unsigned char classify; /* call() runs a classifier (CB_UV_CLASSIFY) */
     unsigned char rej_verdict;  /* CB_UV_REJECTION's verdict (CB_ALLOWED: none) */
+    unsigned char notifies;     /* the core calls back for b with this box */
+    unsigned char listed;       /* a registry's: in its list of b's boxes (lregistry.c) */
     double rej_until;     /* and the time it lasts until */
+    struct lbreaker *next;  /* the next box of the same registry breaker */
     const char *gone;     /* why b is NULL: "closed" or "removed" */
 } lbreaker;
 
@@ -185,6 +188,18 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned);
 
 /* Makes `box` (from cb_lua_newbox) hold `b`.  Allocates nothing. */
 void cb_lua_box_set(lbreaker *box, cb_breaker *b);
+
+/* A registry's boxes live only while Lua holds them (lregistry.c).  Its
+ * box's __gc takes it off the registry's list of the boxes of its breaker
+ * (the list the registry closes when it frees the breaker). */
+void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box);
+
+/* Makes the registry keep box `idx` (live) as long as its breaker: called
+ * when the box gets state of Lua's (on_change, classify, a store), which
+ * must outlive Lua dropping the box.  Raises when another box of the same
+ * breaker holds that state (a box brought back by a finalizer).  Runs no
+ * finalizer. */
+void cb_lua_registry_pin(lua_State *L, int idx, lbreaker *box);
 
 /* Closes the box: frees an owned breaker, detaches a borrowed one.  `why`
  * is shown by methods called later ("closed", "removed from its registry"). */
