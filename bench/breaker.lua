@@ -19,6 +19,11 @@ local nop1 = h.measure(N, function(n) for _ = 1, n do nop:nop() end end)
 local rej = h.measure(N, function(n) for _ = 1, n do open:allow() end end)
 local pc = h.measure(N, function(n) for _ = 1, n do pcall(trivial) end end)
 local call = h.measure(N, function(n) for _ = 1, n do br:call(trivial) end end)
+local rejcall = h.measure(N, function(n) for _ = 1, n do open:call(trivial) end end)
+local forced = cb.new{ name = "forced" }
+forced:force_open()
+local fcall = h.measure(N, function(n) for _ = 1, n do forced:call(trivial) end end)
+local fallow = h.measure(N, function(n) for _ = 1, n do forced:allow() end end)
 
 print(("cbreaker %s, Lua breaker benchmark, N = %d, best of %d rounds"):format(
   cb._VERSION, N, h.rounds))
@@ -26,3 +31,9 @@ h.row("allow()+success() pair", pair, "2x o:nop()", nop2, 1.5)
 h.row("br:call(fn), trivial fn", call, "pcall(fn)", pc, 2.5)
 h.row("rejected allow() on an open breaker", rej, "1x o:nop()", nop1)
 print(("rejected allow() - one o:nop() = %.1f ns"):format(rej - nop1))
+h.goal("br:call(fn) on an open breaker", rejcall, "allow() on it", rej, "<= 1.2x",
+  rejcall <= 1.2 * rej)
+h.goal("br:call(fn) on a forced-open breaker", fcall, "allow() on it", fallow, "<= 1.2x",
+  fcall <= 1.2 * fallow)
+h.goal("rejected allow() on an open breaker", rej, "o:nop() (+ 10 ns)", nop1, "<= +10 ns",
+  rej <= nop1 + 10)

@@ -28,10 +28,11 @@ function M.row(label, ns, base_label, base_ns, goal)
 end
 
 -- A row with a goal: `goal` says it ("<= 1.2x", "<= 100 ns"), `met` whether
--- the figure meets it.  Returns `met`.
-function M.goal(label, ns, base_label, base_ns, goal, met)
-  print(("%-44s %8.1f ns   %-26s %8.1f ns   ratio %5.2fx   goal %-10s %s"):format(
-    label, ns, base_label, base_ns, ns / base_ns, goal, met and "met" or "NOT MET"))
+-- the figure meets it; `unit` is the figures' ("ns" when nil).  Returns `met`.
+function M.goal(label, ns, base_label, base_ns, goal, met, unit)
+  unit = unit or "ns"
+  print(("%-44s %8.1f %-2s   %-26s %8.1f %-2s   ratio %5.2fx   goal %-10s %s"):format(
+    label, ns, unit, base_label, base_ns, unit, ns / base_ns, goal, met and "met" or "NOT MET"))
   return met
 end
 

@@ -40,6 +40,8 @@ end
 
 print(("cbreaker %s, Lua registry benchmark, N = %d, best of %d rounds"):format(
   cb._VERSION, N, h.rounds))
-h.row("get()+allow()+success(), one session", get1, "lone allow()+success()", pair, 2)
-h.row("get()+allow()+success(), 1000 sessions", getn, "lone allow()+success()", pair, 2)
+h.goal("get()+allow()+success(), one session", get1, "lone allow()+success()", pair, "<= 2x",
+  get1 <= 2 * pair)
+h.goal("get()+allow()+success(), 1000 sessions", getn, "lone allow()+success()", pair, "<= 2x",
+  getn <= 2 * pair)
 print(("get() alone, about %.1f ns"):format(get1 - pair))

@@ -10,6 +10,7 @@ run "$build/bench/bench_breaker"
 run "$build/cbreaker" bench/breaker.lua
 run "$build/bench/bench_registry"
 run "$build/cbreaker" bench/registry.lua
+run "$build/cbreaker" bench/registry_rss.lua
 run "$build/bench/bench_bandit"
 run "$build/cbreaker" bench/bandit.lua
 run "$build/cbreaker" bench/engine.lua

@@ -201,6 +201,13 @@ CB_API void cb_breaker_record(cb_breaker *b, cb_outcome outcome, double ms,
  * open. */
 CB_API double cb_breaker_retry_after(cb_breaker *b);
 
+/* The clock time until which `b` refuses calls, as things stand and without
+ * reading the clock (so without moving an open breaker whose timeout has
+ * passed): the end of the open timeout when open, when the permits out lapse
+ * when half-open with none free, INFINITY when forced open, 0 otherwise.
+ * cb_breaker_retry_after is this minus now, once refreshed. */
+CB_API double cb_breaker_refused_until(const cb_breaker *b);
+
 /* Operator controls.  reset: closed, counters and back-off cleared.
  * force_open: rejects everything until reset.  disable: allows everything and
  * records nothing until reset. */

@@ -519,3 +519,97 @@ describe("registry per-tenant cap behind other tenants' older sessions", functio
     assert.equal(10, reg:stats().refused_tenant)
   end)
 end)
+
+describe("registry memory: no Lua object per entry unless Lua holds its breaker", function()
+  it("dropped boxes are collected; the entries and their state stay", function()
+    local reg = registry{ max_entries = 0, defaults = { failure_threshold = 1 } }
+    local N = 20000
+    collectgarbage("collect")
+    local before = collectgarbage("count")
+    for i = 1, N do
+      local br = reg:get("t", "s" .. i)
+      if i % 2 == 0 then br:failure() end
+    end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local per = (collectgarbage("count") - before) * 1024 / N
+    assert.equal(N, reg:size())
+    -- a box kept per entry would cost over 250 bytes; what is left is the
+    -- room tables keep after boxes the collector took
+    assert.is_true(per < 100, ("%.1f bytes of Lua heap a session"):format(per))
+    assert.equal("open", reg:get("t", "s2"):state())
+    assert.equal("closed", reg:get("t", "s3"):state())
+  end)
+
+  it("a box held is handed out again; a new one once it was collected", function()
+    local reg = registry{ max_entries = 0 }
+    local held = reg:get("t", "k")
+    for i = 1, 3000 do reg:get("t", "other" .. i) end  -- pushes k out of the lookup cache
+    collectgarbage("collect")
+    assert.equal(held, reg:get("t", "k"))
+    assert.equal(held, reg:peek("t", "k"))
+    held:failure()
+    held = nil
+    for i = 1, 5000 do reg:get("t", "again" .. i) end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local again = reg:get("t", "k")
+    assert.equal("k", again:name())
+    assert.equal(1, again:stats().failures)  -- a new box, the same breaker
+  end)
+
+  it("on_change and classify outlive the box they were set on", function()
+    local reg, clock = registry{ max_entries = 0,
+                                 defaults = { failure_threshold = 1, reset_timeout = 1 } }
+    local seen = {}
+    do
+      local br = reg:get("t", "k")
+      br:on_change(function(name, from, to) seen[#seen + 1] = name .. ":" .. from .. ">" .. to end)
+      br:configure{ classify = function(ok, v) return v == "bad" and "failure" or "success" end }
+    end
+    for i = 1, 3000 do reg:get("t", "other" .. i) end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local br = reg:get("t", "k")
+    br:call(function() return "bad" end)  -- a failure only by the classifier
+    assert.same({ "k:closed>open" }, seen)
+    clock:advance(2)
+    assert.equal("half-open", reg:get("t", "k"):state())
+    assert.same({ "k:closed>open", "k:open>half-open" }, seen)
+  end)
+
+  it("an evicted or removed breaker's held box says so, whichever box Lua kept", function()
+    local reg = registry{ max_entries = 2 }
+    local a = reg:get("t", "a")
+    reg:get("t", "b")
+    reg:get("t", "c")  -- evicts a, the least recently used
+    assert.has_error(function() a:allow() end, "attempt to use a removed registry breaker")
+    local b = reg:get("t", "b")
+    reg:remove("t", "b")
+    assert.has_error(function() b:allow() end, "attempt to use a removed registry breaker")
+    reg:close()
+    assert.has_error(function() reg:get("t", "c") end, "attempt to use a closed registry")
+  end)
+
+  it("a box a finalizer brings back learns its entry was removed", function()
+    local reg = registry{ max_entries = 0 }
+    local kept
+    for round = 1, 20 do
+      do
+        local br = reg:get("t", "k" .. round)
+        setmetatable({}, { __gc = function()
+          reg:remove("t", "k" .. round)  -- the box is off the weak table by now
+          kept = br
+          local ok, err = pcall(br.allow, br)
+          assert(not ok and err:find("removed registry", 1, true), err)
+        end })
+      end
+      for i = 1, 5000 do reg:get("t", "x" .. i) end  -- out of the lookup cache
+      collectgarbage("collect")
+      collectgarbage("collect")
+      assert.is_not_nil(kept)
+      assert.has_error(function() kept:allow() end)
+      kept = nil
+    end
+  end)
+end)

@@ -415,6 +415,19 @@ double cb_breaker_retry_after(cb_breaker *b) {
     return cb_breaker_retry_after(b);  /* a callback moved it elsewhere */
 }
 
+double cb_breaker_refused_until(const cb_breaker *b) {
+    switch ((cb_state)b->state) {
+    case CB_FORCED_OPEN:
+        return INFINITY;
+    case CB_OPEN:
+        return b->open_until;
+    case CB_HALF_OPEN:
+        return b->permits_out >= b->conf->o.half_open_max_calls ? b->permit_expiry : 0;
+    default:
+        return 0;
+    }
+}
+
 void cb_breaker_reset(cb_breaker *b) {
     b->open_until = 0;
     b->reopens = 0;

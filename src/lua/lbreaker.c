@@ -20,9 +20,12 @@ static lbreaker *checkopen(lua_State *L, lbreaker *box) {
     return box;
 }
 
-/* A breaker argument of another class's function (store:attach). */
+/* A breaker argument of another class's function (store:attach): what
+ * that object keeps of it must outlive Lua dropping a registry's box. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx) {
-    return checkopen(L, luaL_checkudata(L, idx, CB_BREAKER_MT));
+    lbreaker *box = checkopen(L, luaL_checkudata(L, idx, CB_BREAKER_MT));
+    if (box->listed) cb_lua_registry_pin(L, idx, box);
+    return box;
 }
 
 /* `self` of a method: a live breaker. */
@@ -51,8 +54,10 @@ static void set_on_change(lua_State *L, int idx, lbreaker *box, int fn) {
     idx = lua_absindex(L, idx);
     fn = lua_absindex(L, fn);
     int on = !lua_isnil(L, fn);
+    if (on && box->listed) cb_lua_registry_pin(L, idx, box);
     if (cb_breaker_on_change(box->b, on ? change_cb : NULL, on ? box : NULL) != CB_OK)
         luaL_error(L, "on_change: out of memory");
+    box->notifies = (unsigned char)on;
     lua_pushvalue(L, fn);
     lua_setiuservalue(L, idx, CB_UV_ON_CHANGE);
     lua_getfield(L, LUA_REGISTRYINDEX, CB_BOXES_KEY);
@@ -69,6 +74,11 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned) {
     box->owned = (unsigned char)(owned != 0);
     box->measure = 0;
     box->classify = 0;
+    box->rej_verdict = CB_ALLOWED;
+    box->rej_until = 0;
+    box->notifies = 0;
+    box->listed = 0;
+    box->next = NULL;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);
     return box;
@@ -97,7 +107,8 @@ void cb_lua_box_close(lua_State *L, lbreaker *box, const char *why) {
     lua_rawsetp(L, -2, box);
     lua_pop(L, 1);
     if (box->owned) cb_breaker_free(b);
-    else cb_breaker_on_change(b, NULL, NULL);  /* the registry keeps it */
+    else if (box->notifies) cb_breaker_on_change(b, NULL, NULL);  /* the registry keeps it */
+    box->notifies = 0;
 }
 
 /* Keeps what cb.new's reader found: callbacks and the clock in the box's
@@ -160,6 +171,7 @@ static int breaker_close(lua_State *L) {
 
 static int breaker_gc(lua_State *L) {
     lbreaker *box = cb_lua_checkself(L);
+    if (box->listed) cb_lua_registry_unlist(L, 1, box);
     cb_lua_box_close(L, box, "closed");
     cb_lua_finalized(L, box);  /* the memory goes next */
     return 0;
@@ -397,7 +409,7 @@ static int breaker_call(lua_State *L) {
     cb_verdict v = cb_breaker_allow(checkopen(L, box)->b);
     if (v != CB_ALLOWED) {
         lua_pushboolean(L, 0);
-        cb_lua_pushrejection(L, box->b, v);
+        cb_lua_pushboxrejection(L, 1, box, v);
         return cb_lua_finish(L, box->m, 2);
     }
     if (box->m->count) return call_k(L, LUA_OK, CALL_CTX(CALL_DISPATCHED, 0, 0));
@@ -493,6 +505,7 @@ static int breaker_configure(lua_State *L) {
         return luaL_error(L, "configure: a breaker's name cannot change");
     int classify = lua_getfield(L, 2, "classify") != LUA_TNIL;  /* checked by the reader */
     checkopen(L, box);  /* the reader's Lua code may have closed it */
+    if (classify && box->listed) cb_lua_registry_pin(L, 1, box);
     if (classify) {
         lua_pushvalue(L, -1);
         lua_setiuservalue(L, 1, CB_UV_CLASSIFY);

@@ -161,12 +161,18 @@ typedef struct lbreaker {
     unsigned char owned;  /* frees b on close; a registry's breaker is borrowed */
     unsigned char measure;  /* call() times fn (slow-call tracking is on) */
     unsigned char classify; /* call() runs a classifier (CB_UV_CLASSIFY) */
+    unsigned char rej_verdict;  /* CB_UV_REJECTION's verdict (CB_ALLOWED: none) */
+    unsigned char notifies;     /* the core calls back for b with this box */
+    unsigned char listed;       /* a registry's: in its list of b's boxes (lregistry.c) */
+    double rej_until;     /* and the time it lasts until */
+    struct lbreaker *next;  /* the next box of the same registry breaker */
     const char *gone;     /* why b is NULL: "closed" or "removed" */
 } lbreaker;
 
 /* User values of a breaker box. */
 enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STORE,
-       CB_UV_COUNT = 5 };
+       CB_UV_REJECTION,  /* its last rejection, handed out again while it holds */
+       CB_UV_COUNT = 6 };
 
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
@@ -182,6 +188,18 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned);
 
 /* Makes `box` (from cb_lua_newbox) hold `b`.  Allocates nothing. */
 void cb_lua_box_set(lbreaker *box, cb_breaker *b);
+
+/* A registry's boxes live only while Lua holds them (lregistry.c).  Its
+ * box's __gc takes it off the registry's list of the boxes of its breaker
+ * (the list the registry closes when it frees the breaker). */
+void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box);
+
+/* Makes the registry keep box `idx` (live) as long as its breaker: called
+ * when the box gets state of Lua's (on_change, classify, a store), which
+ * must outlive Lua dropping the box.  Raises when another box of the same
+ * breaker holds that state (a box brought back by a finalizer).  Runs no
+ * finalizer. */
+void cb_lua_registry_pin(lua_State *L, int idx, lbreaker *box);
 
 /* Closes the box: frees an owned breaker, detaches a borrowed one.  `why`
  * is shown by methods called later ("closed", "removed from its registry"). */
@@ -248,7 +266,40 @@ void cb_lua_store_attach(lua_State *L, int sidx, int bidx, const char *ctx);
  * stats too). */
 void cb_lua_pusharmstats(lua_State *L, const cb_bandit_arm_stats *st);
 
-/* Pushes a rejection for `b` refused with `v`. */
+/* ---- rejections ---------------------------------------------------------- */
+
+/* A breaker's rejection (lrejection.c): a small userdata that holds what
+ * the refusal was, not the breaker, and computes its fields when read.  A
+ * refusal is told apart from the next by its verdict and the clock time it
+ * lasts until, so a box hands out the same rejection again while those are
+ * unchanged, and a refused call allocates nothing. */
+typedef struct lrejection {
+    double until;         /* refused until this time on `clock` (INFINITY: no wait helps) */
+    double frozen;        /* >= 0: retry_after as made (no clock could be kept); < 0: live */
+    cb_clock clock;       /* the breaker's, its Lua object kept by the rejection */
+    unsigned char verdict;
+} lrejection;
+
+/* Pushes box `idx`'s last rejection when its breaker (live, just refused
+ * with `v`) still refuses the same way, and returns 1; returns 0 having
+ * pushed nothing otherwise.  Allocates nothing. */
+static inline int cb_lua_lastrejection(lua_State *L, int idx, lbreaker *box, cb_verdict v) {
+    if (box->rej_verdict != v || box->rej_until != cb_breaker_refused_until(box->b)) return 0;
+    lua_getiuservalue(L, idx, CB_UV_REJECTION);  /* the box's copy of its key says it fits */
+    return 1;
+}
+
+/* Pushes a new rejection for the live breaker of box `idx`, refused with
+ * `v`, and keeps it as the box's last. */
+void cb_lua_newrejection(lua_State *L, int idx, cb_verdict v);
+
+/* Pushes box `idx`'s rejection for a refusal `v` of its live breaker. */
+static inline void cb_lua_pushboxrejection(lua_State *L, int idx, lbreaker *box, cb_verdict v) {
+    if (!cb_lua_lastrejection(L, idx, box, v)) cb_lua_newrejection(L, idx, v);
+}
+
+/* Pushes a rejection for `b` refused with `v`, without a box: its
+ * retry_after is fixed when made unless `b` runs on the monotonic clock. */
 void cb_lua_pushrejection(lua_State *L, cb_breaker *b, cb_verdict v);
 
 #endif

@@ -1,29 +1,41 @@
 /* lregistry.c -- cbreaker.Registry: cb.registry{...}, one breaker per
  * (tenant, session).
  *
- * The registry's breakers are borrowed boxes (cb_lua_pushbreaker(L, b, 0)),
- * one per entry, kept in a table in the registry's user value and keyed by
- * the breaker's address: a get of an existing key allocates nothing.  The
- * table holds the boxes strongly: a weak one would drop a box before its
- * finalizer runs, and that finalizer would then touch a breaker the registry
- * may have freed meanwhile.  When the core frees an entry its remove hook
- * closes the box ("attempt to use a removed registry breaker") and forgets
- * it, so a box lives as long as its entry or its last Lua reference.  Each
- * box keeps the registry alive (CB_UV_OWNER).
+ * A session costs what the core's entry costs: no Lua object exists for an
+ * entry unless Lua code holds its breaker.  A box (cb_lua_newbox, borrowed)
+ * is made when reg:get, peek or entries() hands the breaker out and is
+ * collected once Lua drops it; reg:get returns the same box while one
+ * lives.  Three tables in the registry's user values, keyed by the
+ * breaker's address, keep this straight:
+ *   UV_BOXES   weak values: the live box to hand out again;
+ *   UV_LIVE    every box of the breaker not yet finalized, as a list of
+ *              raw pointers (lbreaker.next), strongly keyed but holding no
+ *              box: when the core frees the entry its remove hook closes
+ *              each of them ("attempt to use a removed registry breaker").
+ *              A weak table alone cannot do that: the collector clears a
+ *              weak entry before the box's finalizer runs, and a finalizer
+ *              may bring the box back and use it.  A box leaves the list in
+ *              its __gc, before its memory goes;
+ *   UV_PINNED  the boxes that hold state of Lua's (an on_change callback,
+ *              a classifier, a store): kept as long as the entry, so that
+ *              state outlives Lua dropping the box.
+ * Each box keeps the registry alive (CB_UV_OWNER).
  *
  * get() first looks in a small direct-mapped cache keyed by the addresses
  * of its two strings (Lua interns short strings, so equal short strings are
  * one object; the bandit's arm cache does the same).  The cache keeps its
  * strings and the box in an array in the registry's user value, so an
- * address cannot be reused by another string while its slot holds it.  A hit
- * skips the hash lookup: cb_registry_touch does the rest of a get.  The
- * remove hook clears the slots of a removed breaker.
+ * address cannot be reused by another string while its slot holds it (the
+ * cache holds at most CACHE_SLOTS boxes).  A hit skips the hash lookup:
+ * cb_registry_touch does the rest of a get.  The remove hook clears the
+ * slots of a removed breaker.
  *
  * No raw pointer the core hands out (a breaker, a key) is held across a
  * Lua allocation, which may run a finalizer that removes the entry or
  * closes the registry: a new entry's box is made before the core call
  * (UV_SPARE, refilled when the method is done with core pointers), and
  * every method checks the registry is open after reading its arguments.
+ * Raw table writes (lua_rawset*) allocate but never run a finalizer.
  *
  * The hook runs inside core frames: it uses only raw table accesses, which
  * neither run Lua code nor raise.  It finds the registry's tables through
@@ -57,7 +69,8 @@ typedef struct lregistry {
 } lregistry;
 
 /* User values of a registry. */
-enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_SPARE, UV_COUNT = 5 };
+enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_SPARE, UV_LIVE, UV_PINNED,
+       UV_COUNT = 7 };
 
 /* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
  * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one). */
@@ -87,22 +100,106 @@ static lregistry *self(lua_State *L) {
 
 /* ---- boxes ------------------------------------------------------------------ */
 
-/* The core's remove hook: forgets `b`'s cache slots, closes its box. */
-static void on_remove(void *ud, cb_breaker *b) {
-    lregistry *lr = ud;
-    lua_State *L = lr->L;
-    lua_getiuservalue(L, 1, UV_SLOTS);  /* slots */
-    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
+/* Forgets the cache slot of `b`, if it has one.  Raw accesses only. */
+static void forget_slot(lua_State *L, lregistry *lr, int reg, cb_breaker *b) {
+    int top = lua_gettop(L);
+    lua_getiuservalue(L, reg, UV_SLOTS);  /* slots */
+    if (lua_istable(L, -1) && lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
         lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
         lua_pushnil(L);
         lua_rawsetp(L, -3, b);
     }
-    lua_pop(L, 2);
-    lua_getiuservalue(L, 1, UV_BOXES);  /* boxes */
-    if (lua_rawgetp(L, -1, b) == LUA_TUSERDATA) {  /* boxes, box */
-        cb_lua_box_close(L, lua_touserdata(L, -1), GONE);
+    lua_settop(L, top);
+}
+
+/* Sets t[b] = nil in the table at user value `uv` of the registry at `reg`
+ * (clearing a key never allocates). */
+static void clear_key(lua_State *L, int reg, int uv, const void *b) {
+    if (lua_getiuservalue(L, reg, uv) == LUA_TTABLE) {
         lua_pushnil(L);
-        lua_rawsetp(L, -3, b);  /* clearing a key never allocates */
+        lua_rawsetp(L, -2, b);
+    }
+    lua_pop(L, 1);
+}
+
+/* The core's remove hook: forgets `b`'s cache slot, closes its boxes. */
+static void on_remove(void *ud, cb_breaker *b) {
+    lregistry *lr = ud;
+    lua_State *L = lr->L;
+    forget_slot(L, lr, 1, b);
+    int top = lua_gettop(L);
+    lbreaker *box = NULL;
+    if (lua_getiuservalue(L, 1, UV_LIVE) == LUA_TTABLE &&
+        lua_rawgetp(L, -1, b) == LUA_TLIGHTUSERDATA)  /* live, head */
+        box = lua_touserdata(L, -1);
+    lua_settop(L, top);
+    while (box) {
+        lbreaker *next = box->next;
+        box->next = NULL;
+        box->listed = 0;
+        cb_lua_box_close(L, box, GONE);
+        box = next;
+    }
+    clear_key(L, 1, UV_LIVE, b);
+    clear_key(L, 1, UV_BOXES, b);
+    clear_key(L, 1, UV_PINNED, b);
+}
+
+void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box) {
+    idx = lua_absindex(L, idx);
+    cb_breaker *b = box->b;
+    box->listed = 0;
+    if (!b || lua_getiuservalue(L, idx, CB_UV_OWNER) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        return;  /* closed: the hook took it off already */
+    }
+    int reg = lua_gettop(L);
+    lregistry *lr = lua_touserdata(L, reg);
+    if (lr->r) {
+        lua_getiuservalue(L, reg, UV_SLOTS);  /* a cached box is not collected; be sure */
+        if (lua_istable(L, -1) && lua_rawgetp(L, -1, b) == LUA_TNUMBER) {
+            lua_Integer i = lua_tointeger(L, -1);
+            if (lr->cache[i].box == box) {
+                lr->cache[i] = (cslot){NULL, NULL, NULL, NULL, 0};
+                lua_pushnil(L);
+                lua_rawsetp(L, -3, b);
+            }
+        }
+        lua_settop(L, reg);
+    }
+    if (lua_getiuservalue(L, reg, UV_LIVE) == LUA_TTABLE &&
+        lua_rawgetp(L, -1, b) == LUA_TLIGHTUSERDATA) {  /* reg, live, head */
+        lbreaker *head = lua_touserdata(L, -1);
+        if (head == box) {
+            if (box->next) lua_pushlightuserdata(L, box->next); else lua_pushnil(L);
+            lua_rawsetp(L, reg + 1, b);  /* an existing key: no allocation */
+        } else {
+            for (lbreaker *p = head; p; p = p->next)
+                if (p->next == box) {
+                    p->next = box->next;
+                    break;
+                }
+        }
+    }
+    box->next = NULL;
+    lua_settop(L, reg - 1);
+}
+
+void cb_lua_registry_pin(lua_State *L, int idx, lbreaker *box) {
+    idx = lua_absindex(L, idx);
+    lua_getiuservalue(L, idx, CB_UV_OWNER);
+    if (lua_getiuservalue(L, -1, UV_PINNED) != LUA_TTABLE) {  /* registry closed */
+        lua_pop(L, 2);
+        return;
+    }
+    int t = lua_rawgetp(L, -1, box->b);
+    if (t == LUA_TUSERDATA && lua_touserdata(L, -1) != box)
+        luaL_error(L, "another box of registry breaker '%s' holds its callbacks",
+                   cb_breaker_name(box->b));
+    lua_pop(L, 1);
+    if (t == LUA_TNIL) {
+        lua_pushvalue(L, idx);
+        lua_rawsetp(L, -2, box->b);  /* allocates, runs no finalizer */
     }
     lua_pop(L, 2);
 }
@@ -122,22 +219,33 @@ static void fill_spare(lua_State *L, int reg) {
     lua_pop(L, 1);
 }
 
-/* Pushes the box of `b`, taking the spare box on first use (no allocation
- * that could run a finalizer: `b` stays valid).  The registry is at `reg`;
- * its spare must be filled. */
+/* Pushes a box of `b`: its live one, or the spare box (no allocation that
+ * could run a finalizer: `b` stays valid).  The registry is at `reg`; its
+ * spare must be filled.  A raised memory error leaves every box either
+ * listed with its breaker or spare and closed. */
 static void push_box(lua_State *L, int reg, cb_breaker *b) {
     lua_getiuservalue(L, reg, UV_BOXES);  /* boxes */
-    if (lua_rawgetp(L, -1, b) != LUA_TUSERDATA) {  /* boxes, nil */
-        lua_pop(L, 1);
-        lua_getiuservalue(L, reg, UV_SPARE);  /* boxes, box (closed) */
-        lbreaker *box = lua_touserdata(L, -1);
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, -3, b);  /* may raise (memory), then b has no box yet */
-        lua_pushnil(L);
-        lua_setiuservalue(L, reg, UV_SPARE);
-        cb_lua_box_set(box, b);
+    if (lua_rawgetp(L, -1, b) == LUA_TUSERDATA) {  /* boxes, box */
+        lua_remove(L, -2);
+        return;
     }
-    lua_remove(L, -2);  /* box */
+    lua_pop(L, 1);
+    lua_getiuservalue(L, reg, UV_LIVE);   /* boxes, live */
+    lbreaker *head = lua_rawgetp(L, -1, b) == LUA_TLIGHTUSERDATA ? lua_touserdata(L, -1) : NULL;
+    lua_pop(L, 1);
+    lua_getiuservalue(L, reg, UV_SPARE);  /* boxes, live, box (closed) */
+    lbreaker *box = lua_touserdata(L, -1);
+    lua_pushlightuserdata(L, box);
+    lua_rawsetp(L, -3, b);  /* may raise (memory): then nothing changed */
+    box->next = head;
+    box->listed = 1;
+    cb_lua_box_set(box, b);
+    lua_pushnil(L);
+    lua_setiuservalue(L, reg, UV_SPARE);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -4, b);  /* may raise: the box is listed, only not handed out again */
+    lua_replace(L, -3);
+    lua_pop(L, 1);  /* box */
 }
 
 /* ---- options ---------------------------------------------------------------- */
@@ -157,7 +265,15 @@ static int registry_new(lua_State *L) {
     memset(lr->cache, 0, sizeof lr->cache);
     lr->gets = 0;  /* the cache clock (valgrind: read before set) */
     lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
     lua_setiuservalue(L, 2, UV_BOXES);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_LIVE);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_PINNED);
     lua_createtable(L, 3 * CACHE_SLOTS, 0);  /* sized now: filling never allocates */
     for (int i = 1; i <= 3 * CACHE_SLOTS; i++) {
         lua_pushboolean(L, 0);
@@ -186,7 +302,7 @@ static int registry_close(lua_State *L) {
         lr->L = L;
         cb_registry_free(r);  /* the hook closes every box */
         memset(lr->cache, 0, sizeof lr->cache);
-        for (int uv = UV_BOXES; uv <= UV_SPARE; uv++) {  /* their memory goes now */
+        for (int uv = UV_BOXES; uv <= UV_COUNT; uv++) {  /* their memory goes now */
             if (uv == UV_CLOCK) continue;
             lua_pushnil(L);
             lua_setiuservalue(L, 1, uv);
