@@ -191,6 +191,22 @@ static void test_tenant_cap(void) {
     cb_registry_free(r);
 }
 
+static void test_full_evicts_tenants_last(void) {
+    printf("-- %s\n", "a full map that evicts a tenant's last breaker for that tenant's new one");
+    cb_registry *r = new_reg(1, 10);
+    cb_breaker *a1 = get(r, "A", "1");
+    mc.now += 1;
+    cb_breaker *a2 = get(r, "A", "2");  /* A's only entry goes, and A's record with it */
+    check("a1 recycled", a1 && a2 && !cb_registry_peek(r, S("A"), S("1")));
+    check("a2 counted under A", cb_registry_peek(r, S("A"), S("2")) == a2);
+    mc.now += 1;
+    check("A's record serves the next one", get(r, "A", "3") != NULL);
+    cb_registry_stats st;
+    cb_registry_get_stats(r, &st);
+    check("one tenant, one entry", st.tenants == 1 && st.size == 1 && st.evicted == 2);
+    cb_registry_free(r);
+}
+
 static void test_tenant_lru(void) {
     printf("-- %s\n", "a tenant at its cap recycles its own oldest, whatever others hold");
     cb_registry *r = new_reg(0, 300);
@@ -444,6 +460,7 @@ int main(void) {
     test_never_evict_open();
     test_bounded_eviction();
     test_tenant_cap();
+    test_full_evicts_tenants_last();
     test_tenant_lru();
     test_tenant_flood();
     test_cleanup();

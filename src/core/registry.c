@@ -475,7 +475,6 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
             cb_conf_unref(own);
             return NULL;
         }
-        tn = tenant_find(r, th, t, tl);  /* freed when that was its last */
     } else if (r->o.max_entries && r->entries.count >= r->o.max_entries) {
         if (!evict(r, NULL, EVICT_SCAN)) {
             r->st.refused_full++;
@@ -484,6 +483,9 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
             return NULL;
         }
     }
+    /* Either eviction may have taken the tenant's last breaker, and its
+     * record with it. */
+    tn = tenant_find(r, th, t, tl);
     size_t tpre = capped(r) ? sizeof(tlists) : 0, epre = capped(r) ? sizeof(tlink) : 0;
     char *block;
     if (!tn && (block = malloc(tpre + offsetof(tenant_rec, bytes) + tl + 1))) {
