@@ -1,4 +1,5 @@
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 
 describe("breaker misuse raises clear errors", function()
   it("names unknown options and suggests the closest", function()
@@ -103,8 +104,9 @@ describe("breaker misuse raises clear errors", function()
       collectgarbage("collect")
       return collectgarbage("count")
     end
-    local before = churn(200000)  -- the same size: the weak box table has grown to its peak
-    local after = churn(200000)
+    local n = fx.scaled(200000, 10000)
+    local before = churn(n)  -- the same size: the weak box table has grown to its peak
+    local after = churn(n)
     -- slack for one doubling of the weak box table, whose peak size follows
     -- GC pacing; a leak of these 200k boxes would be tens of MiB
     assert.is_true(after < before * 1.1 + 512, ("%.0f KiB -> %.0f KiB"):format(before, after))

@@ -98,9 +98,10 @@ describe("registry keys", function()
 
   it("no quadratic behaviour on many keys of one shape", function()
     local reg = registry{ max_entries = 0 }
-    for i = 1, 20000 do reg:get("t", string.format("%08d", i)) end
-    assert.equal(20000, reg:size())
-    for i = 1, 20000, 97 do
+    local n = fx.scaled(20000)
+    for i = 1, n do reg:get("t", string.format("%08d", i)) end
+    assert.equal(n, reg:size())
+    for i = 1, n, 97 do
       assert.truthy(reg:peek("t", string.format("%08d", i)))
     end
   end)
@@ -139,7 +140,7 @@ describe("registry lookup cache", function()
       return rng % n + 1
     end
     local last = {}  -- key -> the handle last returned
-    for _ = 1, 20000 do
+    for _ = 1, fx.scaled(20000, 2000) do
       local k = "s" .. rand(120)
       local op = rand(10)
       if op == 1 then
@@ -217,7 +218,7 @@ describe("registry hard cap", function()
     tripped:failure()  -- the probe fails: open again
     assert.equal("open", tripped:state())
     local refused = 0
-    for i = 1, 100000 do
+    for i = 1, fx.scaled(100000, 5000) do
       local br = reg:get("attacker", "flood-" .. i)
       if br then br:allow(); br:success() else refused = refused + 1 end
     end
@@ -265,7 +266,7 @@ describe("registry per-tenant cap", function()
     local reg = registry{ max_per_tenant = 100, max_entries = 1000 }
     local mine = {}
     for i = 1, 50 do mine[i] = reg:get("good", "s" .. i); succeed(mine[i]) end
-    for i = 1, 20000 do
+    for i = 1, fx.scaled(20000, 2000) do
       local br = reg:get("evil", "s" .. i)
       if br and i % 2 == 0 then fail(br, 5) end  -- trips half of them
     end
@@ -345,7 +346,7 @@ describe("registry cleanup", function()
     collectgarbage()
     collectgarbage()
     local before = collectgarbage("count")
-    churn(20001, 220000)
+    churn(20001, 20000 + fx.scaled(200000, 10000))
     collectgarbage()
     collectgarbage()
     local grown = collectgarbage("count") - before
@@ -594,7 +595,7 @@ describe("registry memory: no Lua object per entry unless Lua holds its breaker"
   it("a box a finalizer brings back learns its entry was removed", function()
     local reg = registry{ max_entries = 0 }
     local kept
-    for round = 1, 20 do
+    for round = 1, fx.scaled(20, 3) do
       do
         local br = reg:get("t", "k" .. round)
         setmetatable({}, { __gc = function()

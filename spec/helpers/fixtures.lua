@@ -11,6 +11,14 @@ local M = {}
 M.source = os.getenv("CB_SOURCE_DIR") or "."
 M.host = os.getenv("CB_HOST") or "build/cbreaker"
 
+--- `n` iterations of a stress loop, scaled by CB_SPEC_SCALE (scripts/valgrind.sh
+-- sets 0.05: memcheck runs code ~30x slower and finds a bad access in the
+-- first thousand rounds as well as in the 200,000th).  At least `min`.
+local scale = tonumber(os.getenv("CB_SPEC_SCALE")) or 1
+function M.scaled(n, min)
+  return math.max(min or 1, math.floor(n * scale))
+end
+
 --- A new table: `base`'s fields, then `extra`'s over them.
 function M.with(base, extra)
   local o = {}
