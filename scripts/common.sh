@@ -12,7 +12,7 @@ redis-sentinel redis-tools"
 # here; CMake checks for each and says what it skips.
 CB_OPTIONAL_HEADERS="uthash.h:uthash-dev"
 
-cb_log() { printf '==> %s\n' "$*" >&2; }
+cb_log() { printf '==> %s  [%s]\n' "$*" "$(date +%T)" >&2; }
 
 # Installs the packages of CB_PACKAGES that are not installed yet.
 cb_install_deps() {
