@@ -5,7 +5,8 @@
 # of every connection, maxmemory refusing writes for 1 s.  Samples each
 # worker's RSS and open fds from /proc every 2 s; after a warm-up (the first
 # third) RSS may grow at most RSS_SLACK_KB (default 4096) and the fd count
-# must end where it was; no call may take longer than SLOW_MS (150: the
+# may not grow (it may be one lower: a sample can land while a worker's
+# store connection is closed between reconnect attempts); no call may take longer than SLOW_MS (150: the
 # workers' 50 ms store timeout plus a margin).  Prints the samples and a
 # verdict; exits non-zero on a leak, a crash, a slow call or a worker
 # failure.  The last quarter runs without faults.  Needs the host built in
@@ -115,7 +116,7 @@ for w in $pids; do
   grow=$((frss - brss))
   echo "worker $((n - 2)): RSS $brss -> $frss kB (+$grow, bound $slack), fds $bfd -> $ffd"
   [ "$grow" -gt "$slack" ] && { echo "soak: RSS grew beyond the bound"; status=1; }
-  [ "$ffd" -ne "$bfd" ] && { echo "soak: fd count changed"; status=1; }
+  [ "$ffd" -gt "$bfd" ] && { echo "soak: fd count grew"; status=1; }
   n=$((n + 1))
 done
 grep -q "calls=" "$dir"/w*.out || status=1
