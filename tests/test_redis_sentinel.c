@@ -62,14 +62,15 @@ static void test_sentinel(void) {
         ok = start_sentinel(name, sports[i], mport);
     }
     /* A failover needs the sentinels to know the replica and each other
-     * (hello messages every 2 s): bounded at 15 s. */
-    for (int i = 0; ok && i < 1500; i++) {
+     * (hello messages every 2 s): bounded at 30 s, as under valgrind on a
+     * loaded machine 15 s was once not enough. */
+    for (int i = 0; ok && i < 3000; i++) {
         int ready = 1;
         for (int k = 0; k < 3 && ready; k++)
             ready = sentinel_field(sports[k], "num-other-sentinels") == 2 &&
                     sentinel_field(sports[k], "num-slaves") == 1;
         if (ready) break;
-        if (i == 1499) ok = 0;
+        if (i == 2999) ok = 0;
         nap(0.01);
     }
     test_cond(ok);
