@@ -5,9 +5,9 @@
 # of every connection, maxmemory refusing writes for 1 s.  Samples each
 # worker's RSS and open fds from /proc every 2 s; after a warm-up (the first
 # third) RSS may grow at most RSS_SLACK_KB (default 4096) and the fd count
-# may not grow (it may be one lower: a sample can land while a worker's
-# store connection is closed between reconnect attempts); no call may take longer than SLOW_MS (150: the
-# workers' 50 ms store timeout plus a margin).  Prints the samples and a
+# may not grow (it may end lower: a sample can land while a worker's store
+# connection is closed between reconnect attempts); no call may take longer
+# than SLOW_MS (150: the workers' 50 ms store timeout plus a margin).  Prints the samples and a
 # verdict; exits non-zero on a leak, a crash, a slow call or a worker
 # failure.  The last quarter runs without faults.  Needs the host built in
 # BUILD_DIR (default build) and redis-server.

@@ -64,13 +64,14 @@ static void test_sentinel(void) {
     /* A failover needs the sentinels to know the replica and each other
      * (hello messages every 2 s): bounded at 30 s, as under valgrind on a
      * loaded machine 15 s was once not enough. */
-    for (int i = 0; ok && i < 3000; i++) {
+    enum { polls = 3000 };  /* 10 ms apart */
+    for (int i = 0; ok && i < polls; i++) {
         int ready = 1;
         for (int k = 0; k < 3 && ready; k++)
             ready = sentinel_field(sports[k], "num-other-sentinels") == 2 &&
                     sentinel_field(sports[k], "num-slaves") == 1;
         if (ready) break;
-        if (i == 2999) ok = 0;
+        if (i == polls - 1) ok = 0;
         nap(0.01);
     }
     test_cond(ok);
