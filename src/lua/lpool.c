@@ -347,10 +347,11 @@ static int pool_stats(lua_State *L) {
         return 1;
     }
     lua_createtable(L, cb_pool_size(lp->p), 0);
-    for (int i = 0; i < cb_pool_size(lp->p); i++) {
+    /* self again before each provider: a finalizer run by the last
+     * allocation may have closed the pool */
+    for (int i = 0; i < cb_pool_size((lp = self(L))->p); i++) {
         push_stats(L, lp, i);
         lua_rawseti(L, -2, i + 1);
-        lp = self(L);  /* again: a finalizer may have closed it while allocating */
     }
     return 1;
 }
