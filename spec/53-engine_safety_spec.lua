@@ -122,6 +122,22 @@ describe("engine:call", function()
       assert.is_true(ok)  -- not "session open" for ever
     end)
 
+    it("with an error value whose __tostring raises: still raised once everything is recorded", function()
+      local bad = setmetatable({}, {__tostring = function() error("tostring too", 0) end})
+      local e = engine({
+        providers = {a = {failure_threshold = 1, reset_timeout = 5, on_change = function(_, _, to)
+          if to == "open" then error(bad) end
+        end}},
+      })
+      local ok, err = pcall(e.call, e, "t", "s", function() error("503", 0) end)
+      assert.is_false(ok)
+      assert.equal("on_change callback failed: (a table whose __tostring failed)", err)
+      assert.equal("open", e:breaker("a"):state())
+      assert.equal(0, session(e, "t", "s"):stats().permits_out)
+      no_permits(e)
+      assert.has_no_error(function() e:call("t", "s2", ok_fn) end)
+    end)
+
     it("when it runs while choosing (open to half-open) still lets fn's call be recorded", function()
       local e, clock = hooked(nil, "half-open")
       assert.is_false((e:call("t", "s", function() error("503", 0) end)))

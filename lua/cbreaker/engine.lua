@@ -66,6 +66,13 @@ end
 -- The breaker's own classifier contract, in C.
 local classify = core.classify
 
+--- An error value as text for a message.  A __tostring that raises or
+-- yields must not stop the call that is recording outcomes.
+local function describe(v)
+  local ok, s = pcall(tostring, v)
+  return ok and s or ("(a %s whose __tostring failed)"):format(type(v))
+end
+
 local function same(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end
   for k, v in pairs(a) do if not same(v, b[k]) then return false end end
@@ -91,9 +98,13 @@ Engine.__name = "cbreaker.Engine"
 --- Every public method starts with this: a method called on anything but
 -- an engine says so, at the caller (level 3: past this function and the
 -- method), instead of "attempt to index a nil value" from deep inside.
-local function check_self(self, method)
+-- A closed engine says so, rather than naming the pool or registry inside.
+local function check_self(self, method, closed_ok)
   if getmetatable(self) ~= Engine then
     error(("engine:%s: self must be a cbreaker.Engine (got %s)"):format(method, type(self)), 3)
+  end
+  if self.closed and not closed_ok then
+    error(("engine:%s: the engine is closed"):format(method), 3)
   end
 end
 
@@ -117,7 +128,7 @@ function Engine:_on_change(name, from, to, reason)
     if self.in_pool == 0 then return hook(name, from, to, reason) end  -- raises as the breaker's
     local ok, err = pcall(hook, name, from, to, reason)
     if not ok and not self.hook_error then
-      self.hook_error = "on_change callback failed: " .. tostring(err)
+      self.hook_error = "on_change callback failed: " .. describe(err)
     end
   end
 end
@@ -406,7 +417,7 @@ end
 -- first, then the hook's error is raised ("on_change callback failed:
 -- ..."), as a misbehaving classifier's is.
 function Engine:call(tenant, session, fn, ...)
-  if getmetatable(self) ~= Engine then check_self(self, "call") end
+  if getmetatable(self) ~= Engine or self.closed then check_self(self, "call") end
   local sbr = false
   if self.sessions then
     if type(tenant) ~= "string" then checkkey(tenant, "tenant", 2) end
@@ -580,7 +591,7 @@ end
 -- its Redis connections) now rather than at garbage collection.  The
 -- engine cannot be used afterwards.
 function Engine:close()
-  check_self(self, "close")
+  check_self(self, "close", true)
   if self.closed then return end
   self.closed = true
   self.pool:close()  -- and its breakers

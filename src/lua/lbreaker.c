@@ -243,7 +243,7 @@ static int breaker_record(lua_State *L) {
 static int classify_answer(lua_State *L, int status, double *retry_after) {
     *retry_after = -1;
     if (status != LUA_OK && status != LUA_YIELD) {
-        lua_pushfstring(L, "classify failed: %s", luaL_tolstring(L, -1, NULL));
+        lua_pushfstring(L, "classify failed: %s", cb_lua_describe(L, -1));
         return -1;
     }
     int outcome = -1;
@@ -254,7 +254,7 @@ static int classify_answer(lua_State *L, int status, double *retry_after) {
     }
     if (outcome < 0) {
         lua_pushfstring(L, "classify must return \"success\", \"failure\" or \"ignore\" (got %s)",
-                        luaL_tolstring(L, -2, NULL));
+                        cb_lua_describe(L, -2));
         return -1;
     }
     if (!lua_isnil(L, -1)) {  /* the core caps it like every other duration */

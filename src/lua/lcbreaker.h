@@ -245,6 +245,13 @@ void cb_lua_keep_uv(lua_State *L, int which, void *ud);
  * close enough to be a typo. */
 const char *cb_lua_closest(const char *s, const char *const *names);
 
+/* ---- messages ---------------------------------------------------------------- */
+
+/* Pushes value `idx` as text for a message (luaL_tolstring's), and returns
+ * it.  A __tostring that raises, yields or returns no string does not stop
+ * the caller: the text then names the value's type. */
+const char *cb_lua_describe(lua_State *L, int idx);
+
 /* ---- module parts ---------------------------------------------------------- */
 
 /* Each adds its functions to the module table at the top of the stack. */

@@ -13,6 +13,22 @@ cb_lua_module *cb_lua_module_get(lua_State *L) {
     return m;
 }
 
+static int describe_unprotected(lua_State *L) {
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
+const char *cb_lua_describe(lua_State *L, int idx) {
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, describe_unprotected);
+    lua_pushvalue(L, idx);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {  /* runs __tostring where it cannot yield */
+        lua_pop(L, 1);
+        return lua_pushfstring(L, "(a %s whose __tostring failed)", luaL_typename(L, idx));
+    }
+    return lua_tostring(L, -1);
+}
+
 void cb_lua_queue(cb_lua_module *m, void *box, uint64_t serial, int from, int to, int reason) {
     if (m->closed) return;
     if (m->count == m->cap) {  /* grow, keeping the order */

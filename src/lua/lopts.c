@@ -250,7 +250,7 @@ static void read_field(lua_State *L, const cb_optspec *f, void *o, const cb_lua_
             if (lua_type(L, -2) != LUA_TNUMBER || (k != 1 && k != 2)) {
                 const char *path = pushpath(L, r, f->name);
                 opterror(L, r, "option '%s' must be {alpha, beta}, two numbers (got key %s)",
-                         path, luaL_tolstring(L, -3, NULL));
+                         path, cb_lua_describe(L, -3));
             }
             lua_pop(L, 1);
         }
