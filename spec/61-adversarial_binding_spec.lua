@@ -70,6 +70,25 @@ describe("a callback that closes or removes the breaker inside br:call", functio
     assert.is_true((br:call(function() end)))
     assert.equal("closed", br:state())
   end)
+
+  it("a classifier whose error value's __tostring raises or yields: a failure, the permit back", function()
+    for _, tostring_fn in ipairs{ function() error("again", 0) end, function() coroutine.yield() end } do
+      local clock = cb.manual_clock()
+      local bad = setmetatable({}, { __tostring = tostring_fn })
+      local br = cb.new{ clock = clock, failure_threshold = 1, reset_timeout = 1, success_threshold = 1,
+                         classify = function() error(bad) end }
+      br:failure()
+      clock:advance(2)
+      local ok, err = coroutine.wrap(function() return pcall(br.call, br, function() return 1 end) end)()
+      assert.is_false(ok)
+      assert.equal("classify failed: (a table whose __tostring failed)", err)
+      assert.equal("open", br:state())  -- the probe was recorded as a failure
+      assert.equal(0, br:stats().permits_out)
+      local ok2, err2 = cb.classify(function() error(bad) end, true)
+      assert.is_false(ok2)
+      assert.equal("classify failed: (a table whose __tostring failed)", err2)
+    end
+  end)
 end)
 
 describe("finalizers that run at an allocation inside a method", function()
@@ -151,6 +170,32 @@ describe("finalizers that run at an allocation inside a method", function()
           setmetatable({ window = 5 }, { __index = function() br:close() end }))
         assert.is_false(ok3)
         assert.matches("closed breaker", err)
+      end
+    end)
+  end)
+
+  it("pool:stats(), pool:options(), bandit:stats(): a finalizer that closes the object", function()
+    gc_at_every_allocation(function()
+      for _ = 1, 5 do
+        local pool = cb.pool{}
+        pool:add{ name = "a" }
+        pool:add{ name = "b" }
+        trap(function() pool:close() end)
+        local ok, st = pcall(pool.stats, pool)
+        if ok then assert.equal("b", st[2].name) else assert.matches("closed pool", st) end
+        pool = cb.pool{}
+        pool:add{ name = "c" }
+        trap(function() pool:close() end)
+        local ok2, one = pcall(pool.stats, pool, 1)
+        if ok2 then assert.equal("c", one.name) end
+        pool = cb.pool{}
+        trap(function() pool:close() end)
+        local ok3, o = pcall(pool.options, pool)
+        if ok3 then assert.equal("thompson", o.strategy) end
+        local bandit = cb.bandit{ arms = { "x", "y" } }
+        trap(function() bandit:close() end)
+        local ok4, bs = pcall(bandit.stats, bandit)
+        if ok4 then assert.is_table(bs) end
       end
     end)
   end)
@@ -390,6 +435,32 @@ describe("a finalized object brought back to life", function()
       assert.has_error(function() state(saved) end,
         "bad argument #1 to 'state' (cbreaker.Breaker expected, got userdata)")
     end
+  end)
+
+  it("a bandit too", function()
+    local saved
+    local holder = setmetatable({}, { __gc = function(h) saved = h.bandit end })
+    holder.bandit = cb.bandit{ arms = { "a" } }  -- made later: finalized first
+    holder = nil  -- luacheck: ignore
+    collectgarbage("collect")
+    collectgarbage("collect")
+    assert.is_not_nil(saved)
+    local select_fn = getmetatable(cb.bandit{ arms = { "b" } }).__index.select
+    local ok, err = pcall(select_fn, saved)
+    assert.is_false(ok)
+    assert.matches("cbreaker.Bandit expected, got userdata", err, 1, true)
+  end)
+
+  it("no script can take a class's __gc away", function()
+    for _, obj in ipairs{ cb.new{}, cb.bandit{ arms = { "a" } }, cb.registry{}, cb.pool{},
+                          cb.manual_clock() } do
+      local mt = getmetatable(obj)  -- what Lua code reads: the name and the methods
+      assert.is_string(mt.__name)
+      assert.is_table(mt.__index)
+      assert.is_nil(rawget(mt, "__gc"))  -- the real one is out of reach
+      mt.__gc = nil
+    end
+    collectgarbage("collect")
   end)
 end)
 

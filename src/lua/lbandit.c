@@ -195,6 +195,12 @@ static int bandit_close(lua_State *L) {
     return 0;
 }
 
+static int bandit_gc(lua_State *L) {
+    bandit_close(L);
+    cb_lua_finalized(L, lua_touserdata(L, 1));  /* the memory goes next */
+    return 0;
+}
+
 static int bandit_tostring(lua_State *L) {
     lbandit *box = cb_lua_checkself(L);
     if (!box->b) lua_pushliteral(L, "cbreaker.Bandit (closed)");
@@ -397,7 +403,7 @@ static const luaL_Reg bandit_methods[] = {
 };
 
 static const luaL_Reg bandit_meta[] = {
-    {"__gc", bandit_close},
+    {"__gc", bandit_gc},
     {"__close", bandit_close},
     {"__tostring", bandit_tostring},
     {NULL, NULL}

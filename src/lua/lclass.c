@@ -21,6 +21,15 @@ void cb_lua_newclass(lua_State *L, int id, const char *name, const luaL_Reg *met
         luaL_setfuncs(L, methods, nup + 2);
         lua_setfield(L, mt, "__index");
     }
+    /* getmetatable answers with a copy of the names Lua code reads
+     * (__name, __index): the real metatable stays out of reach, so no
+     * script can take its __gc away and have an object freed unclosed. */
+    lua_createtable(L, 0, 2);
+    lua_getfield(L, mt, "__name");
+    lua_setfield(L, -2, "__name");
+    lua_getfield(L, mt, "__index");
+    lua_setfield(L, -2, "__index");
+    lua_setfield(L, mt, "__metatable");
     lua_settop(L, ups - 1);
 }
 
