@@ -568,6 +568,11 @@ describe("engine", function()
       e:close()
       e:close()
       assert.has_error(function() br:allow() end, "attempt to use a closed breaker")
+      for _, m in ipairs{ "call", "pick", "stats", "metrics", "breaker", "probe", "reload" } do
+        local ok, err = pcall(e[m], e, "t", "s", ok_fn)
+        assert.is_false(ok)
+        assert.equal(("engine:%s: the engine is closed"):format(m), err:gsub("^[^:]+:%d+: ", ""))
+      end
       do
         local scoped <close> = engine()
         scoped:call("t", "s", ok_fn)
