@@ -163,6 +163,10 @@ describe("#redis operators' commands and a shared engine", function()
     status, out = run("status openai --redis redis://127.0.0.1:1/0")
     assert.equal(1, status)
     assert.matches("cannot reach redis://127.0.0.1:1/0", out, 1, true)
+    status, out = run("status openai --redis redis://ops:hunter2@127.0.0.1:1/0")
+    assert.equal(1, status)
+    assert.matches("cannot reach redis://ops:***@127.0.0.1:1/0", out, 1, true)
+    assert.is_nil(out:find("hunter2", 1, true))  -- a password never reaches a terminal
   end)
 
   it("two engines share a sentinel's verdicts across tasks", function()

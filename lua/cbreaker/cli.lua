@@ -184,6 +184,12 @@ local function names_and_options(cmd, ...)
   return names, o
 end
 
+--- `url` as it may be shown: its password masked (an error message ends
+-- up in logs and terminals that the secret must not reach).
+local function shown(url)
+  return (url:gsub("^([%w+.-]+://[^:/@]*):[^@]*@", "%1:***@"))
+end
+
 --- A connected store, or nil and why not.
 local function connect(o)
   local cb = require("cbreaker")
@@ -193,7 +199,7 @@ local function connect(o)
   local h = store:health()
   if not h.connected then
     store:close()
-    return nil, ("cannot reach %s: %s"):format(o.redis, h.last_error)
+    return nil, ("cannot reach %s: %s"):format(shown(o.redis), h.last_error)
   end
   return store
 end
