@@ -203,6 +203,123 @@ describe("core.pool", function()
   end)
 end)
 
+describe("pool:run", function()
+  local function fn(provider, x) return provider, x end
+
+  it("calls fn(name, ...) and records its outcome on the provider and the session", function()
+    local p, brs, clock = pool()
+    local reg = cb.registry{clock = clock}
+    local sbr = reg:get("t", "s")
+    local i = p:acquire()
+    assert.same({true, p:breaker(i):name(), 7, n = 3}, table.pack(p:run(i, sbr, fn, 7)))
+    assert.equal(1, brs[i]:stats().successes)
+    assert.equal(1, sbr:stats().successes)
+    i = p:acquire()
+    sbr:allow()
+    local ok, err = p:run(i, sbr, function() error("503", 0) end)
+    assert.is_false(ok)
+    assert.equal("503", err)
+    assert.equal(1, brs[i]:stats().failures)
+    assert.equal(1, sbr:stats().failures)
+    assert.same({1, 1}, {p:ran()})
+    i = p:acquire()
+    assert.is_true((p:run(i, false, fn)))  -- no session
+    for _, b in ipairs(brs) do assert.equal(0, b:stats().permits_out) end
+  end)
+
+  it("times fn when the breaker tracks slow calls", function()
+    for _, seconds in ipairs{0.05, 0.2} do
+      local clock = cb.manual_clock(0)
+      local p = core.pool{bandit = {seed = 1, clock = clock}}
+      local why
+      local _, br = p:add{name = "slow", clock = clock, slow_call_ms = 100, slow_call_rate = 0.5,
+                          min_calls = 2, window = 10, on_change = function(_, _, _, r) why = r end}
+      for _ = 1, 2 do
+        local i = p:acquire()
+        p:run(i, false, function() clock:advance(seconds) end)
+      end
+      if seconds > 0.1 then  -- 200 ms calls are slow; 50 ms ones are not
+        assert.equal("open", br:state())
+        assert.equal("slow_call_rate", why)
+      else
+        assert.equal("closed", br:state())
+      end
+    end
+  end)
+
+  it("lets fn yield; a session removed meanwhile is not recorded on", function()
+    local p, brs, clock = pool(nil, {"a"})
+    local reg = cb.registry{clock = clock}
+    local sbr = reg:get("t", "s")
+    sbr:allow()
+    local co = coroutine.wrap(function()
+      return p:run(p:acquire(), sbr, function(name) coroutine.yield("waiting"); return name end)
+    end)
+    assert.equal("waiting", co())
+    reg:remove("t", "s")
+    assert.same({true, "a"}, {co()})
+    assert.equal(1, brs[1]:stats().successes)
+    assert.equal(0, brs[1]:stats().permits_out)
+  end)
+
+  it("records nothing when fn closes the pool, and returns fn's results", function()
+    local p = pool(nil, {"a"})
+    assert.same({true, "late"}, {p:run(p:acquire(), false, function() p:close(); return "late" end)})
+    assert.equal("cbreaker.Pool (closed)", tostring(p))
+  end)
+
+  it("gives both permits back when fn is not callable, and says so", function()
+    local p, brs, clock = pool(nil, {"a"})
+    local reg = cb.registry{clock = clock, defaults = {failure_threshold = 1, reset_timeout = 1}}
+    local sbr = reg:get("t", "s")
+    sbr:failure()
+    clock:advance(2)
+    assert.is_true(sbr:allow())  -- half-open: its one probe permit
+    assert.has_error(function() p:run(p:acquire(), sbr, 42) end,
+      "bad argument #3 to 'call' (function expected, got number)")
+    assert.equal(0, sbr:stats().permits_out)
+    assert.equal(0, brs[1]:stats().permits_out)
+    assert.equal(0, brs[1]:stats().failures)
+  end)
+
+  it("refuses a bad provider or session with a clear error", function()
+    local p = pool(nil, {"a"})
+    assert.has_error(function() p:run(2, false, fn) end, "bad argument #1 to 'run' (no provider 2 (the pool has 1))")
+    assert.has_error(function() p:run(1, {}, fn) end,
+      "bad argument #2 to 'run' (cbreaker.Breaker or false expected, got table)")
+    local br = cb.new{}
+    br:close()
+    assert.has_error(function() p:run(1, br, fn) end,
+      "bad argument #2 to 'run' (the session breaker is closed)")
+  end)
+
+  it("runs the callbacks after recording, and raises a callback's error last", function()
+    local p, brs = pool(nil, {"a"})
+    brs[1]:on_change(function(_, _, to) error("saw " .. to, 0) end)
+    p:record(1, false)
+    local i = p:acquire()
+    assert.has_error(function() p:run(i, false, function() error("down", 0) end) end,
+      "on_change callback failed: saw open")
+    assert.equal("open", brs[1]:state())
+    assert.equal(0, brs[1]:stats().permits_out)
+  end)
+
+  it("survives finalizers that close the pool or remove the session while it allocates", function()
+    local fx = require("helpers.fixtures")
+    fx.gc_at_every_allocation(function()
+      for k = 1, 20 do
+        local p = pool(nil, {"a"})
+        local reg = cb.registry{}
+        local sbr = reg:get("t", "s" .. k)
+        fx.trap(function() p:close() end)
+        fx.trap(function() reg:remove("t", "s" .. k) end)
+        local ok, i = pcall(p.acquire, p)
+        if ok and i then pcall(p.run, p, i, sbr, function(name, ...) return name, {...} end, 1, 2, 3) end
+      end
+    end)
+  end)
+end)
+
 describe("cb.bandit under finalizers", function()
   it("survives finalizers that close it while it allocates", function()
     local b = cb.bandit{arms = {"a", "b", "c"}, seed = 1}

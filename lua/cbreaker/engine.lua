@@ -163,6 +163,8 @@ function M.new(src)
     classify = {},  -- index -> the provider's classifier, or false
     max_attempts = p.max_attempts,
     closed = false,
+    plain = false,       -- calls take pool:run (see _classifiers)
+    hooked = false,      -- some provider has an on_change hook
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
     in_pool = 0,         -- call's pool calls under way (a hook may yield in one): keep hook errors
   }, Engine)
@@ -182,6 +184,7 @@ function M.new(src)
     assert(k == i, "the pool numbers providers in the order of names")
     self.breakers[name] = br
     self.hooks[name] = policy.provider_options(p, name).on_change
+    self.hooked = self.hooked or self.hooks[name] ~= nil
     br:on_change(function(...) return self:_on_change(...) end)
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
@@ -430,12 +433,16 @@ function Engine:call(tenant, session, fn, ...)
     if tenant == nil then checkkey(tenant, "tenant", 2) end
     if session == nil then checkkey(session, "session", 2) end
   end
-  self.in_pool = self.in_pool + 1
-  local i, t = self.pool:acquire(0)
-  self.in_pool = self.in_pool - 1
-  if i and self.max_attempts == 1 and not self.hook_error then
-    local t0 = self.measure[i] and self.now() or nil
-    return last(self, sbr, i, t0, nil, fn, pcall(fn, self.names[i], ...))
+  local pool, i, t = self.pool, nil, nil
+  if self.hooked then  -- a hook run by acquire may raise: keep its error for this call
+    self.in_pool = self.in_pool + 1
+    i, t = pool:acquire(0)
+    self.in_pool = self.in_pool - 1
+  else
+    i, t = pool:acquire(0)
+  end
+  if i and self.plain and not self.hook_error then  -- the common call: the rest in one C call
+    return pool:run(i, sbr, fn, ...)
   end
   return fallbacks(self, sbr, i, t, tenant, session, fn, ...)
 end
@@ -534,9 +541,11 @@ function Engine:reload(src)
     local ok, err = pcall(core.new, configure_options(p, name))
     if not ok then error("reload: providers." .. name .. ": " .. tostring(err), 2) end
   end
+  self.hooked = false
   for _, name in ipairs(p.names) do
     self.breakers[name]:configure(configure_options(p, name))
     self.hooks[name] = policy.provider_options(p, name).on_change
+    self.hooked = self.hooked or self.hooks[name] ~= nil
   end
   selection.configure(self.pool, p.selection)
   self.policy = p
@@ -554,6 +563,10 @@ function Engine:_classifiers()
     self.measure[i] = (o.slow_call_ms or 0) > 0
   end
   self.session_classify = p.sessions and p.sessions.defaults.classify or false
+  -- One attempt and no classifier: pool:run records the call as pcall sees it.
+  local plain = self.max_attempts == 1 and not self.session_classify
+  for i = 1, #p.names do plain = plain and not self.classify[i] end
+  self.plain = plain
 end
 
 -- ---- reporting ------------------------------------------------------------------------------
@@ -563,6 +576,9 @@ end
 function Engine:stats()
   check_self(self, "stats")
   local out = {providers = {}, requests = copy(self.requests)}
+  local ran_ok, ran_error = self.pool:ran()  -- the calls pool:run counted
+  out.requests.ok = out.requests.ok + ran_ok
+  out.requests.error = out.requests.error + ran_error
   local pool = self.pool:stats()
   local total = 0
   for _, ps in ipairs(pool) do total = total + ps.acquired end

@@ -107,9 +107,9 @@ void cb_lua_events(lua_State *L, int status, lua_KContext *ctx, int kept, lua_KF
 
 void cb_lua_events_raise(lua_State *L, lua_KContext ctx, int kept) {
     if (!(ctx & 1)) return;
-    lua_pushvalue(L, -(kept + 1));
-    const char *msg = lua_tostring(L, -1);
-    luaL_error(L, "on_change callback failed: %s", msg ? msg : "(error object)");
+    /* no position: the error is the callback's, not the line that ran it */
+    lua_pushfstring(L, "on_change callback failed: %s", cb_lua_describe(L, -(kept + 1)));
+    lua_error(L);
 }
 
 int cb_lua_finish_k(lua_State *L, int status, lua_KContext ctx) {

@@ -26,14 +26,16 @@
 typedef struct lpool {
     cb_pool *p;  /* NULL once closed */
     cb_lua_module *m;
+    lua_Integer ran_ok, ran_error;  /* pool:run's calls, by fn's result */
 } lpool;
 
-/* User values of a pool. */
-enum { UV_BOXES = 1, UV_CLOCK, UV_COUNT = 2 };
+/* User values of a pool: the providers' boxes and names, by index. */
+enum { UV_BOXES = 1, UV_CLOCK, UV_NAMES, UV_COUNT = 3 };
 
 /* Upvalues of every method after the class: the outcome names, so record
- * tells them apart by identity (short strings are interned). */
-enum { UP_SUCCESS = CB_UP_FIRST, UP_FAILURE, UP_IGNORE, UP_COUNT = 3 };
+ * tells them apart by identity (short strings are interned), and the
+ * breakers' metatable, which proves a session breaker for run. */
+enum { UP_SUCCESS = CB_UP_FIRST, UP_FAILURE, UP_IGNORE, UP_BREAKER_MT, UP_COUNT = 4 };
 
 static lpool *self(lua_State *L) {
     lpool *lp = cb_lua_checkself(L);
@@ -104,9 +106,12 @@ static int pool_new(lua_State *L) {
     lpool *lp = lua_newuserdatauv(L, sizeof *lp, UV_COUNT);
     lp->p = NULL;
     lp->m = cb_lua_module_get(L);
+    lp->ran_ok = lp->ran_error = 0;
     luaL_setmetatable(L, CB_POOL_MT);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_BOXES);
+    lua_newtable(L);
+    lua_setiuservalue(L, 2, UV_NAMES);
     cb_pool_opts o;
     cb_pool_opts_init(&o);
     cb_lua_optread r = {ctx, "", NULL, NULL, 0, 0, NULL, 0};
@@ -193,6 +198,10 @@ static int pool_add(lua_State *L) {
     int n = cb_pool_size(lp->p);
     if (n >= CB_POOL_MAX_PROVIDERS)
         return luaL_error(L, "%s: too many providers (at most %d)", ctx, CB_POOL_MAX_PROVIDERS);
+    lua_getiuservalue(L, 1, UV_NAMES);  /* pool, opts, box, names */
+    lua_pushstring(L, o.name);
+    lua_rawseti(L, 4, n + 1);  /* the name for run's fn, kept first: it may allocate */
+    lua_pop(L, 1);
     lua_getiuservalue(L, 1, UV_BOXES);  /* pool, opts, box, boxes */
     lua_pushvalue(L, 3);
     lua_rawseti(L, 4, n + 1);  /* listed while closed: may allocate */
@@ -304,6 +313,97 @@ static int pool_record(lua_State *L) {
     double ra = optnumber(L, 5, 0, "retry_after must be a finite number of seconds >= 0");
     cb_pool_record(lp->p, i, outcome, ms, ra);
     return cb_lua_finish(L, lp->m, 0);  /* the callbacks may yield */
+}
+
+/* pool:run(i, session, fn, ...) -> ok, ...: the rest of a call once
+ * acquire gave provider i a permit, in one C call: fn(name of i, ...) in
+ * protected mode; its outcome (success unless it raised) recorded on
+ * provider i, with the latency when its breaker tracks slow calls, and
+ * on `session` (a breaker that gave a permit, or false); then the
+ * callbacks of what that changed.  fn and the callbacks may yield.  A
+ * provider or session closed or removed while fn ran is not recorded on.
+ * A fn that is not callable is misuse: both permits are given back
+ * (recorded as ignored) and the error raised.  Counted by pool:ran().
+ *
+ * The stack, once fn is running: pool, i, session, t0, fn, fn's results. */
+static int run_callable(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
+    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* The session breaker at 3 while it is live, or NULL. */
+static cb_breaker *run_session(lua_State *L) {
+    lbreaker *sb = lua_touserdata(L, 3);
+    return sb ? sb->b : NULL;
+}
+
+/* fn has returned or raised (status). */
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)ctx;
+    lpool *lp = lua_touserdata(L, 1);  /* self: on the stack, so alive */
+    int ok = status == LUA_OK || status == LUA_YIELD;
+    int i = (int)lua_tointeger(L, 2) - 1;
+    if (!ok && !run_callable(L, 5)) {  /* misuse, not a provider failure */
+        if (lp->p && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
+        cb_breaker *sb = run_session(L);
+        if (sb) cb_breaker_record(sb, CB_IGNORE, -1, 0);
+        cb_lua_flush(L, lp->m);
+        return luaL_error(L, "bad argument #3 to 'call' (function expected, got %s)",
+                          luaL_typename(L, 5));
+    }
+    if (lp->p && i < cb_pool_size(lp->p)) {  /* read anew: fn may have closed the pool */
+        double t0 = lua_tonumber(L, 4), ms = -1;
+        if (t0 >= 0) ms = (cb_breaker_now(cb_pool_breaker(lp->p, i)) - t0) * 1000;
+        cb_pool_record(lp->p, i, ok ? CB_SUCCESS : CB_FAILURE, ms >= 0 ? ms : -1, 0);
+        if (ok) lp->ran_ok++; else lp->ran_error++;
+    }
+    cb_breaker *sb = run_session(L);
+    if (sb) cb_breaker_record(sb, ok ? CB_SUCCESS : CB_FAILURE, -1, 0);
+    lua_pushboolean(L, ok);
+    lua_replace(L, 5);  /* pool, i, session, t0, ok, results... */
+    return cb_lua_finish(L, lp->m, lua_gettop(L) - 4);
+}
+
+static int pool_run(lua_State *L) {
+    lpool *lp = self(L);
+    int i = checkprovider(L, lp, 2);
+    if (lua_toboolean(L, 3)) {  /* a live breaker: the session's */
+        lbreaker *sb = lua_touserdata(L, 3);
+        if (!sb || !lua_getmetatable(L, 3) || !lua_rawequal(L, -1, lua_upvalueindex(UP_BREAKER_MT)))
+            return luaL_typeerror(L, 3, "cbreaker.Breaker or false");
+        lua_pop(L, 1);
+        if (!sb->b) return luaL_argerror(L, 3, "the session breaker is closed");
+    } else {
+        lua_pushboolean(L, 0);
+        lua_replace(L, 3);
+    }
+    luaL_checkany(L, 4);
+    int nargs = lua_gettop(L) - 4;  /* fn's own, after the name */
+    luaL_checkstack(L, 4, "pool:run");
+    lua_getiuservalue(L, 1, UV_BOXES);
+    lua_rawgeti(L, -1, i + 1);
+    lbreaker *box = lua_touserdata(L, -1);
+    double t0 = box && box->b && box->measure ? cb_breaker_now(box->b) : -1;
+    lua_pop(L, 2);
+    lua_pushnumber(L, t0);
+    lua_insert(L, 4);  /* pool, i, session, t0, fn, args... */
+    lua_pushvalue(L, 5);  /* fn, kept at 5 for the misuse check */
+    lua_getiuservalue(L, 1, UV_NAMES);
+    lua_rawgeti(L, -1, i + 1);
+    lua_remove(L, -2);
+    lua_rotate(L, 6, 2);  /* pool, i, session, t0, fn, fn, name, args... */
+    return run_k(L, lua_pcallk(L, nargs + 1, LUA_MULTRET, 0, 0, run_k), 0);
+}
+
+/* pool:ran() -> ok, error: how many of pool:run's calls returned and
+ * raised (calls made while the pool was closed are not counted). */
+static int pool_ran(lua_State *L) {
+    lpool *lp = self(L);
+    lua_pushinteger(L, lp->ran_ok);
+    lua_pushinteger(L, lp->ran_error);
+    return 2;
 }
 
 /* ---- the rest ------------------------------------------------------------------- */
@@ -418,6 +518,8 @@ static const luaL_Reg pool_methods[] = {
     {"acquire", pool_acquire},
     {"record", pool_record},
     {"pick", pool_pick},
+    {"run", pool_run},
+    {"ran", pool_ran},
     {"add", pool_add},
     {"breaker", pool_breaker},
     {"size", pool_size},
@@ -446,6 +548,7 @@ void cb_lua_open_pool(lua_State *L) {
     lua_pushstring(L, cb_outcome_names[CB_SUCCESS]);
     lua_pushstring(L, cb_outcome_names[CB_FAILURE]);
     lua_pushstring(L, cb_outcome_names[CB_IGNORE]);
+    luaL_getmetatable(L, CB_BREAKER_MT);
     cb_lua_newclass(L, CB_CLASS_POOL, CB_POOL_MT, pool_methods, pool_meta, UP_COUNT);
     luaL_setfuncs(L, pool_funcs, 0);
 }
