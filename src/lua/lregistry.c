@@ -47,7 +47,7 @@
 
 #include "lcbreaker.h"
 
-#define CACHE_SLOTS 1024  /* a power of two; 80 KB a registry with its anchors */
+#define CACHE_SLOTS 2048  /* a power of two; about 180 KB a registry with its anchors */
 
 typedef struct cslot {
     const char *t, *k;  /* the strings' addresses, anchored in UV_CACHE */
@@ -73,12 +73,16 @@ enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_SPARE, UV_LIVE, UV_PINNED,
        UV_COUNT = 7 };
 
 /* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
- * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one). */
-static unsigned slot_of(const char *t, const char *k) {
-    uint64_t h = ((uint64_t)(uintptr_t)t ^ ((uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15ULL))
-                 * 0x9e3779b97f4a7c15ULL;  /* Fibonacci hashing */
-    return (unsigned)(h >> 54) & (CACHE_SLOTS - 1);
+ * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one).
+ * A pair of strings may sit in either of two slots (two choices: far
+ * fewer hot sessions go without a slot than in a direct-mapped cache). */
+static uint64_t slot_hash(const char *t, const char *k) {
+    return ((uint64_t)(uintptr_t)t ^ ((uint64_t)(uintptr_t)k * 0x9e3779b97f4a7c15ULL))
+           * 0x9e3779b97f4a7c15ULL;  /* Fibonacci hashing */
 }
+
+static unsigned slot_first(uint64_t h) { return (unsigned)(h >> 40) & (CACHE_SLOTS - 1); }
+static unsigned slot_second(uint64_t h) { return (unsigned)(h >> 20) & (CACHE_SLOTS - 1); }
 
 /* Upvalues of every method after the class (CB_UP_CLASS): get's refusals. */
 enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
@@ -348,9 +352,17 @@ static int registry_get(lua_State *L) {
     const char *t = checkkey(L, 2, &tl, "tenant");
     const char *k = checkkey(L, 3, &kl, "key");
     live(L, lr);
-    unsigned i = slot_of(t, k);
+    uint64_t h = slot_hash(t, k);
+    unsigned i = slot_first(h);
     cslot *slot = &lr->cache[i];
     uint32_t now = ++lr->gets;
+    if (!(slot->t == t && slot->k == k && slot->b)) {
+        unsigned j = slot_second(h);
+        cslot *other = &lr->cache[j];
+        if ((other->t == t && other->k == k && other->b) ||  /* a hit there, or there the */
+            !other->b || (slot->b && (int32_t)(slot->used - other->used) > 0))
+            slot = other, i = j;  /* place to take: empty, or the one unused longer */
+    }
     if (slot->t == t && slot->k == k && slot->b) {  /* the same two strings */
         slot->used = now;
         cb_registry_touch(lr->r, slot->b);
