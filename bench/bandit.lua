@@ -138,5 +138,4 @@ print(("cbreaker %s, Thompson select over 8 eligible arms, N = %d (pure Lua: N /
 h.row("b:select(list of 8 names)", c_list, "pure-Lua sampler", lua_list)
 h.row("b:select() (all 8 arms)", c_all, "b:select(list of 8 names)", c_list)
 h.row("b:select(list of 8 names)", c_list, "1x o:nop()", nop1)
-print(("pure Lua / cb.bandit = %.1fx; b:select(list) %.0f ns, goal < 400 ns: %s"):format(
-  lua_list / c_list, c_list, c_list < 400 and "met" or "MISSED"))
+h.goal("b:select(list of 8 names)", c_list, "pure-Lua sampler", lua_list, "< 400 ns", c_list < 400)
