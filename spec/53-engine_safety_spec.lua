@@ -287,5 +287,36 @@ describe("engine:call", function()
       assert.equal(1, session(e, "t", "s1"):stats().failures)
       no_permits(e)
     end)
+
+    it("a call suspended in a hook, or closed there, keeps no other call's hook error", function()
+      -- b's hook yields inside a call's fallback acquire (b open -> half-open);
+      -- meanwhile, and after that coroutine is closed, an operator's direct
+      -- reset of a raises a's hook error itself, as a breaker does.
+      local e, clock = engine({
+        providers = {
+          a = {failure_threshold = 1, reset_timeout = 5, on_change = function(_, _, to)
+            if to == "closed" then error("a hook", 0) end
+          end},
+          b = {failure_threshold = 1, reset_timeout = 5, on_change = function(_, _, to)
+            if to == "half-open" then coroutine.yield("in hook") end
+          end},
+        },
+        max_attempts = 2,
+      })
+      e:breaker("b"):failure()  -- b open
+      e:breaker("a"):failure()  -- a open
+      clock:advance(6)
+      local co = coroutine.create(function()
+        return e:call("t", "s", function() return "x" end)
+      end)
+      local ok, what = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.equal("in hook", what)  -- suspended inside the pool, b's hook running
+      assert.has_error(function() e:breaker("a"):reset() end, "on_change callback failed: a hook")
+      coroutine.close(co)
+      e:breaker("a"):failure()
+      assert.has_error(function() e:breaker("a"):reset() end, "on_change callback failed: a hook")
+      assert.has_no_error(function() e:call("t", "s2", function() return "y" end) end)
+    end)
   end)
 end)

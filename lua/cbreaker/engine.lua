@@ -65,6 +65,7 @@ end
 -- when there is one (false and a message when it misbehaved), else ok's.
 -- The breaker's own classifier contract, in C.
 local classify = core.classify
+local running = coroutine.running
 
 --- An error value as text for a message.  A __tostring that raises or
 -- yields must not stop the call that is recording outcomes.
@@ -125,7 +126,7 @@ function Engine:_on_change(name, from, to, reason)
   t[to] = (t[to] or 0) + 1
   local hook = self.hooks[name]
   if hook then
-    if self.in_pool == 0 then return hook(name, from, to, reason) end  -- raises as the breaker's
+    if not self.in_pool[running()] then return hook(name, from, to, reason) end  -- raises as the breaker's
     local ok, err = pcall(hook, name, from, to, reason)
     if not ok and not self.hook_error then
       self.hook_error = "on_change callback failed: " .. describe(err)
@@ -135,14 +136,27 @@ end
 
 --- A hook error kept since the last look, cleared; nil for none.  (The
 -- engine's fields the hot path reads are never nil: a miss would look in
--- the class table too.)  Read
--- right after each of call's pool calls (made with self.in_pool counting
--- them, so that only their hooks' errors are kept), so the error goes to
--- the call that ran it.
+-- the class table too.)  Read right after each of call's pool calls
+-- (made through pooled, so that only their hooks' errors are kept), so the
+-- error goes to the call that ran it.
 local function take_hook_error(self)
   local err = self.hook_error
   if err then self.hook_error = false end
   return err or nil
+end
+
+--- pool:method(a, b, c, d) as one of call's pool calls: a hook it runs
+-- has its error kept for the call (see _on_change), not raised.  Returns
+-- the method's two results.  A raise (a closed pool) is the caller's, and
+-- leaves nothing counted.
+local function pooled(self, method, a, b, c, d)
+  local co, depth = running(), self.in_pool
+  depth[co] = (depth[co] or 0) + 1
+  local ok, r1, r2 = pcall(self.pool[method], self.pool, a, b, c, d)
+  local n = depth[co] - 1
+  depth[co] = n > 0 and n or nil
+  if not ok then error(r1, 0) end
+  return r1, r2
 end
 
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
@@ -166,7 +180,10 @@ function M.new(src)
     plain = false,       -- calls take pool:run (see _classifiers)
     hooked = false,      -- some provider has an on_change hook
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
-    in_pool = 0,         -- call's pool calls under way (a hook may yield in one): keep hook errors
+    in_pool = setmetatable({}, {__mode = "k"}),  -- coroutine -> its call's pool calls under
+                         -- way (a hook may yield in one): keep hook errors.  Per coroutine, so
+                         -- another's direct breaker calls still raise, and weak, so a
+                         -- coroutine closed inside a hook leaves nothing behind
   }, Engine)
   local clock = p.clock
   self.now = clock and function() return clock:now() end or core.now
@@ -248,9 +265,7 @@ end
 
 local function misuse(self, sbr, i, fn)
   if not self.closed then
-    self.in_pool = self.in_pool + 1
-    self.pool:record(i, "ignore")
-    self.in_pool = self.in_pool - 1
+    pooled(self, "record", i, "ignore")
   end
   if sbr then session_record(sbr, "ignore") end
   take_hook_error(self)
@@ -263,14 +278,11 @@ end
 local function record(self, i, t0, ok, ...)
   local ms = t0 and (self.now() - t0) * 1000 or nil
   local outcome, ra = classify(self.classify[i] or nil, ok, ...)
-  self.in_pool = self.in_pool + 1
   if not outcome then
-    self.pool:record(i, "failure", ms)
-    self.in_pool = self.in_pool - 1
+    pooled(self, "record", i, "failure", ms)
     return false, ra
   end
-  self.pool:record(i, outcome, ms, ra)
-  self.in_pool = self.in_pool - 1
+  pooled(self, "record", i, outcome, ms, ra)
   return outcome
 end
 
@@ -304,9 +316,7 @@ local function last(self, sbr, i, t0, herr, fn, ok, ...)
     local outcome, bad = record(self, i, t0, ok, ...)
     return finish(self, sbr, not outcome and bad or nil, herr or take_hook_error(self), ok, ...)
   end
-  self.in_pool = self.in_pool + 1
-  self.pool:record(i, ok, t0 and (self.now() - t0) * 1000 or nil)
-  self.in_pool = self.in_pool - 1
+  pooled(self, "record", i, ok, t0 and (self.now() - t0) * 1000 or nil)
   herr = herr or self.hook_error
   if sbr then session_record(sbr, ok and "success" or "failure") end
   local r = self.requests
@@ -382,9 +392,7 @@ local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
       if outcome ~= "failure" then break end  -- success or ignore: no fallback
     end
     if attempts >= max_attempts then break end
-    self.in_pool = self.in_pool + 1
-    i, t = pool:acquire(tried)
-    self.in_pool = self.in_pool - 1
+    i, t = pooled(self, "acquire", tried)
     herr = herr or take_hook_error(self)
   end
   return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
@@ -435,9 +443,7 @@ function Engine:call(tenant, session, fn, ...)
   end
   local pool, i, t = self.pool, nil, nil
   if self.hooked then  -- a hook run by acquire may raise: keep its error for this call
-    self.in_pool = self.in_pool + 1
-    i, t = pool:acquire(0)
-    self.in_pool = self.in_pool - 1
+    i, t = pooled(self, "acquire", 0)
   else
     i, t = pool:acquire(0)
   end
