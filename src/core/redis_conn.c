@@ -34,6 +34,7 @@ typedef struct cb_conn_priv {
     int read_wants_write;      /* TLS: SSL_read waits for POLLOUT */
     int write_wants_read;      /* TLS: SSL_write waits for POLLIN */
     int eof;                   /* EOF seen after bytes that are still to parse */
+    unsigned long long skip;   /* bytes of a dropped string still to read and throw away */
 
     redisReader *reader;
     redisReplyObjectFunctions fns;   /* the defaults, bounded */
@@ -179,6 +180,7 @@ void cb_conn_close(cb_conn *c) {
     p->reader = NULL;
     p->out_pos = p->out_len = 0;
     p->read_wants_write = p->write_wants_read = p->eof = 0;
+    p->skip = 0;
 }
 
 int cb_conn_set_endpoint(cb_conn *c, const char *host, int port) {
@@ -309,6 +311,35 @@ int cb_conn_get_reply(cb_conn *c, redisReply **out) {
     return CB_OK;
 }
 
+int cb_conn_drop_big_string(cb_conn *c, size_t limit) {
+    cb_conn_priv *p = c->priv;
+    redisReader *rd = p->reader;
+    if (!rd || rd->len - rd->pos <= limit) return 0;
+    /* hiredis has taken the type byte: the task says what it was, and its
+     * length ("<len>\r\n") is next */
+    if (rd->ridx < 0 || rd->ridx >= 9 || rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
+        return FAIL(c, CB_CONN_EPROTOCOL, "%s: a reply over %zu bytes that is no string",
+                    p->where, limit);
+    const char *b = rd->buf + rd->pos, *end = rd->buf + rd->len, *d = b;
+    unsigned long long len = 0;
+    for (; d < end && *d >= '0' && *d <= '9' && d - b < 11; d++)
+        len = len * 10 + (unsigned long long)(*d - '0');
+    if (d + 1 >= end || d == b || d[0] != '\r' || d[1] != '\n')
+        return FAIL(c, CB_CONN_EPROTOCOL, "%s: a string of unreadable length", p->where);
+    unsigned long long total = (unsigned long long)(d + 2 - b) + len + 2,
+                       have = (unsigned long long)(end - b);
+    if (have >= total)  /* whole, yet hiredis did not take it */
+        return FAIL(c, CB_CONN_EPROTOCOL, "%s: a string the reader did not take", p->where);
+    p->reader = NULL;
+    if (new_reader(p) != CB_OK) {  /* hiredis frees the half-built reply with its reader */
+        p->reader = rd;
+        return FAIL(c, CB_CONN_EOOM, "%s: out of memory", p->where);
+    }
+    redisReaderFree(rd);
+    p->skip = total - have;
+    return 1;
+}
+
 /* ---- reading and writing -------------------------------------------------------- */
 
 long cb_conn_read(cb_conn *c) {
@@ -346,7 +377,9 @@ long cb_conn_read(cb_conn *c) {
             }
             return FAIL(c, CB_CONN_EEOF, "%s: connection closed by the server", p->where);
         }
-        if (redisReaderFeed(p->reader, buf, (size_t)n) != REDIS_OK)
+        size_t drop = (unsigned long long)n < p->skip ? (size_t)n : (size_t)p->skip;
+        p->skip -= drop;  /* the rest of a dropped string */
+        if ((size_t)n > drop && redisReaderFeed(p->reader, buf + drop, (size_t)n - drop) != REDIS_OK)
             return FAIL(c, CB_CONN_EOOM, "%s: out of memory", p->where);
         total += n;
         if (!p->tls && (size_t)n < sizeof buf) break;  /* drained */

@@ -250,6 +250,14 @@ long cb_conn_read(cb_conn *c);
  * the limits. */
 int cb_conn_get_reply(cb_conn *c, struct redisReply **r);
 
+/* For a subscription, where a peer may publish anything: when the reply
+ * in progress holds over `limit` unparsed bytes and is a string (a
+ * message's payload), drops it: the message is lost, the connection kept,
+ * and the rest of its bytes are thrown away as cb_conn_read reads them.
+ * 1 when it dropped one, 0 when nothing is over `limit`, CB_ERR (closed)
+ * when what is over it is no string. */
+int cb_conn_drop_big_string(cb_conn *c, size_t limit);
+
 /* The next reply, reading until `deadline`.  NULL (closed, err set) on a
  * failure or timeout; an error reply is returned as such. */
 struct redisReply *cb_conn_read_reply(cb_conn *c, double deadline);
