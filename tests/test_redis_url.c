@@ -57,9 +57,8 @@ int main(void) {
     test_cond(cb_redis_url_parse_any("redis-sentinel://s1/m", &u, err, sizeof err) == CB_ERR &&
               strstr(err, "unsupported scheme 'redis-sentinel'") && strstr(err, "rediss://"));
 
-    test("the store's parser refuses TLS and Sentinel until it can honour them");
-    test_cond(cb_redis_url_parse("rediss://h", &u, err, sizeof err) == CB_ERR &&
-              strstr(err, "TLS (rediss://) is not supported by the store yet") &&
+    test("the store's parser takes TLS and refuses Sentinel until it can honour it");
+    test_cond(cb_redis_url_parse("rediss://h", &u, err, sizeof err) == CB_OK && u.tls &&
               cb_redis_url_parse("redis+sentinel://s/m", &u, err, sizeof err) == CB_ERR &&
               strstr(err, "Sentinel") &&
               cb_redis_url_parse("redis://u:p@h/1", &u, err, sizeof err) == CB_OK);

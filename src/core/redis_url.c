@@ -191,9 +191,8 @@ static int ambiguous(const char *url) {
 
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     if (cb_redis_url_parse_any(url, u, err, errcap) != CB_OK) return CB_ERR;
-    if (u->tls || u->nsentinels) {
-        snprintf(err, errcap, "url: %s is not supported by the store yet",
-                 u->nsentinels ? "Sentinel (redis+sentinel://)" : "TLS (rediss://)");
+    if (u->nsentinels) {
+        snprintf(err, errcap, "url: Sentinel (redis+sentinel://) is not supported by the store yet");
         return CB_ERR;
     }
     return CB_OK;

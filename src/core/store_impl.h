@@ -100,9 +100,8 @@ typedef struct cb_redis_url {
  * message in `err` that never contains the password. */
 int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap);
 
-/* cb_redis_url_parse_any for the store as it is until it moves to the new
- * transport (redis_conn.h): TLS and Sentinel URLs are refused, so a
- * rediss:// URL never goes out in clear text. */
+/* cb_redis_url_parse_any for the store: Sentinel URLs are refused until the
+ * store follows a master (redis_sentinel.c is ready for it). */
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap);
 
 /* ---- replies ------------------------------------------------------------------

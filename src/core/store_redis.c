@@ -1,8 +1,9 @@
 /* store_redis.c -- breaker state shared through Redis: per-field keys other
  * services read and write, a boot-recovery hash and a pub/sub channel.
  *
- * Two connections, both non-blocking hiredis contexts driven by poll(2)
- * with a deadline, so nothing waits longer than timeout_ms:
+ * Two connections on the store's own transport (redis_conn.h: plain TCP,
+ * a unix socket or TLS; hiredis only encodes and parses), driven by
+ * poll(2) with a deadline, so nothing waits longer than timeout_ms:
  *  - cmd: EVALSHA of the store's script (store_script.h).  Broadcast mode
  *    appends a transition's EVALSHA and writes what the socket takes; the
  *    reply is read by a later poll.  Shared mode waits for each reply (one
@@ -36,6 +37,7 @@
 #include "hashtab.h"
 #include "optspec.h"
 #include "peer_time.h"
+#include "redis_conn.h"
 #include "replay_guard.h"
 #include "siphash.h"
 #include "store_impl.h"
@@ -48,7 +50,6 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define POLL_EVERY 0.05    /* seconds between automatic polls */
 #define READS_PER_POLL 16  /* bounded work per poll */
 #define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
-#define SUB_SKIP_READ 16384 /* bytes of an oversized message dropped per read */
 #define SECRET_MIN 16
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
@@ -108,12 +109,11 @@ typedef struct cb_store_priv {
     double timeout, ttl, backoff_min, backoff_max;  /* seconds */
     uint32_t quorum;
     cb_clock clock;
-    redisContext *cmd, *sub;
+    cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
     unsigned pending;     /* replies owed on cmd: the inflight ring's length */
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];
     int unflushed;        /* cmd has bytes the socket did not take yet */
-    uint64_t sub_skip;    /* bytes of an oversized channel message still to read and drop */
     int broken;           /* an error reply to a write asks for a reconnect */
     int connected, ever_connected, in_poll;
     double backoff, next_attempt, last_poll;
@@ -136,8 +136,6 @@ typedef struct cb_store_priv {
     uint64_t peer_wrongtype;      /* per-field keys of another type than string */
     int applying_keys;            /* apply_keys is changing a breaker */
     char read_sha[41];            /* the peer read's script */
-    redisReplyObjectFunctions reply_fns, reply_base;  /* hiredis's, bounded; its own */
-    char reply_refused[64];       /* why the bounded reader refused, or "" */
 } cb_store_priv;
 
 static void free_reads(cb_store_priv *p);
@@ -225,12 +223,10 @@ static void ring_pop(cb_store_priv *p, int ok) {
 static void drop(cb_store_priv *p) {
     while (p->pending) ring_pop(p, 0);  /* unknown fate: send again */
     free_reads(p);  /* a reconnect reconciles, then reads afresh */
-    if (p->cmd) redisFree(p->cmd);
-    if (p->sub) redisFree(p->sub);
-    p->cmd = p->sub = NULL;
+    if (p->cmd) cb_conn_close(p->cmd);
+    if (p->sub) cb_conn_close(p->sub);
     p->connected = 0;
     p->unflushed = 0;
-    p->sub_skip = 0;
     p->broken = 0;
     p->failures++;
     p->backoff = p->backoff > 0 ? p->backoff * 2 : p->backoff_min;
@@ -243,120 +239,36 @@ static void fail(cb_store_priv *p, const char *what, const char *detail) {
     drop(p);
 }
 
-/* ---- non-blocking I/O with a deadline ------------------------------------ */
+/* ---- I/O with a deadline (redis_conn.c does the socket) ------------------- */
 
 /* 1 when fd is ready for `ev` before `deadline`, 0 on timeout, -1 on error. */
 static int wait_fd(int fd, short ev, double deadline) {
-    for (;;) {
-        double left = deadline - mono();
-        if (left <= 0) return 0;
-        struct pollfd pf = {fd, ev, 0};
-        int r = poll(&pf, 1, (int)ceil(left * 1000));
-        if (r > 0) return 1;
-        if (r < 0 && errno != EINTR) return -1;
-    }
+    return cb_wait_fd(fd, ev, deadline);
 }
 
-/* hiredis writes with write()/send() and no MSG_NOSIGNAL: writing to a
- * server that died raises SIGPIPE, which kills a process that did not
- * ignore it (the stock lua interpreter does not).  Block it for the write
- * and swallow one that it raised; the EPIPE error says enough. */
-static int write_some(redisContext *c, int *done) {
-    sigset_t pipe_set, old, pend;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    sigpending(&pend);
-    int was_pending = sigismember(&pend, SIGPIPE);
-    int r = redisBufferWrite(c, done);
-    if (!was_pending) {
-        sigpending(&pend);
-        if (sigismember(&pend, SIGPIPE)) {
-            struct timespec zero = {0, 0};
-            sigtimedwait(&pipe_set, NULL, &zero);
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return r;
+/* Notes why `c` failed (its errstr names the server and the cause). */
+static void conn_error(cb_store_priv *p, const cb_conn *c) {
+    note_error(p, c->errstr[0] ? c->errstr : "connection lost", NULL);
 }
 
-static int flush_until(cb_store_priv *p, redisContext *c, double deadline) {
-    int done = 0;
-    for (;;) {
-        if (write_some(c, &done) != REDIS_OK) {
-            note_error(p, "write", c->errstr);
-            return CB_ERR;
-        }
-        if (done) return CB_OK;
-        if (wait_fd(c->fd, POLLOUT, deadline) <= 0) {
-            note_error(p, "write timed out", NULL);
-            return CB_ERR;
-        }
-    }
+static int flush_until(cb_store_priv *p, cb_conn *c, double deadline) {
+    if (cb_conn_flush_until(c, deadline) == CB_OK) return CB_OK;
+    conn_error(p, c);
+    return CB_ERR;
 }
 
-/* ---- replies, bounded ------------------------------------------------------
- * hiredis 0.14's reader reserves room for an array's announced count at once
- * ("*2000000000": 16 GB) and walks it when the reply is freed: seconds, far
- * past timeout_ms.  Its object functions see each announcement before that,
- * so they refuse it.  The largest reply the store reads (HGETALL of the boot
- * hash, under CMD_VALUE_MAX bytes) has far fewer elements. */
-#define REPLY_ELEMENTS_MAX (1 << 20)
-
-#if HIREDIS_MAJOR >= 1
-typedef size_t reply_nelem;
-#else
-typedef int reply_nelem;
-#endif
-
-static void *bounded_array(const redisReadTask *task, reply_nelem elements) {
-    cb_store_priv *p = task->privdata;
-    if ((long long)elements > REPLY_ELEMENTS_MAX) {
-        snprintf(p->reply_refused, sizeof p->reply_refused,
-                 "a reply announces %lld elements (over %d)", (long long)elements,
-                 REPLY_ELEMENTS_MAX);
-        return NULL;  /* the reader stops with an error */
-    }
-    return p->reply_base.createArray(task, elements);
-}
-
-static void bound_replies(cb_store_priv *p, redisReader *r) {
-    p->reply_base = *r->fn;
-    p->reply_fns = p->reply_base;
-    p->reply_fns.createArray = bounded_array;
-    r->fn = &p->reply_fns;
-    r->privdata = p;
-}
-
-/* What the reader of `c` failed on: the bound's reason, or hiredis's. */
-static const char *reader_error(cb_store_priv *p, const char *errstr) {
-    return p->reply_refused[0] ? p->reply_refused : errstr;
-}
-
-static redisReply *read_reply(cb_store_priv *p, redisContext *c, double deadline) {
-    for (;;) {
-        void *r = NULL;
-        if (redisGetReplyFromReader(c, &r) != REDIS_OK) {
-            note_error(p, "protocol", reader_error(p, c->errstr));
-            return NULL;
-        }
-        if (r) return r;
-        int w = wait_fd(c->fd, POLLIN, deadline);
-        if (w <= 0) {
+static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
+    redisReply *r = cb_conn_read_reply(c, deadline);
+    if (!r) {
+        if (c->err == CB_CONN_ETIMEOUT) {
             char msg[64];
             snprintf(msg, sizeof msg, "no reply within %.0f ms", p->timeout * 1000);
             note_error(p, msg, NULL);
-            return NULL;
-        }
-        if (redisBufferRead(c) != REDIS_OK) {
-            note_error(p, "read", c->errstr);
-            return NULL;
-        }
-        if (c == p->cmd && c->reader->len - c->reader->pos > CMD_VALUE_MAX) {
-            note_error(p, "a reply holding a value over 4 MiB", NULL);
-            return NULL;
+        } else {
+            conn_error(p, c);
         }
     }
+    return r;
 }
 
 /* The reply to the oldest async write: errors are kept for health, and
@@ -385,10 +297,10 @@ static void settle(cb_store_priv *p, redisReply *r) {
 /* Sends a command on `c` and waits for its reply, reading first the replies
  * owed to earlier writes on cmd.  NULL after a failure (the connection is
  * then dropped); an error reply is returned as such. */
-static redisReply *command(cb_store_priv *p, redisContext *c, double deadline, int argc,
+static redisReply *command(cb_store_priv *p, cb_conn *c, double deadline, int argc,
                            const char **argv, const size_t *lens) {
-    if (redisAppendCommandArgv(c, argc, argv, lens) != REDIS_OK) {
-        fail(p, "out of memory", NULL);
+    if (cb_conn_append(c, argc, argv, lens) != CB_OK) {
+        fail(p, c->errstr, NULL);
         return NULL;
     }
     int owed = c == p->cmd;  /* async replies come first */
@@ -416,8 +328,8 @@ static int command_async(cb_store_priv *p, attach *a, int what, int argc, const 
         fail(p, "redis is not keeping up", NULL);
         return CB_ERR;
     }
-    if (redisAppendCommandArgv(p->cmd, argc, argv, lens) != REDIS_OK) {
-        fail(p, "out of memory", NULL);
+    if (cb_conn_append(p->cmd, argc, argv, lens) != CB_OK) {
+        fail(p, p->cmd->errstr, NULL);
         return CB_ERR;
     }
     inflight *e = &p->ring[(p->head + p->pending) % MAX_PENDING];
@@ -426,69 +338,19 @@ static int command_async(cb_store_priv *p, attach *a, int what, int argc, const 
     e->what = (uint8_t)what;
     p->pending++;
     int done = 0;
-    if (write_some(p->cmd, &done) != REDIS_OK) {
-        fail(p, "write", p->cmd->errstr);
+    if (cb_conn_flush(p->cmd, &done) != CB_OK) {
+        fail(p, p->cmd->errstr, NULL);
         return CB_ERR;
     }
     p->unflushed = !done;
     return CB_OK;
 }
 
-static redisContext *open_conn(cb_store_priv *p, double deadline) {
-    redisContext *c = p->url.unix_socket ? redisConnectUnixNonBlock(p->url.path)
-                                         : redisConnectNonBlock(p->url.host, p->url.port);
-    if (!c) {
-        note_error(p, "out of memory", NULL);
-        return NULL;
-    }
-    char where[300];
-    if (p->url.unix_socket) snprintf(where, sizeof where, "connect %s", p->url.path);
-    else snprintf(where, sizeof where, "connect %s:%d", p->url.host, p->url.port);
-    if (c->err) {
-        note_error(p, where, c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    int w = wait_fd(c->fd, POLLOUT, deadline), soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (w > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
-        bound_replies(p, c->reader);
-        p->reply_refused[0] = '\0';
-        return c;
-    }
-    note_error(p, where, w == 0 ? "timed out" : strerror(soerr ? soerr : errno));
-    redisFree(c);
-    return NULL;
-}
-
-/* AUTH (and SELECT on cmd), pipelined.  CB_ERR after a failure. */
-static int handshake(cb_store_priv *p, redisContext *c, int select_db, double deadline) {
-    char db[16];
-    int n = 0;
-    if (p->url.password[0]) {  /* with an ACL user AUTH user password, else AUTH password */
-        const char *argv[] = {"AUTH", p->url.user, p->url.password};
-        if (p->url.user[0]) redisAppendCommandArgv(c, 3, argv, NULL);
-        else redisAppendCommandArgv(c, 2, (const char *[]){"AUTH", p->url.password}, NULL);
-        n++;
-    }
-    if (select_db && p->url.db) {
-        snprintf(db, sizeof db, "%d", p->url.db);
-        const char *argv[] = {"SELECT", db};
-        redisAppendCommandArgv(c, 2, argv, NULL);
-        n++;
-    }
-    if (n && flush_until(p, c, deadline) != CB_OK) return CB_ERR;
-    int ok = 1;
-    for (int i = 0; i < n; i++) {
-        redisReply *r = read_reply(p, c, deadline);
-        if (!r) return CB_ERR;
-        if (r->type == REDIS_REPLY_ERROR && ok) {
-            note_error(p, "redis", r->str);
-            ok = 0;
-        }
-        freeReplyObject(r);
-    }
-    return ok ? CB_OK : CB_ERR;
+/* Connects `c`: resolve, connect, TLS, AUTH and SELECT (redis_conn.c). */
+static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
+    if (cb_conn_connect(c, deadline) == CB_OK) return CB_OK;
+    conn_error(p, c);
+    return CB_ERR;
 }
 
 /* ---- attachments ----------------------------------------------------------- */
@@ -683,6 +545,10 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
         r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") != 0)
         return 0;  /* subscribe confirmations */
     const redisReply *payload = r->element[2];
+    if (payload->type == REDIS_REPLY_STRING && payload->len > SUB_BUF_MAX) {
+        p->malformed++;  /* junk that came whole before it could be dropped: as if dropped */
+        return 0;
+    }
     p->received++;
     cb_message m;
     if (payload->type != REDIS_REPLY_STRING ||
@@ -1065,8 +931,7 @@ static void reconcile(cb_store_priv *p, redisReply *all) {
 /* One attempt, at most timeout_ms: subscribe first, so nothing published
  * between the import and the subscription is missed. */
 static void try_connect(cb_store_priv *p, double deadline) {
-    p->sub = open_conn(p, deadline);
-    if (!p->sub || handshake(p, p->sub, 0, deadline) != CB_OK) goto failed;
+    if (open_conn(p, p->sub, deadline) != CB_OK) goto failed;
     const char *subscribe[] = {"SUBSCRIBE", p->channel};
     redisReply *r = command(p, p->sub, deadline, 2, subscribe, NULL);
     if (!r) return;
@@ -1076,16 +941,18 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (!ok) goto failed;
     p->subscribed_at = wall_ms();
 
-    p->cmd = open_conn(p, deadline);
-    if (!p->cmd || handshake(p, p->cmd, 1, deadline) != CB_OK) goto failed;
+    if (open_conn(p, p->cmd, deadline) != CB_OK) goto failed;
     char states[KEY_MAX];
     snprintf(states, sizeof states, "%s:states", p->prefix);
     const char *load[] = {"SCRIPT", "LOAD", cb_store_script};
     const char *load_read[] = {"SCRIPT", "LOAD", cb_read_script};
     const char *hgetall[] = {"HGETALL", states};
-    redisAppendCommandArgv(p->cmd, 3, load, NULL);  /* pipelined: one round trip */
-    redisAppendCommandArgv(p->cmd, 3, load_read, NULL);
-    redisAppendCommandArgv(p->cmd, 2, hgetall, NULL);
+    if (cb_conn_append(p->cmd, 3, load, NULL) != CB_OK ||  /* pipelined: one round trip */
+        cb_conn_append(p->cmd, 3, load_read, NULL) != CB_OK ||
+        cb_conn_append(p->cmd, 2, hgetall, NULL) != CB_OK) {
+        conn_error(p, p->cmd);
+        goto failed;
+    }
     if (flush_until(p, p->cmd, deadline) != CB_OK) goto failed;
     for (int i = 0; i < 2; i++) {
         r = read_reply(p, p->cmd, deadline);
@@ -1280,7 +1147,8 @@ static redisReply *shared_call_once(cb_store_priv *p, attach *a, const char *op,
         int noscript = strncmp(r->str, "NOSCRIPT", 8) == 0;
         note_error(p, "redis", r->str);
         freeReplyObject(r);
-        if (noscript) drop(p);
+        if (noscript) drop(p);  /* counts the failure */
+        else p->failures++;     /* a refused round trip (NOPERM, OOM, READONLY) is one too */
         return NULL;
     }
     count_wrongtype(p, r);
@@ -1373,6 +1241,7 @@ void cb_store_opts_init(cb_store_opts *o) {
     o->backoff_max = 5;
     o->replay_window_ms = 30000;
     o->peer_read_ms = 1000;
+    o->tls.verify = 1;
 }
 
 static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err, size_t cap) {
@@ -1386,6 +1255,12 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
         memcpy(u->user, o->username, strlen(o->username) + 1);
     }
     if (u->user[0] && !u->password[0]) return "username needs a password";
+    if (o->tls.enabled) u->tls = 1;
+    if (u->tls && u->unix_socket) return "tls: not over a unix socket";
+    if (!u->tls && (o->tls.ca_file || o->tls.ca_path || o->tls.cert_file || o->tls.key_file ||
+                    o->tls.server_name))
+        return "tls options need tls.enabled or a rediss:// URL";
+    if (!o->tls.cert_file != !o->tls.key_file) return "tls: cert_file and key_file go together";
     if (!o->prefix || !o->prefix[0] || strlen(o->prefix) > 128)
         return "prefix must be a non-empty string of at most 128 bytes";
     if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
@@ -1443,6 +1318,31 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         snprintf(s->errstr, sizeof s->errstr, "%s", why);
         return s;
     }
+    cb_conn_opts co;
+    cb_conn_opts_init(&co);
+    if (p->url.unix_socket) co.path = p->url.path;
+    else co.host = p->url.host, co.port = p->url.port;
+    co.user = p->url.user;
+    co.password = p->url.password;
+    co.db = p->url.db;
+    co.tls.enabled = p->url.tls;
+    co.tls.ca_file = o->tls.ca_file;
+    co.tls.ca_path = o->tls.ca_path;
+    co.tls.cert_file = o->tls.cert_file;
+    co.tls.key_file = o->tls.key_file;
+    co.tls.server_name = o->tls.server_name;
+    co.tls.verify = o->tls.verify;
+    p->cmd = cb_conn_new(&co);
+    co.db = 0;  /* channels are not per database */
+    p->sub = cb_conn_new(&co);
+    if (p->cmd && p->cmd->err == CB_CONN_EOPTS) {  /* a TLS file that cannot be used */
+        s->err = CB_STORE_EOPTS;
+        snprintf(s->errstr, sizeof s->errstr, "%s", p->cmd->errstr);
+        cb_conn_free(p->cmd);
+        cb_conn_free(p->sub);
+        p->cmd = p->sub = NULL;
+        return s;
+    }
     p->prefix = dupstr(o->prefix);
     p->channel = dupstr(o->channel);
     int table_ok = cb_htab_init(&p->attached) == CB_OK;
@@ -1452,7 +1352,8 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->prefix || !p->channel || !table_ok || (o->secret && (!p->secret || !p->guard))) {
+    if (!p->cmd || !p->sub || !p->prefix || !p->channel || !table_ok ||
+        (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
     }
@@ -1482,8 +1383,8 @@ void cb_store_free(cb_store *s) {
         cb_htab_foreach(&p->attached, free_attach, NULL);
         while (p->pending) ring_pop(p, 1);  /* frees the reads in flight */
         free_reads(p);
-        if (p->cmd) redisFree(p->cmd);
-        if (p->sub) redisFree(p->sub);
+        cb_conn_free(p->cmd);
+        cb_conn_free(p->sub);
         cb_htab_release(&p->attached);
         free(p->prefix);
         free(p->channel);
@@ -1699,58 +1600,6 @@ int cb_store_poll(cb_store *s) {
     return poll_until(s->priv, mono() + s->priv->timeout, 1);
 }
 
-/* The subscription's reader holds the start of a reply over SUB_BUF_MAX:
- * when it is a bulk string (a channel message's payload), the message is
- * counted malformed and dropped: a fresh reader (hiredis frees the half
- * built reply), and sub_skip counts the payload's bytes still to come, read
- * and thrown away by sub_skip_more.  CB_ERR when it is anything else. */
-static int sub_skip_start(cb_store_priv *p) {
-    redisReader *rd = p->sub->reader;
-    /* hiredis has taken the type byte: the task says what it was, and its
-     * length ("<len>\r\n") is next */
-    if (rd->ridx < 0 || rd->ridx >= 9 || rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
-        return CB_ERR;
-    const char *b = rd->buf + rd->pos, *end = rd->buf + rd->len, *c = b;
-    uint64_t len = 0;
-    for (; c < end && *c >= '0' && *c <= '9' && c - b < 11; c++)
-        len = len * 10 + (uint64_t)(*c - '0');
-    if (c + 1 >= end || c == b || c[0] != '\r' || c[1] != '\n') return CB_ERR;
-    uint64_t total = (uint64_t)(c + 2 - b) + len + 2, have = (uint64_t)(end - b);
-    redisReader *fresh = redisReaderCreate();
-    if (have >= total || !fresh) {  /* whole, yet hiredis did not take it */
-        redisReaderFree(fresh);
-        return CB_ERR;
-    }
-    redisReaderFree(rd);
-    bound_replies(p, fresh);
-    p->sub->reader = fresh;
-    p->sub_skip = total - have;
-    p->malformed++;
-    return CB_OK;
-}
-
-/* Reads what the subscription has, drops what is left of an oversized
- * message and hands what follows it to the reader.  CB_ERR when the
- * connection failed (p->sub->errstr says why, or is empty when closed). */
-static int sub_skip_more(cb_store_priv *p) {
-    char buf[SUB_SKIP_READ];
-    ssize_t n = recv(p->sub->fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return CB_OK;
-    if (n <= 0) {
-        snprintf(p->sub->errstr, sizeof p->sub->errstr, "%s",
-                 n == 0 ? "connection closed" : strerror(errno));
-        return CB_ERR;
-    }
-    uint64_t drop = (uint64_t)n < p->sub_skip ? (uint64_t)n : p->sub_skip;
-    p->sub_skip -= drop;
-    if ((uint64_t)n > drop &&
-        redisReaderFeed(p->sub->reader, buf + drop, (size_t)((uint64_t)n - drop)) != REDIS_OK) {
-        snprintf(p->sub->errstr, sizeof p->sub->errstr, "out of memory");
-        return CB_ERR;
-    }
-    return CB_OK;
-}
-
 /* cb_store_poll, a reconnect bounded by `deadline`.  Not `explicit` (a
  * breaker call's tick): no peer-read work, neither sending a read nor
  * parsing or applying its reply (up to READ_NAMES_MAX names), so allow()
@@ -1765,22 +1614,25 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
     int reads = explicit || p->pending > MAX_PENDING / 2;
     for (int round = 0; p->connected && round < READS_PER_POLL; round++) {
         int read_next = p->pending && p->ring[p->head].what == INFLIGHT_READ;
-        short cmd_ev = (short)((reads || !read_next ? POLLIN : 0) | (p->unflushed ? POLLOUT : 0));
-        struct pollfd pf[2] = {{p->cmd->fd, cmd_ev, 0}, {p->sub->fd, POLLIN, 0}};
-        if (poll(pf, 2, 0) <= 0) break;
-        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (redisBufferRead(p->cmd) != REDIS_OK) {
-                fail(p, "read", reader_error(p, p->cmd->errstr));
+        short cmd_ev = (short)((reads || !read_next ? POLLIN : 0) |
+                               (p->unflushed || cb_conn_want_write(p->cmd) ? POLLOUT : 0));
+        struct pollfd pf[2] = {{cb_conn_fd(p->cmd), cmd_ev, 0}, {cb_conn_fd(p->sub), POLLIN, 0}};
+        /* TLS may hold decrypted bytes that poll cannot see */
+        int cmd_buffered = cb_conn_pending(p->cmd), sub_buffered = cb_conn_pending(p->sub);
+        if (poll(pf, 2, 0) <= 0 && !cmd_buffered && !sub_buffered) break;
+        if ((pf[0].revents & (POLLIN | POLLHUP | POLLERR)) || (cmd_buffered && (cmd_ev & POLLIN))) {
+            if (cb_conn_read(p->cmd) < 0) {
+                fail(p, "read", p->cmd->errstr);
                 break;
             }
-            void *r = NULL;
+            redisReply *r = NULL;
             while (p->pending && (reads || p->ring[p->head].what != INFLIGHT_READ) &&
-                   redisGetReplyFromReader(p->cmd, &r) == REDIS_OK && r) {
+                   cb_conn_get_reply(p->cmd, &r) == CB_OK && r) {
                 settle(p, r);
                 r = NULL;
             }
-            if (p->cmd->reader->len - p->cmd->reader->pos > CMD_VALUE_MAX) {
-                fail(p, "read", "a reply holding a value over 4 MiB");
+            if (!cb_conn_connected(p->cmd)) {  /* a reply over the limits */
+                fail(p, "read", p->cmd->errstr);
                 break;
             }
             if (p->broken) {
@@ -1790,19 +1642,19 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
         }
         if (pf[0].revents & POLLOUT) {
             int done = 0;
-            if (write_some(p->cmd, &done) != REDIS_OK) {
+            if (cb_conn_flush(p->cmd, &done) != CB_OK) {
                 fail(p, "write", p->cmd->errstr);
                 break;
             }
             p->unflushed = !done;
         }
-        if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-            if (p->sub_skip ? sub_skip_more(p) != CB_OK : redisBufferRead(p->sub) != REDIS_OK) {
-                fail(p, "subscription", p->sub->errstr[0] ? reader_error(p, p->sub->errstr) : "connection lost");
+        if ((pf[1].revents & (POLLIN | POLLHUP | POLLERR)) || sub_buffered) {
+            if (cb_conn_read(p->sub) < 0) {
+                fail(p, "subscription", p->sub->errstr);
                 break;
             }
-            void *r = NULL;
-            while (p->connected && redisGetReplyFromReader(p->sub, &r) == REDIS_OK && r) {
+            redisReply *r = NULL;
+            while (p->connected && cb_conn_get_reply(p->sub, &r) == CB_OK && r) {
                 applied += on_sub_reply(p, r);
                 freeReplyObject(r);
                 r = NULL;
@@ -1810,9 +1662,10 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
             /* What is left is one reply in progress: hiredis keeps a bulk
              * string whole, so a huge one published by a peer would.  It
              * is dropped as it comes, never answered by disconnecting. */
-            if (p->connected && p->sub->reader->len - p->sub->reader->pos > SUB_BUF_MAX &&
-                sub_skip_start(p) != CB_OK) {
-                fail(p, "subscription", "a reply over 64 KiB that is no channel message");
+            int dropped = p->connected ? cb_conn_drop_big_string(p->sub, SUB_BUF_MAX) : 0;
+            if (dropped > 0) p->malformed++;
+            if (p->connected && !cb_conn_connected(p->sub)) {
+                fail(p, "subscription", p->sub->errstr);
                 break;
             }
         }
@@ -1828,13 +1681,14 @@ int cb_store_wait(cb_store *s, double ms) {
     if (s->err == CB_STORE_EOPTS || !p->connected) return CB_ERR;
     if (!(ms >= 0)) ms = 0;
     if (ms > 10000) ms = 10000;
-    int r = wait_fd(p->sub->fd, POLLIN, mono() + ms / 1000);
+    if (cb_conn_pending(p->sub)) return 1;
+    int r = wait_fd(cb_conn_fd(p->sub), POLLIN, mono() + ms / 1000);
     return r < 0 ? CB_ERR : r;
 }
 
 int cb_store_fd(const cb_store *s) {
     const cb_store_priv *p = s->priv;
-    return p && p->connected ? p->sub->fd : -1;
+    return p && p->connected ? cb_conn_fd(p->sub) : -1;
 }
 
 void cb_store_get_health(const cb_store *s, cb_store_health *h) {
