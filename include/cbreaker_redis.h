@@ -99,6 +99,15 @@ typedef struct cb_store_opts {
                                  open learnt from them alone lasts at most
                                  reset_timeout and is read again; with a secret a
                                  `forced` key counts only beside a signed boot entry */
+    struct cb_store_tls_opts {  /* TLS to Redis; a rediss:// URL turns it on */
+        int enabled;          /* (0) */
+        const char *ca_file;  /* CA bundle (PEM); with no CA given, the system's */
+        const char *ca_path;  /* hashed CA directory */
+        const char *cert_file, *key_file;  /* a client certificate (tls-auth-clients) */
+        const char *server_name;  /* SNI and the name verified; NULL = the URL's host */
+        int verify;           /* the certificate chain and host name (1); 0 trusts any
+                                 server: for tests only */
+    } tls;
 } cb_store_opts;
 
 /* Fills `o` with the defaults above. */

@@ -122,8 +122,22 @@ static const cb_optspec store_f[] = {
     S(peer_read_ms, CB_OPT_NUMBER, CB_OPT_ZERO, 10, 3600000,
       "0 (off) or a number of milliseconds in [10, 3600000]"),
     S(clock, CB_OPT_CLOCK, 0, 0, 0, "a cbreaker.manual_clock"),
+    {"tls", CB_OPT_OPTS, 0, offsetof(cb_store_opts, tls), 0, 0, 0, "a table",
+     "tls must be valid TLS options", &cb_store_tls_schema},
 };
 #undef S
+
+#define T(field, kind, flags, what) ENTRY(struct cb_store_tls_opts, field, kind, flags, 0, 0, what)
+static const cb_optspec store_tls_f[] = {
+    T(enabled, CB_OPT_BOOL, 0, "a boolean"),
+    T(ca_file, CB_OPT_STRING, CB_OPT_NOZERO, "a path"),
+    T(ca_path, CB_OPT_STRING, CB_OPT_NOZERO, "a path"),
+    T(cert_file, CB_OPT_STRING, CB_OPT_NOZERO, "a path"),
+    T(key_file, CB_OPT_STRING, CB_OPT_NOZERO, "a path"),
+    T(server_name, CB_OPT_STRING, CB_OPT_NOZERO, "a host name"),
+    T(verify, CB_OPT_BOOL, 0, "a boolean"),
+};
+#undef T
 
 _Static_assert(sizeof(cb_store_mode) == sizeof(int), "CB_OPT_ENUM reads an int");
 #endif
@@ -137,6 +151,7 @@ const cb_optschema cb_bandit_schema = SCHEMA("bandit", bandit_f);
 const cb_optschema cb_pool_schema = SCHEMA("pool", pool_f);
 #if CB_WITH_REDIS
 const cb_optschema cb_store_schema = SCHEMA("redis", store_f);
+const cb_optschema cb_store_tls_schema = SCHEMA("redis.tls", store_tls_f);
 #endif
 
 const cb_optspec *cb_optschema_find(const cb_optschema *s, const char *name) {

@@ -18,7 +18,8 @@ typedef enum cb_optkind {
     CB_OPT_ENUM,    /* an enum, one of the NULL-terminated names in `sub` */
     CB_OPT_PAIR,    /* two doubles, at offset and offset2, each in [lo, hi] */
     CB_OPT_CLOCK,   /* cb_clock, set by the host (a manual clock) */
-    CB_OPT_OPTS     /* a nested options struct, schema `sub` */
+    CB_OPT_OPTS,    /* a nested options struct, schema `sub` */
+    CB_OPT_BOOL     /* int, 0 or 1 (a boolean in Lua) */
 } cb_optkind;
 
 enum {
@@ -50,6 +51,7 @@ extern const cb_optschema cb_breaker_schema, cb_registry_schema, cb_bandit_schem
     cb_pool_schema;
 #if CB_WITH_REDIS
 extern const cb_optschema cb_store_schema;  /* cbreaker_redis.h's cb_store_opts */
+extern const cb_optschema cb_store_tls_schema;  /* its tls */
 #endif
 
 /* The entry named `name`, or NULL. */

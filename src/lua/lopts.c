@@ -58,6 +58,7 @@ static const lschema schemas[] = {
     {&cb_pool_schema, no_host},
 #if CB_WITH_REDIS
     {&cb_store_schema, no_host},
+    {&cb_store_tls_schema, no_host},  /* nested: after the kinds check_options names */
 #endif
 };
 
@@ -264,6 +265,12 @@ static void read_field(lua_State *L, const cb_optspec *f, void *o, const cb_lua_
         }
         memcpy(p, &v[0], sizeof v[0]);
         memcpy((char *)o + f->offset2, &v[1], sizeof v[1]);
+        break;
+    }
+    case CB_OPT_BOOL: {
+        if (!lua_isboolean(L, -1)) badvalue(L, r, f->name, f->what, 0);
+        int v = lua_toboolean(L, -1);
+        memcpy(p, &v, sizeof v);
         break;
     }
     case CB_OPT_CLOCK: {
