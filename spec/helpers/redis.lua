@@ -33,6 +33,32 @@ function Server:url(db)
   return ("redis://127.0.0.1:%d/%d"):format(self.port, db or 0)
 end
 
+--- A server started with `tls = true`: its TLS port's URL, and the paths of
+-- the certificates the helper made (ca, other_ca, client cert and key).
+function Server:tls_url(db, host)
+  return ("rediss://%s:%d/%d"):format(host or "127.0.0.1", self.tls_port, db or 0)
+end
+
+--- A test CA, a server certificate it signs for localhost and 127.0.0.1,
+-- another CA that signed nothing here, and a client certificate, made with
+-- the openssl command in `dir`.  Returns the paths, or raises.
+local function make_certs(dir)
+  local key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  local cmd = ("cd '%s' && exec >openssl.log 2>&1 && "
+    .. "openssl req -x509 %s -keyout ca.key -out ca.crt -days 2 -subj '/CN=cbreaker test CA' && "
+    .. "openssl req -x509 %s -keyout other-ca.key -out other-ca.crt -days 2 -subj '/CN=another CA' && "
+    .. "openssl req %s -keyout server.key -out server.csr -subj '/CN=localhost' && "
+    .. "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' >server.ext && "
+    .. "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+    .. "-out server.crt -days 2 -extfile server.ext && "
+    .. "openssl req %s -keyout client.key -out client.csr -subj '/CN=cbreaker client' && "
+    .. "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+    .. "-out client.crt -days 2"):format(dir, key, key, key, key)
+  if not sh(cmd) then error("openssl could not make test certificates: " .. (read(dir .. "/openssl.log") or ""), 3) end
+  return { ca = dir .. "/ca.crt", other_ca = dir .. "/other-ca.crt",
+           cert = dir .. "/client.crt", key = dir .. "/client.key" }
+end
+
 --- Runs redis-cli against this server; returns its output (trimmed).
 function Server:cli(args)
   local auth = self.password and ("-a '%s' --no-auth-warning "):format(self.password) or ""
@@ -52,6 +78,11 @@ local function launch(self)
     .. "--unixsocket %s/redis.sock --unixsocketperm 700 %s"):format(
     self.port, self.dir, self.dir, self.dir, self.dir,
     self.password and ("--requirepass '%s'"):format(self.password) or "")
+  if self.tls_port then  -- the plain port stays for redis-cli
+    cmd = cmd .. (" --tls-port %d --tls-cert-file %s/server.crt --tls-key-file %s/server.key "
+      .. "--tls-ca-cert-file %s/ca.crt --tls-auth-clients %s"):format(self.tls_port, self.dir,
+      self.dir, self.dir, self.tls_clients or "no")
+  end
   if not sh(cmd) then return false end
   for _ = 1, 400 do  -- bounded: ~2 s of redis-cli round trips
     if self:cli("ping") == "PONG" then return true end
@@ -61,7 +92,9 @@ local function launch(self)
   return false
 end
 
---- Starts a server on a free port.  `opts.password`: requirepass.
+--- Starts a server on a free port.  `opts.password`: requirepass;
+-- `opts.tls`: a TLS port too (server:tls_url(), server.certs), with
+-- `opts.tls_clients = "yes"` asking clients for a certificate.
 function M.start(opts)
   if not have("redis-server") or not have("redis-cli") then
     error("redis-server/redis-cli not found: install the redis-server package "
@@ -73,9 +106,12 @@ function M.start(opts)
   assert(dir and dir ~= "", "mktemp failed")
   local seed = math.floor(os.time() + os.clock() * 1e6)
   math.randomseed(seed)
+  local certs = opts and opts.tls and make_certs(dir)
   for _ = 1, 20 do
     local self = setmetatable({ port = math.random(20000, 60000), dir = dir,
-      password = opts and opts.password }, Server)
+      password = opts and opts.password, certs = certs,
+      tls_port = certs and math.random(20000, 60000) or nil,
+      tls_clients = opts and opts.tls_clients }, Server)
     if launch(self) then
       running[self] = true
       return self
