@@ -190,15 +190,6 @@ static int ambiguous(const char *url) {
 }
 
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
-    if (cb_redis_url_parse_any(url, u, err, errcap) != CB_OK) return CB_ERR;
-    if (u->nsentinels) {
-        snprintf(err, errcap, "url: Sentinel (redis+sentinel://) is not supported by the store yet");
-        return CB_ERR;
-    }
-    return CB_OK;
-}
-
-int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     if (parse(url, u, err, errcap) == CB_OK) return CB_OK;
     /* Which part of a URL with user info is the password is a guess when
      * it holds '/' or '@' ("redis://:pa/ss@host" reads as host ":pa"), and

@@ -98,11 +98,8 @@ typedef struct cb_redis_url {
 
 /* Parses `url` into `u`, every form above.  Returns CB_OK, or CB_ERR with a
  * message in `err` that never contains the password. */
-int cb_redis_url_parse_any(const char *url, cb_redis_url *u, char *err, size_t errcap);
-
-/* cb_redis_url_parse_any for the store: Sentinel URLs are refused until the
- * store follows a master (redis_sentinel.c is ready for it). */
 int cb_redis_url_parse(const char *url, cb_redis_url *u, char *err, size_t errcap);
+
 
 /* ---- replies ------------------------------------------------------------------
  * What the store makes of a Redis reply, apart from the connection that got

@@ -110,6 +110,7 @@ typedef struct cb_store_priv {
     uint32_t quorum;
     cb_clock clock;
     cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
+    cb_sentinel *sentinel;  /* redis+sentinel://: asked for the master on every connect */
     unsigned pending;     /* replies owed on cmd: the inflight ring's length */
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];
@@ -346,8 +347,16 @@ static int command_async(cb_store_priv *p, attach *a, int what, int argc, const 
     return CB_OK;
 }
 
-/* Connects `c`: resolve, connect, TLS, AUTH and SELECT (redis_conn.c). */
+/* Connects `c`: resolve, connect, TLS, AUTH and SELECT (redis_conn.c).
+ * Through Sentinel, the master is asked for first, on every (re)connect:
+ * after a failover the dropped connections come back to the promoted
+ * replica, within the one deadline. */
 static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
+    if (p->sentinel) {
+        if (cb_sentinel_connect(p->sentinel, c, deadline) == CB_OK) return CB_OK;
+        note_error(p, p->sentinel->errstr, NULL);
+        return CB_ERR;
+    }
     if (cb_conn_connect(c, deadline) == CB_OK) return CB_OK;
     conn_error(p, c);
     return CB_ERR;
@@ -1332,15 +1341,33 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     co.tls.key_file = o->tls.key_file;
     co.tls.server_name = o->tls.server_name;
     co.tls.verify = o->tls.verify;
+    if (p->url.nsentinels) {  /* no host: the sentinels name it */
+        co.host = NULL;
+        cb_sentinel_opts so;
+        cb_sentinel_opts_init(&so);
+        so.n = p->url.nsentinels;
+        for (int i = 0; i < so.n; i++) {
+            so.hosts[i] = p->url.sentinels[i].host;
+            so.ports[i] = p->url.sentinels[i].port;
+        }
+        so.master = p->url.master;
+        so.tls = co.tls;
+        p->sentinel = cb_sentinel_new(&so);
+    }
     p->cmd = cb_conn_new(&co);
     co.db = 0;  /* channels are not per database */
     p->sub = cb_conn_new(&co);
-    if (p->cmd && p->cmd->err == CB_CONN_EOPTS) {  /* a TLS file that cannot be used */
+    const char *bad = p->cmd && p->cmd->err == CB_CONN_EOPTS ? p->cmd->errstr  /* a TLS file */
+                    : p->sentinel && p->sentinel->err == CB_CONN_EOPTS ? p->sentinel->errstr
+                    : NULL;
+    if (bad) {
         s->err = CB_STORE_EOPTS;
-        snprintf(s->errstr, sizeof s->errstr, "%s", p->cmd->errstr);
+        snprintf(s->errstr, sizeof s->errstr, "%s", bad);
         cb_conn_free(p->cmd);
         cb_conn_free(p->sub);
+        cb_sentinel_free(p->sentinel);
         p->cmd = p->sub = NULL;
+        p->sentinel = NULL;
         return s;
     }
     p->prefix = dupstr(o->prefix);
@@ -1352,7 +1379,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->cmd || !p->sub || !p->prefix || !p->channel || !table_ok ||
+    if (!p->cmd || !p->sub || (p->url.nsentinels && !p->sentinel) || !p->prefix || !p->channel || !table_ok ||
         (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
@@ -1385,6 +1412,7 @@ void cb_store_free(cb_store *s) {
         free_reads(p);
         cb_conn_free(p->cmd);
         cb_conn_free(p->sub);
+        cb_sentinel_free(p->sentinel);
         cb_htab_release(&p->attached);
         free(p->prefix);
         free(p->channel);
