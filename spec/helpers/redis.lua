@@ -78,6 +78,7 @@ local function launch(self)
     .. "--unixsocket %s/redis.sock --unixsocketperm 700 %s"):format(
     self.port, self.dir, self.dir, self.dir, self.dir,
     self.password and ("--requirepass '%s'"):format(self.password) or "")
+  if self.args then cmd = cmd .. " " .. self.args end
   if self.tls_port then  -- the plain port stays for redis-cli
     cmd = cmd .. (" --tls-port %d --tls-cert-file %s/server.crt --tls-key-file %s/server.key "
       .. "--tls-ca-cert-file %s/ca.crt --tls-auth-clients %s"):format(self.tls_port, self.dir,
@@ -111,7 +112,7 @@ function M.start(opts)
     local self = setmetatable({ port = math.random(20000, 60000), dir = dir,
       password = opts and opts.password, certs = certs,
       tls_port = certs and math.random(20000, 60000) or nil,
-      tls_clients = opts and opts.tls_clients }, Server)
+      tls_clients = opts and opts.tls_clients, args = opts and opts.args }, Server)
     if launch(self) then
       running[self] = true
       return self
@@ -121,6 +122,64 @@ function M.start(opts)
   local log = read(dir .. "/redis.log") or ""
   sh("rm -rf '" .. dir .. "'")
   error(log:sub(-300) .. "\ncould not start redis-server", 2)
+end
+
+--- Waits `seconds` of real time: for an outside process (a sentinel's
+-- failover) only; the specs' own timing uses the manual clock.
+function M.nap(seconds)
+  sh(("sleep %.3f"):format(seconds))
+end
+
+--- A Sentinel group on loopback: `master` (a started server), a replica
+-- of it and three sentinels monitoring it as `name` with short timeouts
+-- (down after 500 ms).  Returns the group once the sentinels see the
+-- replica and each other (bounded), with group.sentinels ({"host:port"}),
+-- group.replica and group:stop().  Raises without redis-sentinel.
+function M.sentinel_group(master, name)
+  if not have("redis-sentinel") then
+    error("redis-sentinel not found: install the redis-sentinel package", 2)
+  end
+  local replica = M.start({ args = ("--replicaof 127.0.0.1 %d"):format(master.port) })
+  local group = { replica = replica, sentinels = {}, pids = {}, dir = replica.dir }
+  for i = 1, 3 do
+    local port = math.random(20000, 60000)
+    local conf = ("%s/sentinel%d.conf"):format(replica.dir, i)
+    local f = assert(io.open(conf, "w"))
+    f:write(("port %d\nbind 127.0.0.1\ndaemonize yes\ndir %s\npidfile %s/sentinel%d.pid\n"
+      .. "logfile %s/sentinel%d.log\nsentinel monitor %s 127.0.0.1 %d 2\n"
+      .. "sentinel down-after-milliseconds %s 500\nsentinel failover-timeout %s 2000\n"):format(
+      port, replica.dir, replica.dir, i, replica.dir, i, name, master.port, name, name))
+    f:close()
+    assert(sh(("redis-sentinel %s >/dev/null"):format(conf)), "redis-sentinel did not start")
+    group.sentinels[i] = "127.0.0.1:" .. port
+    group.pids[i] = ("%s/sentinel%d.pid"):format(replica.dir, i)
+  end
+  running[group] = true  -- killed by the exit guard too
+  function group.stop()
+    running[group] = nil
+    for _, pidfile in ipairs(group.pids) do
+      local pid = tonumber(read(pidfile) or "")
+      if pid then sh(("kill -9 %d 2>/dev/null"):format(pid)) end
+    end
+    replica:stop()
+  end
+  -- A failover needs the sentinels to know the replica and each other.
+  local function field(addr, key)
+    local p = io.popen(("redis-cli -p %s sentinel master %s 2>/dev/null"):format(addr:match(":(%d+)$"), name))
+    local out = p:read("a")
+    p:close()
+    return tonumber(out:match(key .. "\n(%d+)"))
+  end
+  for _ = 1, 300 do  -- at most 30 s: sentinels say hello every 2 s
+    local ready = true
+    for _, addr in ipairs(group.sentinels) do
+      ready = ready and field(addr, "num%-other%-sentinels") == 2 and field(addr, "num%-slaves") == 1
+    end
+    if ready then return group end
+    M.nap(0.1)
+  end
+  group.stop()
+  error("the sentinels did not see the replica and each other within 30 s", 2)
 end
 
 --- kill -9, as a crash would.
