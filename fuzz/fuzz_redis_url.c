@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int store_ok = cb_redis_url_parse(url, &u, err, sizeof err) == CB_OK;
     if (store_ok && (u.tls || u.nsentinels)) __builtin_trap();
     memset(&u, 0xAA, sizeof u);
-    if (cb_redis_url_parse_any(url, &u, err, sizeof err) == CB_OK) {
+    if (cb_redis_url_parse(url, &u, err, sizeof err) == CB_OK) {
         if (strlen(u.host) >= sizeof u.host || strlen(u.path) >= sizeof u.path ||
             strlen(u.password) >= sizeof u.password || strlen(u.user) >= sizeof u.user ||
             strlen(u.master) >= sizeof u.master || u.port < 0 || u.port > 65535 || u.db < 0 ||
