@@ -61,10 +61,11 @@ typedef enum cb_store_mode {
 CB_API extern const char *const cb_store_mode_names[];  /* "broadcast", "shared", NULL */
 
 typedef struct cb_store_opts {
-    const char *url;          /* redis://[[user]:pw@]host:port/db or unix:///path[?db=N]
+    const char *url;          /* redis://[[user]:pw@]host:port/db, rediss://... (TLS),
+                                 unix:///path[?db=N] or
+                                 redis+sentinel://[[user]:pw@]host:port,.../master[/db]
                                  ("redis://127.0.0.1:6379/0"); a host name is
-                                 resolved by getaddrinfo, which no timeout
-                                 bounds: prefer an address or a socket */
+                                 resolved in a helper thread, bounded by timeout_ms */
     const char *password;     /* overrides the URL's; NULL = the URL's */
     const char *username;     /* Redis 6 ACL user, sent as AUTH username password;
                                  overrides the URL's (redis://user:pw@host); NULL =
