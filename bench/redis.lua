@@ -7,13 +7,16 @@
 -- 2. shared mode: records/s vs redis-benchmark's PING rate (1 client, as the
 --    store's one connection; and 50 clients, redis-benchmark's default);
 -- 3. propagation: force_open() on one instance -> a peer's poll() sees it,
---    median and p99 over 10k trials.
+--    median and p99 over 10k trials;
+-- 4. TLS (the same server's TLS port, certificates made with openssl): the
+--    broadcast hot path with a TLS store vs a plain one, and shared-mode
+--    records/s over TLS vs plain.
 package.path = "spec/?.lua;" .. package.path
 local cb = require("cbreaker")
 local helper = require("helpers.redis")
 
 local N = tonumber(arg and arg[1]) or 2000000
-local server = helper.start()
+local server = helper.start({ tls = true })
 
 local function best_of(runs, fn)
   local best = math.huge
@@ -100,6 +103,35 @@ local ok, err = pcall(function()
   print(("propagation force_open -> peer poll over %d trials: median %.0f us, p99 %.0f us, max %.0f us")
     :format(T, lat[T // 2], lat[math.ceil(T * 0.99)], lat[T]))
   a:close(); b:close()
+
+  -- 4. TLS --------------------------------------------------------------------
+  local tls = { ca_file = server.certs.ca }
+  local ts = cb.redis{ url = server:tls_url(), tls = tls, id = "bench-tls" }
+  local ps = cb.redis{ url = server:url(), id = "bench-plain" }
+  assert(ts:health().connected, ts:health().last_error)
+  local on_tls = cb.new{ name = "svc-tls", store = ts }
+  local on_plain = cb.new{ name = "svc-plain", store = ps }
+  local t_tls, t_plain2 = math.huge, math.huge
+  for _ = 1, 5 do
+    t_plain2 = math.min(t_plain2, best_of(1, hot_loop(on_plain, N)))
+    t_tls = math.min(t_tls, best_of(1, hot_loop(on_tls, N)))
+  end
+  print(("TLS, broadcast allow+success: plain store %.1f M/s, TLS store %.1f M/s, ratio %.3f"
+    .. " (goal >= 0.9: %s)"):format(N / t_plain2 / 1e6, N / t_tls / 1e6, t_plain2 / t_tls,
+    t_plain2 / t_tls >= 0.9 and "met" or "NOT MET"))
+  ts:close(); ps:close()
+  local function shared_rate(url, opts)
+    local st = cb.redis{ url = url, tls = opts, id = "bench-shared", mode = "shared" }
+    assert(st:health().connected, st:health().last_error)
+    local br = cb.new{ name = "shared-" .. tostring(opts ~= nil), store = st, failure_threshold = 0 }
+    local t = best_of(3, function() for _ = 1, R do br:success() end end)
+    st:close()
+    return R / t
+  end
+  local r_plain, r_tls = shared_rate(server:url()), shared_rate(server:tls_url(), tls)
+  print(("TLS, shared records: plain %.0f records/s (%.1f us each), TLS %.0f records/s"
+    .. " (%.1f us each), TLS / plain %.2f"):format(r_plain, 1e6 / r_plain, r_tls, 1e6 / r_tls,
+    r_tls / r_plain))
 end)
 server:stop()
 if not ok then error(err, 0) end
