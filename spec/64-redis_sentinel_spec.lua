@@ -19,8 +19,8 @@ describe("#redis the store through Sentinel", function()
   end)
 
   teardown(function()
-    group.stop()
-    master:stop()
+    if group then group.stop() end
+    if master then master:stop() end
   end)
 
   before_each(function() stores = {} end)

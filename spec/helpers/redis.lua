@@ -140,6 +140,12 @@ function M.sentinel_group(master, name)
     error("redis-sentinel not found: install the redis-sentinel package", 2)
   end
   local replica = M.start({ args = ("--replicaof 127.0.0.1 %d"):format(master.port) })
+  -- Sentinels learn replicas from the master's INFO, every 10 s after the
+  -- first: start them once the replica is linked, so the first one names it.
+  for _ = 1, 100 do
+    if replica:cli("info replication"):find("master_link_status:up", 1, true) then break end
+    M.nap(0.05)
+  end
   local group = { replica = replica, sentinels = {}, pids = {}, dir = replica.dir }
   for i = 1, 3 do
     local port = math.random(20000, 60000)
@@ -170,16 +176,20 @@ function M.sentinel_group(master, name)
     p:close()
     return tonumber(out:match(key .. "\n(%d+)"))
   end
+  local seen = {}
   for _ = 1, 300 do  -- at most 30 s: sentinels say hello every 2 s
     local ready = true
-    for _, addr in ipairs(group.sentinels) do
-      ready = ready and field(addr, "num%-other%-sentinels") == 2 and field(addr, "num%-slaves") == 1
+    for i, addr in ipairs(group.sentinels) do
+      local others, replicas = field(addr, "num%-other%-sentinels"), field(addr, "num%-slaves")
+      seen[i] = ("%s: %s other sentinels, %s replicas"):format(addr, others, replicas)
+      ready = ready and others == 2 and replicas == 1
     end
     if ready then return group end
     M.nap(0.1)
   end
   group.stop()
-  error("the sentinels did not see the replica and each other within 30 s", 2)
+  error("the sentinels did not see the replica and each other within 30 s ("
+    .. table.concat(seen, "; ") .. ")", 2)
 end
 
 --- kill -9, as a crash would.

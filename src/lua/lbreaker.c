@@ -396,16 +396,16 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
     }
 }
 
-static int callable(lua_State *L, int idx) {
+int cb_lua_callable(lua_State *L, int idx) {
     if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
-    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
+    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;  /* raw: runs no Lua */
     lua_pop(L, 1);
     return 1;
 }
 
 static int breaker_call(lua_State *L) {
     lbreaker *box = cb_lua_checkself(L);
-    luaL_argexpected(L, callable(L, 2), 2, "function");  /* misuse: raised, not recorded */
+    luaL_argexpected(L, cb_lua_callable(L, 2), 2, "function");  /* misuse: raised, not recorded */
     cb_verdict v = cb_breaker_allow(checkopen(L, box)->b);
     if (v != CB_ALLOWED) {
         lua_pushboolean(L, 0);

@@ -174,6 +174,10 @@ enum { CB_UV_ON_CHANGE = 1, CB_UV_CLASSIFY, CB_UV_CLOCK, CB_UV_OWNER, CB_UV_STOR
        CB_UV_REJECTION,  /* its last rejection, handed out again while it holds */
        CB_UV_COUNT = 6 };
 
+/* 1 when the value at `idx` can be called: a function, or a value whose
+ * metatable has __call (br:call's and pool:run's fn). */
+int cb_lua_callable(lua_State *L, int idx);
+
 /* Returns the live breaker at `idx`, raising a clear error for anything else. */
 lbreaker *cb_lua_checkbox(lua_State *L, int idx);
 

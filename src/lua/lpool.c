@@ -326,13 +326,6 @@ static int pool_record(lua_State *L) {
  * (recorded as ignored) and the error raised.  Counted by pool:ran().
  *
  * The stack, once fn is running: pool, i, session, t0, fn, fn's results. */
-static int run_callable(lua_State *L, int idx) {
-    if (lua_type(L, idx) == LUA_TFUNCTION) return 1;
-    if (luaL_getmetafield(L, idx, "__call") == LUA_TNIL) return 0;
-    lua_pop(L, 1);
-    return 1;
-}
-
 /* The session breaker at 3 while it is live, or NULL. */
 static cb_breaker *run_session(lua_State *L) {
     lbreaker *sb = lua_touserdata(L, 3);
@@ -345,7 +338,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     lpool *lp = lua_touserdata(L, 1);  /* self: on the stack, so alive */
     int ok = status == LUA_OK || status == LUA_YIELD;
     int i = (int)lua_tointeger(L, 2) - 1;
-    if (!ok && !run_callable(L, 5)) {  /* misuse, not a provider failure */
+    if (!ok && !cb_lua_callable(L, 5)) {  /* misuse, not a provider failure */
         if (lp->p && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
         cb_breaker *sb = run_session(L);
         if (sb) cb_breaker_record(sb, CB_IGNORE, -1, 0);
