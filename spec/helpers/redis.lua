@@ -147,19 +147,6 @@ function M.sentinel_group(master, name)
     M.nap(0.05)
   end
   local group = { replica = replica, sentinels = {}, pids = {}, dir = replica.dir }
-  for i = 1, 3 do
-    local port = math.random(20000, 60000)
-    local conf = ("%s/sentinel%d.conf"):format(replica.dir, i)
-    local f = assert(io.open(conf, "w"))
-    f:write(("port %d\nbind 127.0.0.1\ndaemonize yes\ndir %s\npidfile %s/sentinel%d.pid\n"
-      .. "logfile %s/sentinel%d.log\nsentinel monitor %s 127.0.0.1 %d 2\n"
-      .. "sentinel down-after-milliseconds %s 500\nsentinel failover-timeout %s 2000\n"):format(
-      port, replica.dir, replica.dir, i, replica.dir, i, name, master.port, name, name))
-    f:close()
-    assert(sh(("redis-sentinel %s >/dev/null"):format(conf)), "redis-sentinel did not start")
-    group.sentinels[i] = "127.0.0.1:" .. port
-    group.pids[i] = ("%s/sentinel%d.pid"):format(replica.dir, i)
-  end
   running[group] = true  -- killed by the exit guard too
   function group.stop()
     running[group] = nil
@@ -168,6 +155,42 @@ function M.sentinel_group(master, name)
       if pid then sh(("kill -9 %d 2>/dev/null"):format(pid)) end
     end
     replica:stop()
+  end
+  local function ping(port)
+    local p = io.popen(("redis-cli -p %d ping 2>/dev/null"):format(port))
+    local out = p:read("a")
+    p:close()
+    return out:match("PONG") ~= nil
+  end
+  for i = 1, 3 do
+    local pidfile = ("%s/sentinel%d.pid"):format(replica.dir, i)
+    for _ = 1, 10 do  -- a random port may be taken: then another
+      local port = math.random(20000, 60000)
+      local conf = ("%s/sentinel%d.conf"):format(replica.dir, i)
+      local f = assert(io.open(conf, "w"))
+      f:write(("port %d\nbind 127.0.0.1\ndaemonize yes\ndir %s\npidfile %s\n"
+        .. "logfile %s/sentinel%d.log\nsentinel monitor %s 127.0.0.1 %d 2\n"
+        .. "sentinel down-after-milliseconds %s 500\nsentinel failover-timeout %s 2000\n"):format(
+        port, replica.dir, pidfile, replica.dir, i, name, master.port, name, name))
+      f:close()
+      if not ping(port) and sh(("redis-sentinel %s >/dev/null"):format(conf)) then
+        for _ = 1, 40 do
+          if ping(port) then break end
+          M.nap(0.05)
+        end
+        if ping(port) then
+          group.sentinels[i] = "127.0.0.1:" .. port
+          break
+        end
+        local pid = tonumber(read(pidfile) or "")
+        if pid then sh(("kill -9 %d 2>/dev/null"):format(pid)) end
+      end
+    end
+    group.pids[i] = pidfile
+    if not group.sentinels[i] then
+      group.stop()
+      error("redis-sentinel did not start: " .. (read(("%s/sentinel%d.log"):format(replica.dir, i)) or ""), 2)
+    end
   end
   -- A failover needs the sentinels to know the replica and each other.
   local function field(addr, key)
