@@ -19,14 +19,11 @@
  * peer is never published again (only local decisions are), reset() always
  * publishes `recovered` and clears the boot entry, and on reconnect a state
  * that came from a peer is dropped when the boot hash no longer has it. */
-#include <errno.h>
 #include <math.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,7 +51,6 @@ const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 #define SECRET_MAX 1024
 #define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
 #define SUB_SKEW_MS 1000     /* clock skew allowed to a message sent as we subscribed */
-#define CMD_VALUE_MAX (4u << 20) /* unparsed bytes on cmd: no value the store reads is near */
 
 enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
 enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read, not an event */
