@@ -33,110 +33,16 @@
 #include "breaker_impl.h"
 #include "hashtab.h"
 #include "optspec.h"
-#include "peer_time.h"
 #include "redis_conn.h"
 #include "replay_guard.h"
 #include "siphash.h"
 #include "store_impl.h"
+#include "store_priv.h"
 #include "store_script.h"
 
 const char *const cb_store_mode_names[] = {"broadcast", "shared", NULL};
 
-#define KEY_MAX (128 + CB_NAME_MAX + 16)  /* prefix, name, field */
-#define MAX_PENDING 1024   /* replies owed on cmd before Redis counts as stuck */
-#define POLL_EVERY 0.05    /* seconds between automatic polls */
-#define READS_PER_POLL 16  /* bounded work per poll */
-#define SUB_BUF_MAX 65536  /* unparsed subscription bytes: one message can be 4 KiB */
-#define SECRET_MIN 16
-#define SECRET_MAX 1024
-#define READ_NAMES_MAX 1024  /* names per peer read: bounded work per tick */
-#define SUB_SKEW_MS 1000     /* clock skew allowed to a message sent as we subscribed */
 
-enum { UNSENT_NONE = 0, UNSENT_STATE, UNSENT_RECOVERED };
-enum { INFLIGHT_READ = UNSENT_RECOVERED + 1 };  /* a peer read, not an event */
-
-typedef struct attach {
-    cb_hnode h;           /* first: the table links attachments as nodes */
-    cb_breaker *b;
-    struct cb_store_priv *p;
-    uint64_t hash;        /* of the breaker's name */
-    uint8_t from_peer;    /* its current open state was a peer's */
-    uint8_t unsent;       /* a local event not yet published (UNSENT_*) */
-    uint8_t seen;         /* reconcile: named in the boot hash */
-    uint8_t from_keys;    /* ... and learnt from the per-field keys alone */
-    double own_until;     /* open_until (epoch ms) our last open wrote, to know it read back */
-    uint64_t seq;         /* the store's seq at this breaker's last transition */
-} attach;
-
-/* A read of the per-field keys of some names (peers that never publish,
- * such as a pybreaker service): sent as one script call, applied once its reply
- * came, by poll, never halfway through another breaker's call. */
-typedef struct peer_read {
-    struct peer_read *next;  /* the ready list */
-    uint64_t seq;            /* the store's seq when sent: later transitions win */
-    int tick;                /* the periodic read (else an attach's) */
-    size_t n;                /* names */
-    struct redisReply *reply;
-    char names[];            /* n NUL-terminated names */
-} peer_read;
-
-/* A write whose reply is still owed: if it fails, or the connection drops
- * before the reply, the event is sent again after reconnecting (at least
- * once: a `recovered` lost with a dying server must not leave peers stuck). */
-typedef struct inflight {
-    attach *a;      /* NULL once detached */
-    peer_read *rd;  /* INFLIGHT_READ: owned here until its reply comes */
-    uint8_t what;   /* UNSENT_*, INFLIGHT_READ */
-} inflight;
-
-typedef struct cb_store_priv {
-    cb_store *pub;
-    cb_store_mode mode;
-    cb_redis_url url;
-    char *prefix, *channel;
-    unsigned char *secret;  /* NULL: plain, unsigned messages */
-    size_t secret_len;
-    double replay_window;   /* ms */
-    cb_replay_guard *guard; /* with a secret: the last message applied per origin and name */
-    double subscribed_at;   /* wall ms of the last SUBSCRIBE: pub/sub keeps no backlog */
-    double last_seq;        /* the seq of our last message */
-    uint64_t replayed;
-    char id[CB_ORIGIN_MAX];
-    double timeout, ttl, backoff_min, backoff_max;  /* seconds */
-    uint32_t quorum;
-    cb_clock clock;
-    cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
-    cb_sentinel *sentinel;  /* redis+sentinel://: asked for the master on every connect */
-    unsigned pending;     /* replies owed on cmd: the inflight ring's length */
-    unsigned head;        /* the ring's first entry */
-    inflight ring[MAX_PENDING];
-    int unflushed;        /* cmd has bytes the socket did not take yet */
-    int broken;           /* an error reply to a write asks for a reconnect */
-    int connected, ever_connected, in_poll;
-    double backoff, next_attempt, last_poll;
-    const cb_breaker *budget_b;  /* the breaker call whose I/O shares one deadline */
-    uint64_t budget_seq;
-    double budget_deadline;
-    char sha[41];
-    cb_htab attached;     /* attach, by name: several may share one */
-    uint64_t k0, k1;      /* its SipHash key */
-    char last_error[128];
-    uint64_t reconnects, failures, published, received, applied, own, malformed,
-        dropped, unsigned_msgs, bad_signature, stale;
-    /* peer reads */
-    double peer_read, last_read;  /* seconds between reads (0: off); last one sent */
-    int reading;                  /* a tick's read awaits its reply */
-    size_t read_cursor;           /* bucket the next tick's read starts at */
-    uint64_t seq;                 /* bumped on every transition of an attached breaker */
-    peer_read *ready;             /* replies to apply */
-    uint64_t peer_unparsed;       /* per-field values ignored: not a state or time */
-    uint64_t peer_wrongtype;      /* per-field keys of another type than string */
-    int applying_keys;            /* apply_keys is changing a breaker */
-    char read_sha[41];            /* the peer read's script */
-} cb_store_priv;
-
-static void free_reads(cb_store_priv *p);
-static void read_done(cb_store_priv *p, struct redisReply *r);
 
 /* ---- small things --------------------------------------------------------- */
 
@@ -144,11 +50,11 @@ static double mono(void) {
     return cb_clock_monotonic(NULL);  /* I/O deadlines are real time */
 }
 
-static double now_of(const cb_store_priv *p) {
+double store_now_of(const cb_store_priv *p) {
     return cb_clock_read(&p->clock);
 }
 
-static double wall_ms(void) {
+double store_wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec * 1000 + (double)(ts.tv_nsec / 1000000);
@@ -171,7 +77,7 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-static uint64_t hash_name(const cb_store_priv *p, const char *s) {
+uint64_t store_hash_name(const cb_store_priv *p, const char *s) {
     return cb_siphash13(s, strlen(s), p->k0, p->k1);
 }
 
@@ -182,7 +88,7 @@ static uint64_t attach_rehash(const void *ud, const cb_hnode *n) {
 
 /* Keeps the first I/O error of a failure for health(); the password can
  * only come back in a server's error text, and is cut out there. */
-static void note_error(cb_store_priv *p, const char *what, const char *detail) {
+void store_note_error(cb_store_priv *p, const char *what, const char *detail) {
     char buf[sizeof p->last_error];
     snprintf(buf, sizeof buf, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
     const char *pw = p->url.password;
@@ -205,7 +111,7 @@ static void mark_unsent(attach *a, int what) {
 }
 
 /* The oldest write owed a reply; its event is re-marked unless it succeeded. */
-static void ring_pop(cb_store_priv *p, int ok) {
+void store_ring_pop(cb_store_priv *p, int ok) {
     inflight *e = &p->ring[p->head];
     if (e->what == INFLIGHT_READ) {
         if (e->rd && e->rd->tick) p->reading = 0;
@@ -217,9 +123,9 @@ static void ring_pop(cb_store_priv *p, int ok) {
 }
 
 /* Drops both connections and schedules the next attempt. */
-static void drop(cb_store_priv *p) {
-    while (p->pending) ring_pop(p, 0);  /* unknown fate: send again */
-    free_reads(p);  /* a reconnect reconciles, then reads afresh */
+void store_drop(cb_store_priv *p) {
+    while (p->pending) store_ring_pop(p, 0);  /* unknown fate: send again */
+    store_free_reads(p);  /* a reconnect reconciles, then reads afresh */
     if (p->cmd) cb_conn_close(p->cmd);
     if (p->sub) cb_conn_close(p->sub);
     p->connected = 0;
@@ -228,12 +134,12 @@ static void drop(cb_store_priv *p) {
     p->failures++;
     p->backoff = p->backoff > 0 ? p->backoff * 2 : p->backoff_min;
     if (p->backoff > p->backoff_max) p->backoff = p->backoff_max;
-    p->next_attempt = now_of(p) + p->backoff;
+    p->next_attempt = store_now_of(p) + p->backoff;
 }
 
 static void fail(cb_store_priv *p, const char *what, const char *detail) {
-    note_error(p, what, detail);
-    drop(p);
+    store_note_error(p, what, detail);
+    store_drop(p);
 }
 
 /* ---- I/O with a deadline (redis_conn.c does the socket) ------------------- */
@@ -245,7 +151,7 @@ static int wait_fd(int fd, short ev, double deadline) {
 
 /* Notes why `c` failed (its errstr names the server and the cause). */
 static void conn_error(cb_store_priv *p, const cb_conn *c) {
-    note_error(p, c->errstr[0] ? c->errstr : "connection lost", NULL);
+    store_note_error(p, c->errstr[0] ? c->errstr : "connection lost", NULL);
 }
 
 static int flush_until(cb_store_priv *p, cb_conn *c, double deadline) {
@@ -260,7 +166,7 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
         if (c->err == CB_CONN_ETIMEOUT) {
             char msg[64];
             snprintf(msg, sizeof msg, "no reply within %.0f ms", p->timeout * 1000);
-            note_error(p, msg, NULL);
+            store_note_error(p, msg, NULL);
         } else {
             conn_error(p, c);
         }
@@ -272,7 +178,7 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
  * the event is sent again. */
 static void settle(cb_store_priv *p, redisReply *r) {
     if (p->ring[p->head].what == INFLIGHT_READ) {
-        read_done(p, r);
+        store_read_done(p, r);
         return;
     }
     int ok = !(r && r->type == REDIS_REPLY_ERROR);
@@ -280,36 +186,36 @@ static void settle(cb_store_priv *p, redisReply *r) {
         /* NOSCRIPT (flushed: reload), OOM (maxmemory), READONLY (a
          * replica): the event is sent again by the reconnect's reconcile,
          * after a back-off, so a refusing server is not retried in a loop. */
-        note_error(p, "redis", r->str);
+        store_note_error(p, "redis", r->str);
         p->broken = 1;
     }
     inflight *e = &p->ring[p->head];
     if (ok && e->a && e->what == UNSENT_STATE && r && r->type == REDIS_REPLY_INTEGER &&
         r->integer > 1)
         e->a->own_until = (double)r->integer;  /* an open's open_until: ours when read back */
-    ring_pop(p, ok);
+    store_ring_pop(p, ok);
     freeReplyObject(r);
 }
 
 /* Sends a command on `c` and waits for its reply, reading first the replies
  * owed to earlier writes on cmd.  NULL after a failure (the connection is
  * then dropped); an error reply is returned as such. */
-static redisReply *command(cb_store_priv *p, cb_conn *c, double deadline, int argc,
-                           const char **argv, const size_t *lens) {
+redisReply *store_command(cb_store_priv *p, cb_conn *c, double deadline, int argc,
+                          const char **argv, const size_t *lens) {
     if (cb_conn_append(c, argc, argv, lens) != CB_OK) {
         fail(p, c->errstr, NULL);
         return NULL;
     }
     int owed = c == p->cmd;  /* async replies come first */
     if (flush_until(p, c, deadline) != CB_OK) {
-        drop(p);
+        store_drop(p);
         return NULL;
     }
     p->unflushed = 0;
     for (;;) {
         redisReply *r = read_reply(p, c, deadline);
         if (!r) {
-            drop(p);
+            store_drop(p);
             return NULL;
         }
         if (!owed || p->pending == 0) return r;
@@ -319,8 +225,8 @@ static redisReply *command(cb_store_priv *p, cb_conn *c, double deadline, int ar
 
 /* Appends a command on cmd and writes what the socket takes now; its reply
  * is settled by a later poll or command. */
-static int command_async(cb_store_priv *p, attach *a, int what, int argc, const char **argv,
-                         const size_t *lens) {
+int store_command_async(cb_store_priv *p, attach *a, int what, int argc, const char **argv,
+                        const size_t *lens) {
     if (p->pending >= MAX_PENDING) {
         fail(p, "redis is not keeping up", NULL);
         return CB_ERR;
@@ -350,7 +256,7 @@ static int command_async(cb_store_priv *p, attach *a, int what, int argc, const 
 static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
     if (p->sentinel) {
         if (cb_sentinel_connect(p->sentinel, c, deadline) == CB_OK) return CB_OK;
-        note_error(p, p->sentinel->errstr, NULL);
+        store_note_error(p, p->sentinel->errstr, NULL);
         return CB_ERR;
     }
     if (cb_conn_connect(c, deadline) == CB_OK) return CB_OK;
@@ -362,7 +268,7 @@ static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
 
 /* The attachments named `name` (hashed `h`) are in the chain of each table
  * (while the table grows, some may still be in the old one). */
-static attach *first_named(cb_store_priv *p, const char *name, uint64_t h) {
+attach *store_first_named(cb_store_priv *p, const char *name, uint64_t h) {
     for (int i = 0; i < 2; i++) {
         cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
         for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
@@ -374,8 +280,8 @@ static attach *first_named(cb_store_priv *p, const char *name, uint64_t h) {
 }
 
 /* Calls fn(p, a, ud) for every attachment named `name` (hashed `h`). */
-static void each_named(cb_store_priv *p, const char *name, uint64_t h,
-                       void (*fn)(cb_store_priv *p, attach *a, void *ud), void *ud) {
+void store_each_named(cb_store_priv *p, const char *name, uint64_t h,
+                      void (*fn)(cb_store_priv *p, attach *a, void *ud), void *ud) {
     for (int i = 0; i < 2; i++) {
         cb_hnode **chain = cb_htab_chain(&p->attached, i, h);
         for (cb_hnode *n = chain ? *chain : NULL; n; n = n->next) {
@@ -392,28 +298,18 @@ static void unlink_attach(cb_store_priv *p, attach *a) {
 
 /* ---- publishing ------------------------------------------------------------ */
 
-enum { K_STATE, K_COUNTER, K_OPENED_AT, K_OPEN_UNTIL, K_SUCCESSES, K_LEASE, K_TRIPPED,
-       K_FORCED, K_STATES, K_FORCED_NAMES, K_COUNT };
-static const char *const key_fields[] = {"state", "counter", "opened_at", "open_until",
-                                         "successes", "lease", "tripped", "forced"};
+const char *const store_key_fields[] = {"state", "counter", "opened_at", "open_until",
+                                        "successes", "lease", "tripped", "forced"};
 
-/* EVALSHA sha 10, the ten keys, then op name ttl channel and the op's own. */
-typedef struct script_call {
-    const char *argv[32];
-    size_t lens[32];
-    int argc;
-    char keys[K_COUNT][KEY_MAX];
-    char ttl[32];
-} script_call;
 
-static void call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
+void store_call_init(cb_store_priv *p, script_call *sc, const char *op, const char *name) {
     static const char nkeys[] = "10";
     sc->argc = 0;
     sc->argv[sc->argc++] = "EVALSHA";
     sc->argv[sc->argc++] = p->sha;
     sc->argv[sc->argc++] = nkeys;
     for (int k = 0; k < K_STATES; k++) {
-        snprintf(sc->keys[k], KEY_MAX, "%s:%s:%s", p->prefix, name, key_fields[k]);
+        snprintf(sc->keys[k], KEY_MAX, "%s:%s:%s", p->prefix, name, store_key_fields[k]);
         sc->argv[sc->argc++] = sc->keys[k];
     }
     snprintf(sc->keys[K_STATES], KEY_MAX, "%s:states", p->prefix);
@@ -427,17 +323,17 @@ static void call_init(cb_store_priv *p, script_call *sc, const char *op, const c
     sc->argv[sc->argc++] = p->channel;
 }
 
-static void call_arg(script_call *sc, const char *s) {
+void store_call_arg(script_call *sc, const char *s) {
     sc->argv[sc->argc++] = s;
 }
 
-static void call_lens(script_call *sc) {
+void store_call_lens(script_call *sc) {
     for (int i = 0; i < sc->argc; i++) sc->lens[i] = strlen(sc->argv[i]);
 }
 
 /* Publishes and persists what `a`'s breaker is now (broadcast, and operator
  * actions in shared mode).  Disconnected: remembered and sent on reconnect. */
-static void announce(cb_store_priv *p, attach *a, int what) {
+void store_announce(cb_store_priv *p, attach *a, int what) {
     mark_unsent(a, what);
     if (!p->connected) {
         p->dropped++;
@@ -470,7 +366,7 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     }
     snprintf(m.service_id, sizeof m.service_id, "%s", b->name);
     snprintf(m.origin, sizeof m.origin, "%s", p->id);
-    m.ts = wall_ms();
+    m.ts = store_wall_ms();
     m.seq = next_seq(p);
     char json[CB_MESSAGE_MAX + 1], left[32];
     int jlen = cb_message_encode(&m, json, sizeof json);
@@ -479,15 +375,15 @@ static void announce(cb_store_priv *p, attach *a, int what) {
     if (jlen < 0) return;  /* cannot happen: bounded */
     snprintf(left, sizeof left, "%.0f", ceil(left_ms));
     script_call sc;
-    call_init(p, &sc, op, b->name);
-    call_arg(&sc, json);
-    call_arg(&sc, left);
-    for (int i = 7; i <= 10; i++) call_arg(&sc, "");  /* record's arguments */
-    call_arg(&sc, p->secret ? "1" : "0");             /* signed: see store_script.h */
-    call_lens(&sc);
+    store_call_init(p, &sc, op, b->name);
+    store_call_arg(&sc, json);
+    store_call_arg(&sc, left);
+    for (int i = 7; i <= 10; i++) store_call_arg(&sc, "");  /* record's arguments */
+    store_call_arg(&sc, p->secret ? "1" : "0");             /* signed: see store_script.h */
+    store_call_lens(&sc);
     what = a->unsent;
     a->unsent = UNSENT_NONE;
-    if (command_async(p, a, what, sc.argc, sc.argv, sc.lens) == CB_OK) p->published++;
+    if (store_command_async(p, a, what, sc.argc, sc.argv, sc.lens) == CB_OK) p->published++;
 }
 
 /* ---- applying peers' state ------------------------------------------------ */
@@ -507,12 +403,12 @@ static void apply_one(cb_store_priv *p, attach *a, void *ud) {
 /* Applies `m` to every breaker named m->service_id.  `boot`: from the hash,
  * where ts dates the open deadline. */
 static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
-    uint64_t h = hash_name(p, m->service_id);
-    if (!first_named(p, m->service_id, h)) return 0;
+    uint64_t h = store_hash_name(p, m->service_id);
+    if (!store_first_named(p, m->service_id, h)) return 0;
     cb_peer_state ps = cb_message_peer_state(m);
     double open_for = m->retry_after_ms >= 0 ? m->retry_after_ms / 1000 : -1;
     if (boot && m->ts > 0 && ps != CB_PEER_FORCED_OPEN) {  /* a force lasts until a reset */
-        double age = (wall_ms() - m->ts) / 1000;
+        double age = (store_wall_ms() - m->ts) / 1000;
         if (age > p->ttl) return 0;  /* the hash outlives its entries: a stale one */
         if (m->retry_after_ms >= 0) {
             open_for -= age > 0 ? age : 0;
@@ -520,12 +416,12 @@ static int apply_message(cb_store_priv *p, const cb_message *m, int boot) {
         }
     }
     peer_apply pa = {ps, open_for};
-    each_named(p, m->service_id, h, apply_one, &pa);
+    store_each_named(p, m->service_id, h, apply_one, &pa);
     return 1;
 }
 
 /* With a secret: 1 when `v` carries a valid signature (else counted). */
-static int authentic(cb_store_priv *p, const redisReply *v) {
+int store_authentic(cb_store_priv *p, const redisReply *v) {
     if (!p->secret) return 1;
     switch (cb_message_verify(v->str, v->len, p->secret, p->secret_len)) {
     case CB_SIG_OK: return 1;
@@ -561,8 +457,8 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
         p->malformed++;
         return 0;
     }
-    if (!authentic(p, payload)) return 0;
-    if (p->secret && !(fabs(wall_ms() - m.ts) <= p->replay_window)) {
+    if (!store_authentic(p, payload)) return 0;
+    if (p->secret && !(fabs(store_wall_ms() - m.ts) <= p->replay_window)) {
         p->stale++;  /* a replay of an old signed message, or a clock far off */
         return 0;
     }
@@ -578,308 +474,6 @@ static int on_sub_reply(cb_store_priv *p, const redisReply *r) {
     int n = apply_message(p, &m, 0);
     p->applied += (uint64_t)n;
     return n;
-}
-
-/* ---- reading peers that never publish ------------------------------------------
- * A pybreaker service writes `state`, `counter` and `opened_at` and nothing
- * else: no channel message, no boot-hash entry.  Every peer_read_ms, an
- * explicit poll (never a breaker call: allow() does no such work) runs the
- * read script (store_script.h) over the attached names, READ_NAMES_MAX at a
- * time round robin, so N names are all read within ceil(N / READ_NAMES_MAX)
- * ticks, and a later poll applies the reply; attaching reads its own name
- * in the same round trip as the boot-hash import.  A reply is bounded: 65
- * bytes a value, a boot entry of at most 4200. */
-
-enum { RV_STATE, RV_OPENED_AT, RV_OPEN_UNTIL, RV_FORCED, RV_ENTRY, RV_COUNT };
-enum { READ_KEYS = 4 };  /* per name: state, opened_at, open_until, forced */
-static const int read_fields[READ_KEYS] = {K_STATE, K_OPENED_AT, K_OPEN_UNTIL, K_FORCED};
-
-static void free_reads(cb_store_priv *p) {
-    while (p->ready) {
-        peer_read *rd = p->ready;
-        p->ready = rd->next;
-        freeReplyObject(rd->reply);
-        free(rd);
-    }
-}
-
-/* The read script's last element: keys of another type, counted. */
-static int read_reply_ok(cb_store_priv *p, const redisReply *r, size_t n) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != n * RV_COUNT + 1) return 0;
-    const redisReply *w = r->element[r->elements - 1];
-    if (w->type == REDIS_REPLY_INTEGER && w->integer > 0) {
-        p->peer_wrongtype += (uint64_t)w->integer;
-        p->peer_unparsed += (uint64_t)w->integer;
-    }
-    return 1;
-}
-
-/* The reply to the oldest write on cmd was a read's: kept for poll. */
-static void read_done(cb_store_priv *p, redisReply *r) {
-    inflight *e = &p->ring[p->head];
-    peer_read *rd = e->rd;
-    e->rd = NULL;
-    if (rd && rd->tick) p->reading = 0;
-    ring_pop(p, 1);
-    if (!rd || !read_reply_ok(p, r, rd->n)) {
-        if (r && r->type == REDIS_REPLY_ERROR) {
-            note_error(p, "redis", r->str);
-            p->broken = 1;  /* NOSCRIPT (flushed): a reconnect loads it again */
-        }
-        freeReplyObject(r);
-        free(rd);
-        return;
-    }
-    rd->reply = r;
-    peer_read **tail = &p->ready;
-    while (*tail) tail = &(*tail)->next;
-    *tail = rd;
-}
-
-/* The read script's call for the n names at `names` (NUL-separated):
- * EVALSHA sha numkeys, four keys a name, the boot hash, the names.  Fills
- * *argv (malloc'd, with the keys after it); NULL when out of memory. */
-static const char **read_argv(cb_store_priv *p, const char *names, size_t n, int *argc,
-                              char *numkeys, size_t numkeys_cap) {
-    size_t plen = strlen(p->prefix), bytes = plen + sizeof ":states";
-    const char *name = names;
-    for (size_t i = 0; i < n; i++, name += strlen(name) + 1)
-        for (int f = 0; f < READ_KEYS; f++)
-            bytes += plen + strlen(name) + strlen(key_fields[read_fields[f]]) + 3;
-    size_t count = 3 + n * (READ_KEYS + 1) + 1;
-    const char **argv = malloc(count * sizeof *argv + bytes);
-    if (!argv) return NULL;
-    char *k = (char *)(argv + count);
-    snprintf(numkeys, numkeys_cap, "%zu", n * READ_KEYS + 1);
-    argv[0] = "EVALSHA";
-    argv[1] = p->read_sha;
-    argv[2] = numkeys;
-    size_t a = 3;
-    name = names;
-    for (size_t i = 0; i < n; i++, name += strlen(name) + 1) {
-        for (int f = 0; f < READ_KEYS; f++) {
-            argv[a++] = k;
-            k += sprintf(k, "%s:%s:%s", p->prefix, name, key_fields[read_fields[f]]) + 1;
-        }
-    }
-    argv[a++] = k;
-    sprintf(k, "%s:states", p->prefix);
-    name = names;
-    for (size_t i = 0; i < n; i++, name += strlen(name) + 1) argv[a++] = name;
-    *argc = (int)a;
-    return argv;
-}
-
-/* Appends rd's read on cmd; its reply comes back through settle. */
-static int read_send(cb_store_priv *p, peer_read *rd) {
-    char numkeys[32];
-    int argc = 0, ok = CB_ERR;
-    const char **argv = read_argv(p, rd->names, rd->n, &argc, numkeys, sizeof numkeys);
-    if (argv) {
-        ok = command_async(p, NULL, INFLIGHT_READ, argc, argv, NULL);
-        if (ok == CB_OK) p->ring[(p->head + p->pending - 1) % MAX_PENDING].rd = rd;
-    }
-    free(argv);
-    if (ok != CB_OK) free(rd);
-    return ok;
-}
-/* A read of the names of up to READ_NAMES_MAX attached breakers, starting
- * at bucket *cursor (moved past the last bucket taken); NULL when none or
- * out of memory. */
-static peer_read *read_collect(cb_store_priv *p, size_t *cursor) {
-    const cb_htab *h = &p->attached;
-    size_t nb = cb_htab_buckets(h), start = *cursor < nb ? *cursor : 0, taken = 0, n = 0, bytes = 0;
-    for (; taken < nb && n < READ_NAMES_MAX; taken++) {  /* whole buckets */
-        for (cb_hnode *e = cb_htab_bucket(h, (start + taken) % nb); e; e = e->next) {
-            attach *a = (attach *)e;
-            if (first_named(p, a->b->name, a->hash) != a) continue;  /* a name once */
-            n++;
-            bytes += strlen(a->b->name) + 1;
-        }
-    }
-    *cursor = (start + taken) % nb;
-    if (n == 0) return NULL;
-    peer_read *rd = calloc(1, sizeof *rd + bytes);
-    if (!rd) return NULL;
-    char *w = rd->names;
-    for (size_t k = 0; k < taken; k++) {
-        for (cb_hnode *e = cb_htab_bucket(h, (start + k) % nb); e; e = e->next) {
-            attach *a = (attach *)e;
-            if (first_named(p, a->b->name, a->hash) != a) continue;
-            size_t len = strlen(a->b->name) + 1;
-            memcpy(w, a->b->name, len);
-            w += len;
-            rd->n++;
-        }
-    }
-    rd->seq = p->seq;
-    return rd;
-}
-
-/* Sends the periodic read when it is due (from poll, connected). */
-static void read_tick(cb_store_priv *p) {
-    if (!(p->peer_read > 0) || p->reading || now_of(p) - p->last_read < p->peer_read) return;
-    p->last_read = now_of(p);
-    peer_read *rd = read_collect(p, &p->read_cursor);
-    if (!rd) return;
-    rd->tick = 1;
-    if (read_send(p, rd) == CB_OK) p->reading = 1;
-}
-
-/* A value of the reply: its text, or NULL when the key is absent. */
-static const char *read_value(const redisReply *v, size_t *len) {
-    if (v->type != REDIS_REPLY_STRING) return NULL;
-    *len = v->len;
-    return v->str;
-}
-
-/* 1 when s[len] is exactly `word`: "open\0..." or "open " is not open. */
-static int is_word(const char *s, size_t len, const char *word) {
-    return s && len == strlen(word) && memcmp(s, word, len) == 0;
-}
-
-/* When the open that `opened_at`/`open_until` describe ends, in epoch ms;
- * 0 when neither says.  open_until is a cbreaker's; an opened_at after it
- * is a later open by a peer that writes no open_until, which lasts
- * `timeout` s, as that peer times it.  *from_until: open_until decided. */
-static double open_deadline(cb_store_priv *p, double timeout, const redisReply *opened,
-                            const redisReply *until, int *from_until) {
-    double at = 0, end = 0;
-    size_t len = 0;
-    const char *v;
-    int have_at = 0, have_end = 0;
-    *from_until = 0;
-    if ((v = read_value(opened, &len)) != NULL) {
-        have_at = cb_peer_time_parse(v, len, &at) == 0;
-        if (!have_at) p->peer_unparsed++;
-    }
-    if ((v = read_value(until, &len)) != NULL) {
-        have_end = cb_peer_time_parse(v, len, &end) == 0;
-        if (!have_end) p->peer_unparsed++;
-    }
-    if (have_at && (!have_end || at > end)) return at + timeout * 1000;
-    *from_until = have_end;
-    return have_end ? end : 0;
-}
-
-/* With a secret, a `forced` key counts only beside the name's boot entry,
- * signed, saying forcedOpen: anyone may write the keys (and must be able
- * to, for a pybreaker peer), only an instance with the secret can force.
- * Without one counted as unsigned or badly signed. */
-static int force_signed(cb_store_priv *p, const char *name, const redisReply *entry) {
-    if (!p->secret) return 1;
-    cb_message m;
-    if (entry->type != REDIS_REPLY_STRING || cb_message_decode(entry->str, entry->len, &m)) {
-        p->unsigned_msgs++;
-        return 0;
-    }
-    return authentic(p, entry) && m.forced_open && strcmp(m.service_id, name) == 0;
-}
-
-typedef enum keys_say {
-    KEYS_CLOSED,  /* closed, or no state: the keys are gone */
-    KEYS_NONE,    /* nothing to apply: a probe, an open already over, a value we cannot read */
-    KEYS_OWN,     /* the open this store itself wrote last */
-    KEYS_OPEN,
-    KEYS_FORCED
-} keys_say;
-
-/* What one name's keys say (v: the read's RV_COUNT values).  An open has
- * *left_s seconds left, at most `timeout` (an open learnt from keys alone
- * is re-read at each read, never trusted far ahead: a far-future opened_at
- * or a peer's clock ahead holds it only while the keys say open). */
-static keys_say keys_verdict(cb_store_priv *p, const char *name, const redisReply *const *v,
-                             double timeout, double own_until, double *left_s) {
-    size_t len = 0;
-    const char *st = read_value(v[RV_STATE], &len);
-    int forced = v[RV_FORCED]->type == REDIS_REPLY_INTEGER && v[RV_FORCED]->integer == 1;
-    *left_s = 0;
-    if (!st || is_word(st, len, "closed")) return KEYS_CLOSED;
-    if (is_word(st, len, "half-open")) return KEYS_NONE;  /* a peer's probe: its outcome tells */
-    if (is_word(st, len, "forced-open")) forced = 1;  /* as cbreaker 0.x wrote a force */
-    else if (!is_word(st, len, "open")) {
-        p->peer_unparsed++;
-        return KEYS_NONE;
-    }
-    if (forced && force_signed(p, name, v[RV_ENTRY])) return KEYS_FORCED;
-    int from_until;
-    double end = open_deadline(p, timeout, v[RV_OPENED_AT], v[RV_OPEN_UNTIL], &from_until);
-    if (from_until && own_until > 0 && end == own_until) return KEYS_OWN;
-    double left = (end - wall_ms()) / 1000;
-    if (!(left > 0)) return KEYS_NONE;  /* the peer probes next */
-    *left_s = left < timeout ? left : timeout;
-    return KEYS_OPEN;
-}
-
-/* Applies one name's per-field keys to `a`'s breaker.  Only what a key
- * says better than our own state: a peer's open or force over our closed
- * or half-open, a peer's close over an open that was a peer's; a force
- * learnt from the keys alone ends when they no longer say it.  One change
- * at most: a callback may detach the breaker. */
-static void apply_keys(cb_store_priv *p, attach *a, const redisReply *const *v) {
-    cb_breaker *b = a->b;
-    cb_state local = (cb_state)b->state;
-    if (local == CB_DISABLED) return;
-    double left;
-    keys_say k = keys_verdict(p, b->name, v, b->conf->o.reset_timeout, a->own_until, &left);
-    if (local == CB_FORCED_OPEN && !a->from_peer) {
-        if (k != KEYS_FORCED) announce(p, a, UNSENT_STATE);  /* ours, lost or expired: again */
-        return;
-    }
-    cb_peer_state ps;
-    if (local == CB_FORCED_OPEN)
-        ps = a->from_keys && k != KEYS_FORCED ? CB_PEER_RECOVERED : CB_PEER_FORCED_OPEN;
-    else if (k == KEYS_FORCED) ps = CB_PEER_FORCED_OPEN;
-    else if (k == KEYS_CLOSED && a->from_peer && (local == CB_OPEN || local == CB_HALF_OPEN))
-        ps = CB_PEER_CLOSED;
-    else if (k == KEYS_OPEN && (local != CB_OPEN || a->from_peer)) ps = CB_PEER_OPEN;
-    else return;
-    if (ps == CB_PEER_FORCED_OPEN && local == CB_FORCED_OPEN) return;
-    p->applying_keys = 1;
-    cb_breaker_apply_peer(b, ps, left);  /* an open from a peer's keys: later deadline wins */
-    p->applying_keys = 0;
-}
-
-typedef struct read_apply {
-    uint64_t seq;
-    const redisReply *const *v;
-} read_apply;
-
-static void apply_read(cb_store_priv *p, attach *a, void *ud) {
-    const read_apply *ra = ud;
-    if (a->seq <= ra->seq) apply_keys(p, a, ra->v);
-}
-
-/* Applies the reads whose replies came, to every breaker of each name
- * that did not change since the read was sent. */
-static void apply_reads(cb_store_priv *p) {
-    int was = p->in_poll;
-    p->in_poll = 1;  /* callbacks polling again are no-ops */
-    while (p->ready) {
-        peer_read *rd = p->ready;
-        p->ready = rd->next;
-        const char *name = rd->names;
-        for (size_t i = 0; i < rd->n; i++, name += strlen(name) + 1) {
-            const redisReply *const *v =
-                (const redisReply *const *)rd->reply->element + i * RV_COUNT;
-            read_apply ra = {rd->seq, v};
-            each_named(p, name, hash_name(p, name), apply_read, &ra);
-        }
-        freeReplyObject(rd->reply);
-        free(rd);
-    }
-    p->in_poll = was;
-}
-
-/* A read of one name, for attaching: appended before the boot import. */
-static void read_one(cb_store_priv *p, const char *name) {
-    size_t len = strlen(name) + 1;
-    peer_read *rd = calloc(1, sizeof *rd + len);
-    if (!rd) return;
-    memcpy(rd->names, name, len);
-    rd->n = 1;
-    rd->seq = p->seq;
-    read_send(p, rd);
 }
 
 /* ---- connecting and reconciling -------------------------------------------- */
@@ -908,7 +502,7 @@ static void import(cb_store_priv *p, const redisReply *all) {
         redisReply *v = all->element[i + 1];
         cb_message m;
         if (v->type != REDIS_REPLY_STRING || cb_message_decode(v->str, v->len, &m) ||
-            !authentic(p, v))
+            !store_authentic(p, v))
             continue;
         if (strcmp(m.origin, p->id) == 0 || !m.open || m.recovered) continue;
         apply_message(p, &m, 1);
@@ -922,9 +516,9 @@ static int republish(cb_hnode *n, void *ud) {
     cb_store_priv *p = ud;
     attach *a = (attach *)n;
     cb_state s = (cb_state)a->b->state;
-    if (a->unsent) announce(p, a, a->unsent);
+    if (a->unsent) store_announce(p, a, a->unsent);
     else if (!a->from_peer && (s == CB_OPEN || s == CB_FORCED_OPEN))
-        announce(p, a, UNSENT_STATE);
+        store_announce(p, a, UNSENT_STATE);
     return !p->connected;
 }
 
@@ -938,13 +532,13 @@ static void reconcile(cb_store_priv *p, redisReply *all) {
 static void try_connect(cb_store_priv *p, double deadline) {
     if (open_conn(p, p->sub, deadline) != CB_OK) goto failed;
     const char *subscribe[] = {"SUBSCRIBE", p->channel};
-    redisReply *r = command(p, p->sub, deadline, 2, subscribe, NULL);
+    redisReply *r = store_command(p, p->sub, deadline, 2, subscribe, NULL);
     if (!r) return;
     int ok = r->type == REDIS_REPLY_ARRAY;
-    if (!ok) note_error(p, "subscribe", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    if (!ok) store_note_error(p, "subscribe", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     freeReplyObject(r);
     if (!ok) goto failed;
-    p->subscribed_at = wall_ms();
+    p->subscribed_at = store_wall_ms();
 
     if (open_conn(p, p->cmd, deadline) != CB_OK) goto failed;
     char states[KEY_MAX];
@@ -964,14 +558,15 @@ static void try_connect(cb_store_priv *p, double deadline) {
         if (!r) goto failed;
         ok = r->type == REDIS_REPLY_STRING && r->len == 40;
         if (ok) memcpy(i == 0 ? p->sha : p->read_sha, r->str, 41);
-        else note_error(p, "script load", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        else
+            store_note_error(p, "script load", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
         freeReplyObject(r);
         if (!ok) goto failed;
     }
     r = read_reply(p, p->cmd, deadline);
     if (!r) goto failed;
     if (r->type != REDIS_REPLY_ARRAY) {
-        note_error(p, "hgetall", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        store_note_error(p, "hgetall", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
         freeReplyObject(r);
         goto failed;
     }
@@ -979,14 +574,14 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (p->ever_connected) p->reconnects++;
     p->ever_connected = 1;
     p->backoff = 0;
-    p->last_read = now_of(p) - p->peer_read;  /* read peers' keys at the next poll */
+    p->last_read = store_now_of(p) - p->peer_read;  /* read peers' keys at the next poll */
     p->pub->err = 0;
     p->pub->errstr[0] = '\0';
     reconcile(p, r);
     freeReplyObject(r);
     return;
 failed:
-    drop(p);
+    store_drop(p);
 }
 
 /* ---- hooks ------------------------------------------------------------------- */
@@ -995,7 +590,7 @@ failed:
  * the probe lease; record: a quorum vote, then the record): both share one
  * deadline, so the call as a whole blocks at most timeout_ms.  `seq` names
  * the call: allow's op count, or the recorded-outcome count. */
-static double call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq) {
+double store_call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq) {
     if (p->budget_b != b || p->budget_seq != seq) {
         p->budget_b = b;
         p->budget_seq = seq;
@@ -1004,11 +599,11 @@ static double call_deadline(cb_store_priv *p, const cb_breaker *b, uint64_t seq)
     return p->budget_deadline;
 }
 
-static uint64_t allow_seq(const cb_breaker *b) {
+uint64_t store_allow_seq(const cb_breaker *b) {
     return (uint64_t)cb_breaker_ops(b) << 1;
 }
 
-static uint64_t record_seq(const cb_breaker *b) {
+uint64_t store_record_seq(const cb_breaker *b) {
     return ((b->successes + b->failures) << 1) | 1;
 }
 
@@ -1023,7 +618,6 @@ static int is_local_count(cb_reason why) {
            why == CB_REASON_PROBE_SUCCESS;
 }
 
-static void shared_trip(cb_store_priv *p, attach *a);
 
 static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_reason why) {
     attach *a = ud;
@@ -1042,10 +636,11 @@ static void hook_change(void *ud, cb_breaker *b, cb_state from, cb_state to, cb_
     if (p->mode == CB_STORE_SHARED && is_local_count(why)) {
         /* The fleet's transitions are the script's; with a quorum this
          * instance's own trip is one vote. */
-        if (p->quorum > 1 && to == CB_OPEN && why != CB_REASON_PROBE_FAILURE) shared_trip(p, a);
+        if (p->quorum > 1 && to == CB_OPEN && why != CB_REASON_PROBE_FAILURE)
+            store_shared_trip(p, a);
         return;
     }
-    announce(p, a, UNSENT_STATE);
+    store_announce(p, a, UNSENT_STATE);
 }
 
 static void hook_reset(void *ud, cb_breaker *b) {
@@ -1053,20 +648,22 @@ static void hook_reset(void *ud, cb_breaker *b) {
     (void)b;
     a->seq = ++a->p->seq;
     a->from_peer = a->from_keys = 0;
-    announce(a->p, a, UNSENT_RECOVERED);
+    store_announce(a->p, a, UNSENT_RECOVERED);
 }
 
 static void hook_tick(void *ud, cb_breaker *b) {
     attach *a = ud;
     cb_store_priv *p = a->p;
-    double now = now_of(p);
+    double now = store_now_of(p);
     if (p->connected ? now - p->last_poll >= POLL_EVERY : now >= p->next_attempt)
-        poll_until(p, call_deadline(p, b, allow_seq(b)), 0);
+        poll_until(p, store_call_deadline(p, b, store_allow_seq(b)), 0);
 }
 
 static void forget_inflight(cb_store_priv *p, attach *a) {
-    for (unsigned i = 0; i < p->pending; i++)
-        if (p->ring[(p->head + i) % MAX_PENDING].a == a) p->ring[(p->head + i) % MAX_PENDING].a = NULL;
+    for (unsigned i = 0; i < p->pending; i++) {
+        inflight *e = &p->ring[(p->head + i) % MAX_PENDING];
+        if (e->a == a) e->a = NULL;
+    }
 }
 
 static void hook_gone(void *ud, cb_breaker *b) {
@@ -1077,160 +674,10 @@ static void hook_gone(void *ud, cb_breaker *b) {
     free(a);
 }
 
-/* Applies the fleet's answer {state, ms left, ...} to the local breaker.
- * An open lasts at most the longer of our timeouts from now: the keys it
- * was read from are unsigned, and every record asks again (a longer open
- * that an instance announced reaches us on the channel). */
-static void follow_fleet(attach *a, const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 || r->elements > 5 ||
-        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_INTEGER)
-        return;
-    const char *st = r->element[0]->str;
-    cb_state local = (cb_state)a->b->state;
-    double cap = a->b->conf->o.reset_timeout;
-    if (a->b->open_timeout > cap) cap = a->b->open_timeout;
-    if (strcmp(st, "open") == 0) {
-        double left = (double)r->element[1]->integer / 1000;
-        cb_breaker_apply_peer(a->b, CB_PEER_OPEN, left < cap ? left : cap);
-    }
-    else if (strcmp(st, "forced-open") == 0 && local != CB_FORCED_OPEN)
-        cb_breaker_apply_peer(a->b, CB_PEER_FORCED_OPEN, 0);
-    else if (strcmp(st, "closed") == 0 &&
-             (local == CB_HALF_OPEN || (local == CB_OPEN && a->from_peer)))
-        cb_breaker_apply_peer(a->b, CB_PEER_CLOSED, 0);  /* a local trip protects on */
-}
-
-/* follow_fleet, marking what it applies as learnt from the keys (a force
- * so learnt ends when a peer read finds the keys no longer say it). */
-static void follow_fleet_keys(attach *a, const redisReply *r) {
-    a->p->applying_keys = 1;
-    follow_fleet(a, r);
-    a->p->applying_keys = 0;
-}
-
-/* The script's answer says forced-open on the strength of a boot entry
- * (with a secret): 1 when that entry is not signed, or not a force of
- * this name (counted). */
-static int force_forged(cb_store_priv *p, const char *name, const redisReply *r) {
-    if (!p->secret || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "forced-open"))
-        return 0;
-    return !(r->elements == 5 && force_signed(p, name, r->element[4]));
-}
-
-/* Keys of another type than string the script met, counted. */
-static void count_wrongtype(cb_store_priv *p, const redisReply *r) {
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 4 &&
-        r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer > 0) {
-        p->peer_wrongtype += (uint64_t)r->element[3]->integer;
-        p->peer_unparsed += (uint64_t)r->element[3]->integer;
-    }
-}
-
-static redisReply *shared_call_once(cb_store_priv *p, attach *a, const char *op,
-                                    const char *outcome, int no_force) {
-    double deadline = call_deadline(p, a->b, record_seq(a->b));
-    char fth[16], sth[16], tmo[32], quorum[16];
-    const cb_breaker_opts *o = &a->b->conf->o;
-    snprintf(fth, sizeof fth, "%u", o->failure_threshold ? o->failure_threshold : UINT32_MAX);
-    snprintf(sth, sizeof sth, "%u", o->success_threshold);
-    snprintf(tmo, sizeof tmo, "%.0f", ceil(a->b->open_timeout * 1000));
-    snprintf(quorum, sizeof quorum, "%u", p->quorum);
-    script_call sc;
-    call_init(p, &sc, op, a->b->name);
-    call_arg(&sc, outcome);
-    call_arg(&sc, p->id);
-    call_arg(&sc, fth);
-    call_arg(&sc, sth);
-    call_arg(&sc, tmo);
-    call_arg(&sc, quorum);
-    call_arg(&sc, p->secret ? "1" : "0");  /* signed: the script cannot sign or verify */
-    call_arg(&sc, no_force ? "1" : "0");
-    call_lens(&sc);
-    redisReply *r = command(p, p->cmd, deadline, sc.argc, sc.argv, sc.lens);
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        int noscript = strncmp(r->str, "NOSCRIPT", 8) == 0;
-        note_error(p, "redis", r->str);
-        freeReplyObject(r);
-        if (noscript) drop(p);  /* counts the failure */
-        else p->failures++;     /* a refused round trip (NOPERM, OOM, READONLY) is one too */
-        return NULL;
-    }
-    count_wrongtype(p, r);
-    return r;
-}
-
-/* A record or trip: asked again without the force when the entry behind a
- * forced-open answer is not signed, so unsigned keys never force. */
-static redisReply *shared_call(cb_store_priv *p, attach *a, const char *op, const char *outcome) {
-    redisReply *r = shared_call_once(p, a, op, outcome, 0);
-    if (!force_forged(p, a->b->name, r)) return r;
-    freeReplyObject(r);
-    return p->connected ? shared_call_once(p, a, op, outcome, 1) : NULL;
-}
-
-/* 1 when the script's answer says this call changed the fleet's state. */
-static int fleet_changed(const redisReply *r) {
-    return r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
-           r->element[2]->type == REDIS_REPLY_INTEGER && r->element[2]->integer == 1;
-}
-
-/* With a secret the script is quiet: the instance whose call changed the
- * fleet announces the change, signed, as broadcast mode would. */
-static void announce_fleet(cb_store_priv *p, attach *a, const redisReply *r) {
-    if (!p->secret || !fleet_changed(r) || !p->connected ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        return;
-    /* Only what the local breaker now agrees with: a local trip that
-     * protects on must not overwrite the fleet's `closed`. */
-    cb_state s = (cb_state)a->b->state;
-    const char *fleet = r->element[0]->str;
-    if ((strcmp(fleet, "open") == 0 && s == CB_OPEN) ||
-        (strcmp(fleet, "closed") == 0 && s == CB_CLOSED)) {
-        a->from_peer = a->from_keys = 0;  /* ours to republish after a reconnect */
-        announce(p, a, UNSENT_STATE);
-    }
-}
-
-static void shared_trip(cb_store_priv *p, attach *a) {
-    if (!p->connected) return;
-    redisReply *r = shared_call(p, a, "trip", "failure");
-    announce_fleet(p, a, r);  /* the local breaker is open already */
-    freeReplyObject(r);
-}
-
-static void hook_record(void *ud, cb_breaker *b, cb_outcome outcome) {
-    attach *a = ud;
-    cb_store_priv *p = a->p;
-    (void)b;
-    if (!p->connected) return;  /* local counting until Redis is back */
-    redisReply *r = shared_call(p, a, "record", cb_outcome_names[outcome]);
-    follow_fleet_keys(a, r);
-    announce_fleet(p, a, r);
-    freeReplyObject(r);
-}
-
-/* Half-open in shared mode: one probe fleet-wide, through an expiring lease. */
-static int hook_admit(void *ud, cb_breaker *b) {
-    attach *a = ud;
-    cb_store_priv *p = a->p;
-    if (!p->connected) return 1;  /* alone, the local permits decide */
-    char key[KEY_MAX], px[32];
-    snprintf(key, sizeof key, "%s:%s:lease", p->prefix, b->name);
-    double pt = b->conf->o.probe_timeout > 0 ? b->conf->o.probe_timeout : b->conf->o.reset_timeout;
-    snprintf(px, sizeof px, "%.0f", pt * 1000 > 1 ? ceil(pt * 1000) : 1);
-    const char *argv[] = {"SET", key, p->id, "NX", "PX", px};
-    redisReply *r = command(p, p->cmd, call_deadline(p, b, allow_seq(b)), 6, argv, NULL);
-    if (!r) return 1;
-    int got = r->type == REDIS_REPLY_STATUS;  /* OK; nil when another holds it */
-    freeReplyObject(r);
-    return got;
-}
-
 static const cb_breaker_hook broadcast_hook = {
     hook_change, hook_reset, NULL, NULL, hook_tick, hook_gone};
 static const cb_breaker_hook shared_hook = {
-    hook_change, hook_reset, hook_record, hook_admit, hook_tick, hook_gone};
+    hook_change, hook_reset, store_hook_record, store_hook_admit, hook_tick, hook_gone};
 
 /* ---- public ------------------------------------------------------------------ */
 
@@ -1375,7 +822,8 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->cmd || !p->sub || (p->url.nsentinels && !p->sentinel) || !p->prefix || !p->channel || !table_ok ||
+    if (!p->cmd || !p->sub || (p->url.nsentinels && !p->sentinel) || !p->prefix ||
+        !p->channel || !table_ok ||
         (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
         return NULL;
@@ -1394,7 +842,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     p->k1 = cb_rng_next(&rng);
     if (o->id) snprintf(p->id, sizeof p->id, "%s", o->id);
     else make_id(p, &rng);
-    p->last_poll = now_of(p);
+    p->last_poll = store_now_of(p);
     try_connect(p, mono() + p->timeout);
     return s;
 }
@@ -1404,8 +852,8 @@ void cb_store_free(cb_store *s) {
     cb_store_priv *p = s->priv;
     if (p) {
         cb_htab_foreach(&p->attached, free_attach, NULL);
-        while (p->pending) ring_pop(p, 1);  /* frees the reads in flight */
-        free_reads(p);
+        while (p->pending) store_ring_pop(p, 1);  /* frees the reads in flight */
+        store_free_reads(p);
         cb_conn_free(p->cmd);
         cb_conn_free(p->sub);
         cb_sentinel_free(p->sentinel);
@@ -1426,7 +874,7 @@ void cb_store_free(cb_store *s) {
 static void import_one(cb_store_priv *p, const redisReply *r) {
     cb_message m;
     if (r && r->type == REDIS_REPLY_STRING && !cb_message_decode(r->str, r->len, &m) &&
-        authentic(p, r) && m.open && !m.recovered) {
+        store_authentic(p, r) && m.open && !m.recovered) {
         p->in_poll = 1;
         apply_message(p, &m, 1);
         p->in_poll = 0;
@@ -1442,7 +890,7 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
     if (!a) return CB_ERR;
     a->b = b;
     a->p = p;
-    a->hash = hash_name(p, b->name);
+    a->hash = store_hash_name(p, b->name);
     if (cb_breaker_set_hook(b, p->mode == CB_STORE_SHARED ? &shared_hook : &broadcast_hook,
                             a) != CB_OK) {
         free(a);
@@ -1454,10 +902,10 @@ int cb_store_attach(cb_store *s, cb_breaker *b) {
         char states[KEY_MAX];
         snprintf(states, sizeof states, "%s:states", p->prefix);
         const char *argv[] = {"HGET", states, b->name};
-        read_one(p, b->name);  /* pipelined: one round trip */
-        redisReply *r = p->connected ? command(p, p->cmd, mono() + p->timeout, 3, argv, NULL)
+        store_read_one(p, b->name);  /* pipelined: one round trip */
+        redisReply *r = p->connected ? store_command(p, p->cmd, mono() + p->timeout, 3, argv, NULL)
                                      : NULL;
-        apply_reads(p);
+        store_apply_reads(p);
         import_one(p, r);
         freeReplyObject(r);
     }
@@ -1531,7 +979,7 @@ static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_lis
     int n = 0;
     for (int round = 0; round < SCAN_ROUNDS_MAX; round++) {
         const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *r = command(p, p->cmd, mono() + p->timeout, 6, scan, NULL);
+        redisReply *r = store_command(p, p->cmd, mono() + p->timeout, 6, scan, NULL);
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
             r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(r);
@@ -1550,10 +998,10 @@ static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_lis
         if (found > 0) {
             char numkeys[32];
             int argc = 0;
-            const char **argv = read_argv(p, names, found, &argc, numkeys, sizeof numkeys);
-            if (argv) v = command(p, p->cmd, mono() + p->timeout, argc, argv, NULL);
+            const char **argv = store_read_argv(p, names, found, &argc, numkeys, sizeof numkeys);
+            if (argv) v = store_command(p, p->cmd, mono() + p->timeout, argc, argv, NULL);
             free(argv);
-            if (!read_reply_ok(p, v, found)) {
+            if (!store_read_reply_ok(p, v, found)) {
                 freeReplyObject(v);
                 freeReplyObject(r);
                 free(names);
@@ -1565,7 +1013,7 @@ static int list_key_only(cb_store_priv *p, const redisReply *hkeys, cb_store_lis
             double left;
             const redisReply *const *vals =
                 (const redisReply *const *)v->element + i * RV_COUNT;
-            keys_say k = keys_verdict(p, name, vals, dflt.reset_timeout, 0, &left);
+            keys_say k = store_keys_verdict(p, name, vals, dflt.reset_timeout, 0, &left);
             if (k != KEYS_OPEN && k != KEYS_FORCED) continue;
             fn(ud, name, "keys");
             n++;
@@ -1585,7 +1033,7 @@ int cb_store_list(cb_store *s, cb_store_list_fn fn, void *ud) {
     char states[KEY_MAX];
     snprintf(states, sizeof states, "%s:states", p->prefix);
     const char *argv[] = {"HKEYS", states};
-    redisReply *r = command(p, p->cmd, mono() + p->timeout, 2, argv, NULL);
+    redisReply *r = store_command(p, p->cmd, mono() + p->timeout, 2, argv, NULL);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(r);
         return CB_ERR;
@@ -1631,7 +1079,7 @@ int cb_store_poll(cb_store *s) {
 static int poll_until(cb_store_priv *p, double deadline, int explicit) {
     if (p->in_poll) return 0;  /* an on_change callback polled again */
     p->in_poll = 1;
-    p->last_poll = now_of(p);
+    p->last_poll = store_now_of(p);
     int applied = 0;
     if (!p->connected && p->last_poll >= p->next_attempt) try_connect(p, deadline);
     /* a read's reply waits for an explicit poll, unless writes pile up behind it */
@@ -1660,7 +1108,7 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
                 break;
             }
             if (p->broken) {
-                drop(p);
+                store_drop(p);
                 break;
             }
         }
@@ -1694,9 +1142,9 @@ static int poll_until(cb_store_priv *p, double deadline, int explicit) {
             }
         }
     }
-    if (p->connected && explicit) read_tick(p);
+    if (p->connected && explicit) store_read_tick(p);
     p->in_poll = 0;
-    if (explicit) apply_reads(p);
+    if (explicit) store_apply_reads(p);
     return p->connected ? applied : (applied ? applied : CB_ERR);
 }
 
@@ -1740,7 +1188,7 @@ void cb_store_get_health(const cb_store *s, cb_store_health *h) {
     h->peer_wrongtype = p->peer_wrongtype;
     h->attached = p->attached.count;
     h->backoff = p->connected ? 0 : p->backoff;
-    double left = p->next_attempt - now_of(p);
+    double left = p->next_attempt - store_now_of(p);
     h->retry_in = p->connected || left < 0 ? 0 : left;
 }
 
@@ -1761,7 +1209,7 @@ int cb_store_interpret(cb_store *s, cb_reply_kind kind, const struct redisReply 
                    cb_breaker_hook_of(b) != &shared_hook) ||
             ((attach *)cb_breaker_hook_ud(b))->p != p)
             n = CB_ERR;
-        else follow_fleet(cb_breaker_hook_ud(b), r);
+        else store_follow_fleet(cb_breaker_hook_ud(b), r);
         break;
     default: n = CB_ERR;
     }
