@@ -37,7 +37,10 @@ static int url_safe(const char *v, size_t len) {
 static void sentinel_url(lua_State *L, cb_store_opts *o, int url_given) {
     const char *ctx = "cbreaker.redis";
     int top = lua_gettop(L);
-    int ts = lua_getfield(L, 1, "sentinels"), tm = lua_getfield(L, 1, "master");
+    lua_pushliteral(L, "sentinels");  /* raw, as the option reader reads */
+    int ts = lua_rawget(L, 1);
+    lua_pushliteral(L, "master");
+    int tm = lua_rawget(L, 1);
     if (ts == LUA_TNIL && tm == LUA_TNIL) {
         lua_settop(L, top);
         return;
@@ -88,8 +91,8 @@ static int store_new(lua_State *L) {
     static const int clock_uv = UV_CLOCK;  /* the store keeps its clock alive */
     cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 3};
     cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
-    lua_getfield(L, 1, "url");
-    int url_given = !lua_isnil(L, -1);
+    lua_pushliteral(L, "url");
+    int url_given = lua_rawget(L, 1) != LUA_TNIL;
     lua_pop(L, 1);
     sentinel_url(L, &o, url_given);  /* the URL stays on the stack while o.url points at it */
     cb_store *s = cb_store_new(&o);
