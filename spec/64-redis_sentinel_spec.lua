@@ -87,3 +87,34 @@ describe("#redis the store through Sentinel", function()
   end)
 
 end)
+
+describe("cb.redis{sentinels = ..., master = ...} options", function()
+  local function err_of(opts)
+    local ok, err = pcall(cb.redis, opts)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("name what is wrong", function()
+    assert.matches("option 'sentinels' must be a list of \"host:port\" (got an empty table)",
+      err_of{ sentinels = {}, master = "m" }, 1, true)
+    assert.matches("option 'sentinels[2]' must be \"host:port\" (got number)",
+      err_of{ sentinels = { "h:1", 26379 }, master = "m" }, 1, true)
+    assert.matches("option 'sentinels[1]' must be \"host:port\" (got a string with",
+      err_of{ sentinels = { "h:1/x" }, master = "m" }, 1, true)
+    assert.matches("option 'master' must be the name the sentinels monitor (got nil)",
+      err_of{ sentinels = { "h:1" } }, 1, true)
+    assert.matches("give 'sentinels' and 'master', or 'url', not both",
+      err_of{ sentinels = { "h:1" }, master = "m", url = "redis://h/0" }, 1, true)
+    assert.matches("unknown option 'sentinel' (did you mean 'sentinels'?)",
+      err_of{ sentinel = { "h:1" } }, 1, true)
+  end)
+
+  it("make the same store as the URL form", function()
+    local s = cb.redis{ sentinels = { "127.0.0.1:1" }, master = "m", timeout_ms = 50 }
+    local u = cb.redis{ url = "redis+sentinel://127.0.0.1:1/m", timeout_ms = 50 }
+    assert.equals(u:health().last_error, s:health().last_error)
+    assert.matches("127.0.0.1:1", s:health().last_error, 1, true)
+    s:close(); u:close()
+  end)
+end)
