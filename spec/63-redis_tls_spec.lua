@@ -6,9 +6,12 @@
 local cb = require("cbreaker")
 local helper = require("helpers.redis")
 
+-- A handshake costs far more under valgrind: its slack on top.
+local TIMEOUT_MS = 1000 + helper.SLACK_MS
+
 describe("#redis the store over TLS", function()
   local server, certs
-  local store, breaker = helper.fixture({ tls = true, clock = 1000, store = { timeout_ms = 500 } },
+  local store, breaker = helper.fixture({ tls = true, clock = 1000, store = { timeout_ms = TIMEOUT_MS } },
     function(s) server, certs = s, s.certs end)
 
   it("shares a breaker's state with a plain-TCP peer on the same server", function()
@@ -69,7 +72,7 @@ end)
 
 describe("#redis the store over TLS with client certificates", function()
   local server, certs
-  local store = helper.fixture({ tls = true, tls_clients = "yes", store = { timeout_ms = 500 } },
+  local store = helper.fixture({ tls = true, tls_clients = "yes", store = { timeout_ms = TIMEOUT_MS } },
     function(s) server, certs = s, s.certs end)
 
   it("connects with cert_file and key_file, and not without them", function()
