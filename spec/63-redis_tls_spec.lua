@@ -4,6 +4,7 @@
 -- default; a wrong CA, a wrong host name and a missing client certificate
 -- each fail with an error naming the cause, and breakers keep working.
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 local helper = require("helpers.redis")
 
 -- A handshake costs far more under valgrind: its slack on top.
@@ -86,11 +87,7 @@ describe("#redis the store over TLS with client certificates", function()
 end)
 
 describe("cb.redis{tls = ...} options", function()
-  local function err_of(opts)
-    local ok, err = pcall(cb.redis, opts)
-    assert.is_false(ok)
-    return err
-  end
+  local function err_of(opts) return fx.error_of(cb.redis, opts) end
 
   it("name what is wrong", function()
     assert.matches("option 'tls.verify' must be a boolean (got string)",

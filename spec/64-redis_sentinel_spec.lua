@@ -4,6 +4,7 @@
 -- sentinels again on its next reconnect, no call blocking past timeout_ms
 -- meanwhile, and no breaker state is lost.
 local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
 local helper = require("helpers.redis")
 
 local TIMEOUT_MS = 200
@@ -89,11 +90,7 @@ describe("#redis the store through Sentinel", function()
 end)
 
 describe("cb.redis{sentinels = ..., master = ...} options", function()
-  local function err_of(opts)
-    local ok, err = pcall(cb.redis, opts)
-    assert.is_false(ok)
-    return err
-  end
+  local function err_of(opts) return fx.error_of(cb.redis, opts) end
 
   it("name what is wrong", function()
     assert.matches("option 'sentinels' must be a list of \"host:port\" (got an empty table)",

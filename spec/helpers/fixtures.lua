@@ -110,6 +110,13 @@ function M.gc_at_every_allocation(f)
   if not ok then error(err, 0) end
 end
 
+--- The error fn(...) raises; fails the test when it raises none.
+function M.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error")
+  return err
+end
+
 --- A garbage object whose finalizer runs fn once.
 function M.trap(fn)
   setmetatable({}, { __gc = function() fn() end })
