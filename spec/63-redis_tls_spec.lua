@@ -63,6 +63,18 @@ describe("#redis the store over TLS", function()
     assert.is_true(a:health().connected, a:health().last_error)
   end)
 
+  it("cbreaker status takes a rediss:// URL and --tls-ca", function()
+    local code, out, err = fx.run_host(("status --redis %s --tls-ca %s"):format(server:tls_url(), certs.ca))
+    assert.equals(0, code, out .. err)
+    assert.matches("no breaker is open", out, 1, true)
+    code, _, err = fx.run_host(("status --redis %s --tls-ca %s"):format(server:tls_url(), certs.other_ca))
+    assert.equals(1, code)
+    assert.matches("certificate verify failed", err, 1, true)
+    code, _, err = fx.run_host(("status --redis %s --tls-ca %s"):format(server:url(), certs.ca))
+    assert.equals(1, code)
+    assert.matches("tls options need tls.enabled or a rediss:// URL", err, 1, true)
+  end)
+
   it("never sends a rediss:// store's traffic in clear text to a plain port", function()
     local a = store("A", { url = ("rediss://127.0.0.1:%d/0"):format(server.port),
                            tls = { ca_file = certs.ca } })

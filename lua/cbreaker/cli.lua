@@ -15,9 +15,10 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker status --policy POLICY.lua --redis URL
        cbreaker reset NAME --redis URL        close it everywhere (peers hear "recovered")
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
-         (operators' commands also take --prefix P --channel C, and
-          --secret-file PATH or $CBREAKER_SECRET: the fleet's secret, to
-          sign what they publish and check what they read)
+         (operators' commands also take --prefix P --channel C,
+          --tls-ca FILE: the CA of a rediss:// server (else the system's),
+          and --secret-file PATH or $CBREAKER_SECRET: the fleet's secret,
+          to sign what they publish and check what they read)
        cbreaker help                 this text
        cbreaker version              print the version]]
 
@@ -154,7 +155,7 @@ end
 -- ---- operators' commands (a Redis store) ---------------------------------------------
 
 local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string",
-  ["secret-file"] = "string"}
+  ["secret-file"] = "string", ["tls-ca"] = "string"}
 
 
 --- Splits NAME arguments from options.
@@ -194,7 +195,7 @@ end
 local function connect(o)
   local cb = require("cbreaker")
   local ok, store = pcall(cb.redis, {url = o.redis, prefix = o.prefix, channel = o.channel,
-    secret = o.secret})
+    secret = o.secret, tls = o["tls-ca"] and {ca_file = o["tls-ca"]} or nil})
   if not ok then return nil, (tostring(store):gsub("^cbreaker%.redis: ", "")) end
   local h = store:health()
   if not h.connected then
