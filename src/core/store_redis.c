@@ -144,11 +144,6 @@ static void fail(cb_store_priv *p, const char *what, const char *detail) {
 
 /* ---- I/O with a deadline (redis_conn.c does the socket) ------------------- */
 
-/* 1 when fd is ready for `ev` before `deadline`, 0 on timeout, -1 on error. */
-static int wait_fd(int fd, short ev, double deadline) {
-    return cb_wait_fd(fd, ev, deadline);
-}
-
 /* Notes why `c` failed (its errstr names the server and the cause). */
 static void conn_error(cb_store_priv *p, const cb_conn *c) {
     store_note_error(p, c->errstr[0] ? c->errstr : "connection lost", NULL);
@@ -1154,7 +1149,7 @@ int cb_store_wait(cb_store *s, double ms) {
     if (!(ms >= 0)) ms = 0;
     if (ms > 10000) ms = 10000;
     if (cb_conn_pending(p->sub)) return 1;
-    int r = wait_fd(cb_conn_fd(p->sub), POLLIN, mono() + ms / 1000);
+    int r = cb_wait_fd(cb_conn_fd(p->sub), POLLIN, mono() + ms / 1000);
     return r < 0 ? CB_ERR : r;
 }
 

@@ -315,17 +315,6 @@ static int pool_record(lua_State *L) {
     return cb_lua_finish(L, lp->m, 0);  /* the callbacks may yield */
 }
 
-/* pool:run(i, session, fn, ...) -> ok, ...: the rest of a call once
- * acquire gave provider i a permit, in one C call: fn(name of i, ...) in
- * protected mode; its outcome (success unless it raised) recorded on
- * provider i, with the latency when its breaker tracks slow calls, and
- * on `session` (a breaker that gave a permit, or false); then the
- * callbacks of what that changed.  fn and the callbacks may yield.  A
- * provider or session closed or removed while fn ran is not recorded on.
- * A fn that is not callable is misuse: both permits are given back
- * (recorded as ignored) and the error raised.  Counted by pool:ran().
- *
- * The stack, once fn is running: pool, i, session, t0, fn, fn's results. */
 /* The session breaker at 3 while it is live, or NULL. */
 static cb_breaker *run_session(lua_State *L) {
     lbreaker *sb = lua_touserdata(L, 3);
@@ -359,6 +348,17 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     return cb_lua_finish(L, lp->m, lua_gettop(L) - 4);
 }
 
+/* pool:run(i, session, fn, ...) -> ok, ...: the rest of a call once
+ * acquire gave provider i a permit, in one C call: fn(name of i, ...) in
+ * protected mode; its outcome (success unless it raised) recorded on
+ * provider i, with the latency when its breaker tracks slow calls, and
+ * on `session` (a breaker that gave a permit, or false); then the
+ * callbacks of what that changed.  fn and the callbacks may yield.  A
+ * provider or session closed or removed while fn ran is not recorded on.
+ * A fn that is not callable is misuse: both permits are given back
+ * (recorded as ignored) and the error raised.  Counted by pool:ran().
+ *
+ * The stack, once fn is running: pool, i, session, t0, fn, fn's results. */
 static int pool_run(lua_State *L) {
     lpool *lp = self(L);
     int i = checkprovider(L, lp, 2);
