@@ -1,6 +1,6 @@
-/* test_redis_url.c -- the URL forms of the new transport: rediss://, ACL
- * users, redis+sentinel://; and the store's parser refusing TLS and
- * Sentinel until the store uses the new transport. */
+/* test_redis_url.c -- the URL forms of the transport: rediss://, ACL
+ * users, redis+sentinel://, redis+cluster://, and the errors that name
+ * what is wrong (never the password). */
 #include <string.h>
 
 #include "store_impl.h"
@@ -13,7 +13,7 @@ int main(void) {
     test("rediss:// is TLS, with an ACL user and a password");
     test_cond(cb_redis_url_parse("rediss://cbuser:s3cret@redis.example:6380/2", &u, err,
                                      sizeof err) == CB_OK &&
-              u.tls && !u.nsentinels && strcmp(u.user, "cbuser") == 0 &&
+              u.tls && !u.nseeds && strcmp(u.user, "cbuser") == 0 &&
               strcmp(u.password, "s3cret") == 0 && strcmp(u.host, "redis.example") == 0 &&
               u.port == 6380 && u.db == 2);
 
@@ -26,15 +26,15 @@ int main(void) {
     test("redis+sentinel://: sentinels (26379 by default, [ipv6]), master, db");
     test_cond(cb_redis_url_parse("redis+sentinel://u:p@s1:26380,[::1],s3/mymaster/4", &u,
                                      err, sizeof err) == CB_OK &&
-              !u.tls && u.nsentinels == 3 && strcmp(u.sentinels[0].host, "s1") == 0 &&
-              u.sentinels[0].port == 26380 && strcmp(u.sentinels[1].host, "::1") == 0 &&
-              u.sentinels[1].port == 26379 && strcmp(u.sentinels[2].host, "s3") == 0 &&
-              u.sentinels[2].port == 26379 && strcmp(u.master, "mymaster") == 0 && u.db == 4 &&
-              strcmp(u.user, "u") == 0 && strcmp(u.password, "p") == 0);
+              !u.tls && u.nseeds == 3 && strcmp(u.seeds[0].host, "s1") == 0 &&
+              u.seeds[0].port == 26380 && strcmp(u.seeds[1].host, "::1") == 0 &&
+              u.seeds[1].port == 26379 && strcmp(u.seeds[2].host, "s3") == 0 &&
+              u.seeds[2].port == 26379 && strcmp(u.master, "mymaster") == 0 && u.db == 4 &&
+              strcmp(u.user, "u") == 0 && strcmp(u.password, "p") == 0 && !u.cluster);
 
     test("rediss+sentinel:// is TLS; the db is optional");
     test_cond(cb_redis_url_parse("rediss+sentinel://s1/m", &u, err, sizeof err) == CB_OK &&
-              u.tls && u.nsentinels == 1 && strcmp(u.master, "m") == 0 && u.db == 0);
+              u.tls && u.nseeds == 1 && strcmp(u.master, "m") == 0 && u.db == 0);
 
     test("a sentinel URL without a master name: an error saying so");
     test_cond(cb_redis_url_parse("redis+sentinel://s1:1,s2:2", &u, err, sizeof err) ==
@@ -52,6 +52,23 @@ int main(void) {
     test("the password is never quoted in a sentinel URL's error");
     test_cond(cb_redis_url_parse("redis+sentinel://:hunter2@s1:hunter2/m", &u, err,
                                      sizeof err) == CB_ERR && !strstr(err, "hunter2"));
+
+    test("redis+cluster://: seed nodes (6379 by default), database 0 at most");
+    test_cond(cb_redis_url_parse("redis+cluster://u:p@n1:7000,[::1],n3/", &u, err, sizeof err) ==
+                  CB_OK &&
+              u.cluster && !u.tls && u.nseeds == 3 && strcmp(u.seeds[0].host, "n1") == 0 &&
+              u.seeds[0].port == 7000 && strcmp(u.seeds[1].host, "::1") == 0 &&
+              u.seeds[1].port == 6379 && u.seeds[2].port == 6379 && u.db == 0 &&
+              strcmp(u.user, "u") == 0 && strcmp(u.password, "p") == 0 &&
+              cb_redis_url_parse("rediss+cluster://n1:7000/0", &u, err, sizeof err) == CB_OK &&
+              u.cluster && u.tls && u.nseeds == 1);
+
+    test("a cluster URL with another database or a master name: an error naming it");
+    test_cond(cb_redis_url_parse("redis+cluster://n1/2", &u, err, sizeof err) == CB_ERR &&
+              strstr(err, "database 0 only") &&
+              cb_redis_url_parse("redis+cluster://n1/master", &u, err, sizeof err) == CB_ERR &&
+              cb_redis_url_parse("redis+cluster://a,b,c,d,e,f,g,h,i", &u, err, sizeof err) ==
+                  CB_ERR && strstr(err, "more than 8 cluster nodes"));
 
     test("an unknown scheme lists the supported ones");
     test_cond(cb_redis_url_parse("redis-sentinel://s1/m", &u, err, sizeof err) == CB_ERR &&

@@ -1,4 +1,5 @@
-/* redis_url.c -- redis://, rediss://, unix:// and redis+sentinel:// URLs.
+/* redis_url.c -- redis://, rediss://, unix://, redis+sentinel:// and
+ * redis+cluster:// URLs.
  * Error messages quote the parts of the URL they complain about but never
  * the password. */
 #include <stdio.h>
@@ -114,21 +115,26 @@ static int parse_unix(const char *p, cb_redis_url *u, char *err, size_t errcap) 
     return CB_OK;
 }
 
-/* host[:port][,host[:port]...]/master[/db], after the user info. */
-static int parse_sentinel(const char *p, cb_redis_url *u, char *err, size_t errcap) {
-    if (take_userinfo(&p, u, err, errcap) != CB_OK) return CB_ERR;
+/* host[:port][,host[:port]...] after the user info, each port `port` when
+ * absent; stops at the first '/' or '?'. */
+static int take_seeds(const char **pp, cb_redis_url *u, int port, const char *what, char *err,
+                      size_t errcap) {
+    if (take_userinfo(pp, u, err, errcap) != CB_OK) return CB_ERR;
     for (;;) {
-        if (u->nsentinels == CB_URL_SENTINELS_MAX)
-            FAIL("url: more than %d sentinels", CB_URL_SENTINELS_MAX);
-        u->sentinels[u->nsentinels].port = 26379;
-        if (take_hostport(&p, u->sentinels[u->nsentinels].host,
-                          sizeof u->sentinels[0].host, &u->sentinels[u->nsentinels].port,
-                          ",/?", err, errcap) != CB_OK)
+        if (u->nseeds == CB_URL_SEEDS_MAX) FAIL("url: more than %d %s", CB_URL_SEEDS_MAX, what);
+        u->seeds[u->nseeds].port = port;
+        if (take_hostport(pp, u->seeds[u->nseeds].host, sizeof u->seeds[0].host,
+                          &u->seeds[u->nseeds].port, ",/?", err, errcap) != CB_OK)
             return CB_ERR;
-        u->nsentinels++;
-        if (*p != ',') break;
-        p++;
+        u->nseeds++;
+        if (**pp != ',') return CB_OK;
+        (*pp)++;
     }
+}
+
+/* host[:port][,host[:port]...]/master[/db], after the scheme. */
+static int parse_sentinel(const char *p, cb_redis_url *u, char *err, size_t errcap) {
+    if (take_seeds(&p, u, 26379, "sentinels", err, errcap) != CB_OK) return CB_ERR;
     if (*p != '/' || p[1] == '\0' || p[1] == '/')
         FAIL("url: missing master name (redis+sentinel://host:port,host:port/MASTER[/db])");
     p++;
@@ -151,6 +157,17 @@ static int parse_sentinel(const char *p, cb_redis_url *u, char *err, size_t errc
     return CB_OK;
 }
 
+/* host[:port][,host[:port]...][/], after the scheme: a cluster has one
+ * database, 0. */
+static int parse_cluster(const char *p, cb_redis_url *u, char *err, size_t errcap) {
+    u->cluster = 1;
+    if (take_seeds(&p, u, 6379, "cluster nodes", err, errcap) != CB_OK) return CB_ERR;
+    if (strcmp(p, "/0") == 0 || strcmp(p, "/") == 0) p += strlen(p);
+    if (*p) FAIL("url: unexpected '%.*s' after the cluster nodes (a cluster has database 0 "
+                 "only)", 16, p);
+    return CB_OK;
+}
+
 static int parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
     memset(u, 0, sizeof *u);
     u->port = 6379;
@@ -170,10 +187,15 @@ static int parse(const char *url, cb_redis_url *u, char *err, size_t errcap) {
         u->tls = 1;
         return parse_sentinel(url + 18, u, err, errcap);
     }
+    if (strncmp(url, "redis+cluster://", 16) == 0) return parse_cluster(url + 16, u, err, errcap);
+    if (strncmp(url, "rediss+cluster://", 17) == 0) {
+        u->tls = 1;
+        return parse_cluster(url + 17, u, err, errcap);
+    }
     const char *colon = strstr(url, "://");
     if (colon && colon - url < 20)
-        FAIL("url: unsupported scheme '%.*s' (use redis://, rediss://, unix:// or "
-             "redis+sentinel://)", (int)(colon - url), url);
+        FAIL("url: unsupported scheme '%.*s' (use redis://, rediss://, unix://, "
+             "redis+sentinel:// or redis+cluster://)", (int)(colon - url), url);
     FAIL("url: expected redis://host:port/db or unix:///path/to/socket");
 }
 

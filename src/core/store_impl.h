@@ -73,11 +73,13 @@ cb_peer_state cb_message_peer_state(const cb_message *m);
  * unix://[:password@]/path/to/socket[?db=N]
  * redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]
  * rediss+sentinel://...                        sentinels and master over TLS
+ * redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]
+ * rediss+cluster://...                         a Redis Cluster's seed nodes
  * (the sentinel form is the one Python's redis-sentinel-url and Prefect
- * spell; sentinel ports default to 26379; user and password are the
- * master's).                                                                */
+ * spell; sentinel ports default to 26379, cluster nodes' to 6379; user and
+ * password are the master's, or every cluster node's).                       */
 
-#define CB_URL_SENTINELS_MAX 8
+#define CB_URL_SEEDS_MAX 8
 
 typedef struct cb_redis_url {
     int unix_socket;
@@ -87,12 +89,14 @@ typedef struct cb_redis_url {
     int db;                 /* 0 when absent */
     char password[256];     /* "" when absent */
     char user[128];         /* ACL user, "" when absent (AUTH password alone) */
-    int tls;                /* rediss:// or rediss+sentinel:// */
-    int nsentinels;         /* > 0 for redis+sentinel://; host and port unused */
+    int tls;                /* rediss://, rediss+sentinel:// or rediss+cluster:// */
+    int cluster;            /* redis+cluster://: the seeds are cluster nodes */
+    int nseeds;             /* > 0: the sentinels, or the cluster's seed nodes; host
+                               and port unused */
     struct {
         char host[256];
         int port;
-    } sentinels[CB_URL_SENTINELS_MAX];
+    } seeds[CB_URL_SEEDS_MAX];
     char master[128];       /* the name the sentinels monitor */
 } cb_redis_url;
 
