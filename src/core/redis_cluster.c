@@ -1,7 +1,8 @@
-/* redis_cluster.c -- what routing in a Redis Cluster rests on: the hash
- * slot of a key (CRC16/XMODEM mod 16384 of the key or of its first
- * non-empty {tag}, as the cluster specification defines it) and the
- * MOVED / ASK redirections a node answers with. */
+/* redis_cluster.c -- routing in a Redis Cluster: the hash slot of a key
+ * (CRC16/XMODEM mod 16384 of the key or of its first non-empty {tag}, as
+ * the cluster specification defines it), the master that serves a slot
+ * (CLUSTER SLOTS, asked of the seeds in turn), and the MOVED / ASK
+ * redirections a node answers with. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,4 +58,131 @@ int cb_cluster_redirect(const redisReply *r, int *slot, char *host, size_t hostc
     *slot = (int)s;
     *port = (int)pt;
     return kind;
+}
+
+/* ---- the slot's master ---------------------------------------------------------- */
+
+void cb_cluster_init(cb_cluster *k) {
+    memset(k, 0, sizeof *k);
+}
+
+int cb_cluster_add_seed(cb_cluster *k, const char *host, int port) {
+    if (k->n == CB_CLUSTER_SEEDS_MAX || !host || strlen(host) >= sizeof k->seeds[0].host)
+        return CB_ERR;
+    strcpy(k->seeds[k->n].host, host);  /* length checked above */
+    k->seeds[k->n].port = port;
+    k->n++;
+    return CB_OK;
+}
+
+/* err = code, errstr = "cluster: " what [": " detail], cut to fit. */
+static void set_err(cb_cluster *k, int code, const char *what, const char *detail) {
+    char buf[2 * sizeof k->errstr];
+    k->err = code;
+    snprintf(buf, sizeof buf, "cluster: %s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    snprintf(k->errstr, sizeof k->errstr, "%.*s", (int)sizeof k->errstr - 1, buf);
+}
+
+/* The master of `slot` in a CLUSTER SLOTS reply, asked of `c`:
+ * [[first, last, [host, port, id, ...], replicas...], ...].  A host ""
+ * is c's own; "?" (no known endpoint) is none. */
+static int slot_master(const redisReply *r, unsigned slot, const cb_conn *c, char *host,
+                       size_t hostcap, int *port) {
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            (long long)slot < e->element[0]->integer || (long long)slot > e->element[1]->integer)
+            continue;
+        const redisReply *m = e->element[2];
+        if (m->type != REDIS_REPLY_ARRAY || m->elements < 2 ||
+            m->element[0]->type != REDIS_REPLY_STRING || m->element[1]->type != REDIS_REPLY_INTEGER ||
+            m->element[1]->integer < 1 || m->element[1]->integer > 65535)
+            return 0;
+        const redisReply *a = m->element[0];
+        if (memchr(a->str, '\0', a->len)) return 0;
+        const char *h = a->len ? a->str : cb_conn_host(c);
+        if (!h || strcmp(h, "?") == 0 || strlen(h) >= hostcap) return 0;
+        strcpy(host, h);
+        *port = (int)m->element[1]->integer;
+        return 1;
+    }
+    return 0;
+}
+
+/* Asks the seed `i` which master serves `slot`, by `until`. */
+static int ask_seed(cb_cluster *k, int i, cb_conn *c, unsigned slot, double until, char *host,
+                    size_t hostcap, int *port) {
+    if (cb_conn_set_endpoint(c, k->seeds[i].host, k->seeds[i].port) != CB_OK) {
+        set_err(k, CB_CONN_EOPTS, "a seed is not reached over TCP", NULL);
+        return CB_ERR;
+    }
+    if (cb_conn_connect(c, until) != CB_OK) {
+        set_err(k, c->err, c->errstr, NULL);
+        return CB_ERR;
+    }
+    redisReply *r = cb_conn_command(c, until, 2, (const char *[]){"CLUSTER", "SLOTS"}, NULL);
+    if (!r) {
+        set_err(k, c->err, c->errstr, NULL);
+        return CB_ERR;
+    }
+    int ok = r->type == REDIS_REPLY_ARRAY && slot_master(r, slot, c, host, hostcap, port);
+    if (!ok) {
+        char what[128];
+        snprintf(what, sizeof what, "CLUSTER SLOTS on %s", cb_conn_where(c));
+        set_err(k, CB_CONN_EROLE, what,
+                r->type == REDIS_REPLY_ERROR ? r->str : "no master serves the slot (cluster down?)");
+    }
+    freeReplyObject(r);
+    return ok ? CB_OK : CB_ERR;
+}
+
+int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline) {
+    cb_conn_close(c);
+    if (k->owner.port) {  /* a guess: a wrong one answers MOVED, naming the right one */
+        double now = cb_clock_monotonic(NULL);
+        if (cb_conn_set_endpoint(c, k->owner.host, k->owner.port) == CB_OK &&
+            cb_conn_connect(c, now + (deadline - now) / 2) == CB_OK) {
+            k->err = 0;
+            return CB_OK;
+        }
+        set_err(k, c->err, c->errstr, NULL);
+        k->owner.port = 0;
+    }
+    for (int i = 0; i < k->n; i++) {
+        double now = cb_clock_monotonic(NULL);
+        if (now >= deadline) break;
+        char host[256];
+        int port;
+        if (ask_seed(k, i, c, slot, now + (deadline - now) / (k->n - i), host, sizeof host,
+                     &port) != CB_OK)
+            continue;
+        cb_cluster_node answered = k->seeds[i];  /* asked first next time */
+        memmove(&k->seeds[1], &k->seeds[0], (size_t)i * sizeof k->seeds[0]);
+        k->seeds[0] = answered;
+        if (strcmp(host, answered.host) != 0 || port != answered.port) {
+            if (cb_conn_set_endpoint(c, host, port) != CB_OK || cb_conn_connect(c, deadline) != CB_OK) {
+                set_err(k, c->err ? c->err : CB_CONN_EOPTS, "the slot's master",
+                        c->err ? c->errstr : "an address that is no host");
+                cb_conn_close(c);
+                return CB_ERR;
+            }
+        }
+        strcpy(k->owner.host, host);
+        k->owner.port = port;
+        k->err = 0;
+        k->errstr[0] = '\0';
+        return CB_OK;
+    }
+    if (!k->err) set_err(k, CB_CONN_ETIMEOUT, "no seed answered", "no time left");
+    cb_conn_close(c);
+    return CB_ERR;
+}
+
+void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int port) {
+    const char *h = host && host[0] ? host : cb_conn_host(c);
+    if (!h || strlen(h) >= sizeof k->owner.host) return;
+    strcpy(k->owner.host, h);
+    k->owner.port = port;
 }

@@ -220,6 +220,10 @@ const char *cb_conn_where(const cb_conn *c) {
     return c->priv->where;
 }
 
+const char *cb_conn_host(const cb_conn *c) {
+    return c->priv->path ? NULL : c->priv->host;
+}
+
 /* ---- waiting -------------------------------------------------------------------- */
 
 int cb_wait_fd(int fd, short ev, double deadline) {

@@ -24,12 +24,13 @@
  *                                            take the complete replies
  *   cb_conn_read_reply(c, deadline)           the next reply, waiting
  *   cb_conn_fd(c), cb_conn_want_write(c), cb_conn_pending(c)  event loops
- *   cb_conn_set_endpoint(c, host, port)       a new address (Sentinel)
+ *   cb_conn_set_endpoint(c, host, port)       a new address (Sentinel, Cluster)
  *   cb_sentinel_connect(s, c, deadline)       re-discovery: on an error, on
  *                                            reconnect, or when a sentinel
  *                                            says +switch-master
  *   cb_sentinel_parse_switch(s, reply, ...)   that message, read with
  *                                            cb_conn_read on a sentinel
+ *   cb_cluster_connect(k, c, slot, deadline)  the master of a hash slot
  *   cb_cluster_keyslot, cb_cluster_redirect   routing (see the Cluster part)
  *
  * Every call that waits takes an absolute deadline on cb_clock_monotonic's
@@ -73,7 +74,8 @@ enum {
     CB_CONN_EPROTOCOL,  /* not RESP, or a reply over the limits */
     CB_CONN_EOOM,
     CB_CONN_ECLOSED,    /* used while not connected */
-    CB_CONN_EROLE,      /* Sentinel: no sentinel named a master that says so */
+    CB_CONN_EROLE,      /* Sentinel: no sentinel named a master that says so;
+                           Cluster: no seed named the slot's master */
 };
 
 /* 1 when fd is ready for `events` (POLLIN, POLLOUT) before `deadline` (on
@@ -228,6 +230,9 @@ int cb_conn_pending(const cb_conn *c);
 /* "host:port" or the socket path, for messages. */
 const char *cb_conn_where(const cb_conn *c);
 
+/* The host it connects to; NULL over a unix socket or before one is set. */
+const char *cb_conn_host(const cb_conn *c);
+
 /* Encodes a command into the output buffer: no I/O, no OpenSSL call.
  * CB_ERR (err set, the connection stays) when out of memory or over
  * max_out_bytes. */
@@ -318,20 +323,46 @@ int cb_sentinel_parse_switch(const cb_sentinel *s, const struct redisReply *r, c
                              size_t hostcap, int *port);
 
 /* ---- Cluster (redis_cluster.c) ------------------------------------------------
- * Here now: the slot of a key and the redirections.  The routing object the
- * store will use comes with the integration round, on this plan:
- *   cb_cluster *cb_cluster_new(seed endpoints, cb_conn_opts template)
- *   cb_cluster_refresh(k, deadline)   CLUSTER SLOTS from any seed or known
- *                                     node: a slot -> master table
- *   cb_cluster_conn(k, slot, deadline) the master's cb_conn, connected on
- *                                     first use (one per master)
- *   a command on key K: the conn of cb_cluster_keyslot(K); on MOVED,
- *   refresh and retry once; on ASK, ASKING + the command on the named
- *   node, once, without touching the table; all within the one deadline.
- * A breaker's keys share a slot with the hash-tagged layout
- * ("<prefix>:{<name>}:state"), so the shared-mode script touches one slot.
+ * The store keeps all its keys in one hash slot (the prefix is the hash
+ * tag: "{<prefix>}:<name>:state", "{<prefix>}:states"), so it talks to one
+ * master at a time, the slot's owner:
+ *   cb_cluster_connect(k, c, slot, deadline)  the owner first when known
+ *       (the last one, or the one a MOVED named), else CLUSTER SLOTS asked
+ *       of each seed in turn; c ends up connected to the slot's master
+ *   cb_cluster_redirect(reply, ...)  a MOVED or ASK answer, parsed;
+ *   cb_cluster_moved(k, c, host, port) remembers the owner it names, for
+ *       the reconnect that follows
  * PUBLISH reaches every node's subscribers, so the subscription may stay
- * on any one node and move on its failure. */
+ * on any node; the store keeps it on the owner too. */
+
+#define CB_CLUSTER_SEEDS_MAX 8
+
+typedef struct cb_cluster_node {
+    char host[256];
+    int port;
+} cb_cluster_node;
+
+typedef struct cb_cluster {
+    int err;                        /* CB_CONN_E*: why the last connect failed */
+    char errstr[128];
+    int n;                          /* seeds */
+    cb_cluster_node seeds[CB_CLUSTER_SEEDS_MAX];  /* the one that answered last first */
+    cb_cluster_node owner;          /* the slot's master when known, else port 0 */
+} cb_cluster;
+
+/* A cluster with no seed and no owner known. */
+void cb_cluster_init(cb_cluster *k);
+
+/* CB_ERR when there are CB_CLUSTER_SEEDS_MAX already or the host is too long. */
+int cb_cluster_add_seed(cb_cluster *k, const char *host, int port);
+
+/* Points `c` at the master of `slot` and connects it by `deadline`:
+ * CB_OK, or CB_ERR with the cause in k->err/errstr (c closed). */
+int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline);
+
+/* A MOVED answer on `c` named host:port (host "" is c's host): the next
+ * connect goes there first. */
+void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int port);
 
 enum { CB_CLUSTER_MOVED = 1, CB_CLUSTER_ASK = 2 };
 
