@@ -64,6 +64,8 @@ typedef struct cb_store_opts {
     const char *url;          /* redis://[[user]:pw@]host:port/db, rediss://... (TLS),
                                  unix:///path[?db=N] or
                                  redis+sentinel://[[user]:pw@]host:port,.../master[/db]
+                                 or redis+cluster://[[user]:pw@]host:port,... (seed
+                                 nodes; needs hash_tag)
                                  ("redis://127.0.0.1:6379/0"); a host name is
                                  resolved in a helper thread, bounded by timeout_ms */
     const char *password;     /* overrides the URL's; NULL = the URL's */
@@ -71,6 +73,10 @@ typedef struct cb_store_opts {
                                  overrides the URL's (redis://user:pw@host); NULL =
                                  the URL's; none = AUTH password (the default user) */
     const char *prefix;       /* key prefix ("circuit_breaker") */
+    int hash_tag;             /* keys "{prefix}:<name>:state", "{prefix}:states": all in
+                                 one Redis Cluster hash slot, so the store's script
+                                 stays atomic on one master; needed with a cluster,
+                                 and peers must use the same names (0) */
     const char *channel;      /* pub/sub channel ("circuit_breaker:events") */
     cb_store_mode mode;       /* (CB_STORE_BROADCAST) */
     double timeout_ms;        /* longest a call may block on Redis (100) */

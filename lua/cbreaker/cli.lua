@@ -17,6 +17,8 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker force-open NAME --redis URL   open it everywhere until a reset
          (operators' commands also take --prefix P --channel C,
           --tls-ca FILE: the CA of a rediss:// server (else the system's),
+          --hash-tag: the keys are '{prefix}:...' (a store with hash_tag;
+          a redis+cluster:// URL needs it),
           and --secret-file PATH or $CBREAKER_SECRET: the fleet's secret,
           to sign what they publish and check what they read)
        cbreaker help                 this text
@@ -155,7 +157,7 @@ end
 -- ---- operators' commands (a Redis store) ---------------------------------------------
 
 local ops_spec = {redis = "string", prefix = "string", channel = "string", policy = "string",
-  ["secret-file"] = "string", ["tls-ca"] = "string"}
+  ["secret-file"] = "string", ["tls-ca"] = "string", ["hash-tag"] = "flag"}
 
 
 --- Splits NAME arguments from options.
@@ -167,7 +169,7 @@ local function names_and_options(cmd, ...)
     local a = args[i]
     if a:sub(1, 2) == "--" then
       rest[#rest + 1] = a
-      if not a:find("=", 1, true) and args[i + 1] then
+      if not a:find("=", 1, true) and args[i + 1] and ops_spec[a:sub(3)] ~= "flag" then
         rest[#rest + 1] = args[i + 1]
         i = i + 1
       end
@@ -195,7 +197,8 @@ end
 local function connect(o)
   local cb = require("cbreaker")
   local ok, store = pcall(cb.redis, {url = o.redis, prefix = o.prefix, channel = o.channel,
-    secret = o.secret, tls = o["tls-ca"] and {ca_file = o["tls-ca"]} or nil})
+    secret = o.secret, tls = o["tls-ca"] and {ca_file = o["tls-ca"]} or nil,
+    hash_tag = o["hash-tag"] or nil})
   if not ok then return nil, (tostring(store):gsub("^cbreaker%.redis: ", "")) end
   local h = store:health()
   if not h.connected then

@@ -104,6 +104,7 @@ static const cb_optspec pool_f[] = {
 static const cb_optspec store_f[] = {
     S(url, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(prefix, CB_OPT_STRING, 0, 0, 0, "a string"),
+    S(hash_tag, CB_OPT_BOOL, 0, 0, 0, "a boolean"),
     S(channel, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(password, CB_OPT_STRING, 0, 0, 0, "a string"),
     S(username, CB_OPT_STRING, 0, 0, 0, "a string"),

@@ -69,7 +69,7 @@ typedef struct cb_store_priv {
     cb_store *pub;
     cb_store_mode mode;
     cb_redis_url url;
-    char *prefix, *channel;
+    char *prefix, *channel; /* prefix: "{prefix}" with hash_tag */
     unsigned char *secret;  /* NULL: plain, unsigned messages */
     size_t secret_len;
     double replay_window;   /* ms */
@@ -83,6 +83,9 @@ typedef struct cb_store_priv {
     cb_clock clock;
     cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
     cb_sentinel *sentinel;  /* redis+sentinel://: asked for the master on every connect */
+    int clustered;          /* redis+cluster://: cmd and sub go to the owner of `slot` */
+    cb_cluster cluster;
+    unsigned slot;          /* the hash slot of the prefix: every key's */
     unsigned pending;     /* replies owed on cmd: the inflight ring's length */
     unsigned head;        /* the ring's first entry */
     inflight ring[MAX_PENDING];

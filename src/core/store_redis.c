@@ -70,6 +70,15 @@ static double next_seq(cb_store_priv *p) {
     return p->last_seq;
 }
 
+/* The key prefix: with hash_tag, "{prefix}", the hash tag that puts every
+ * key of the store in one Cluster slot. */
+static char *hash_tagged(const char *prefix, int hash_tag) {
+    size_t n = strlen(prefix);
+    char *s = malloc(n + 3);
+    if (s) snprintf(s, n + 3, hash_tag ? "{%s}" : "%s", prefix);
+    return s;
+}
+
 static char *dupstr(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = malloc(n);
@@ -169,9 +178,22 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
     return r;
 }
 
+/* A MOVED or ASK answer (our slot moved, or is moving, to another node):
+ * 1, with the node it names tried first by the reconnect that follows.
+ * The write is sent again there; an ASK's target is not remembered, so a
+ * slot being migrated is retried after the back-off until MOVED says where
+ * it went. */
+static int redirected(cb_store_priv *p, const cb_conn *c, const redisReply *r) {
+    char host[256];
+    int slot, port, kind = p->clustered ? cb_cluster_redirect(r, &slot, host, sizeof host, &port) : 0;
+    if (kind == CB_CLUSTER_MOVED) cb_cluster_moved(&p->cluster, c, host, port);
+    return kind != 0;
+}
+
 /* The reply to the oldest async write: errors are kept for health, and
  * the event is sent again. */
 static void settle(cb_store_priv *p, redisReply *r) {
+    redirected(p, p->cmd, r);  /* its error reconnects: to the node a MOVED names */
     if (p->ring[p->head].what == INFLIGHT_READ) {
         store_read_done(p, r);
         return;
@@ -213,7 +235,12 @@ redisReply *store_command(cb_store_priv *p, cb_conn *c, double deadline, int arg
             store_drop(p);
             return NULL;
         }
-        if (!owed || p->pending == 0) return r;
+        if (!owed || p->pending == 0) {
+            if (!redirected(p, c, r)) return r;
+            fail(p, "redis", r->str);  /* reconnects to the node named, resends */
+            freeReplyObject(r);
+            return NULL;
+        }
         settle(p, r);
     }
 }
@@ -249,6 +276,11 @@ int store_command_async(cb_store_priv *p, attach *a, int what, int argc, const c
  * after a failover the dropped connections come back to the promoted
  * replica, within the one deadline. */
 static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
+    if (p->clustered) {
+        if (cb_cluster_connect(&p->cluster, c, p->slot, deadline) == CB_OK) return CB_OK;
+        store_note_error(p, p->cluster.errstr, NULL);
+        return CB_ERR;
+    }
     if (p->sentinel) {
         if (cb_sentinel_connect(p->sentinel, c, deadline) == CB_OK) return CB_OK;
         store_note_error(p, p->sentinel->errstr, NULL);
@@ -562,6 +594,7 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (!r) goto failed;
     if (r->type != REDIS_REPLY_ARRAY) {
         store_note_error(p, "hgetall", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        redirected(p, p->cmd, r);
         freeReplyObject(r);
         goto failed;
     }
@@ -710,6 +743,11 @@ static const char *check_opts(const cb_store_opts *o, cb_redis_url *u, char *err
     if (!o->tls.cert_file != !o->tls.key_file) return "tls: cert_file and key_file go together";
     if (!o->prefix || !o->prefix[0] || strlen(o->prefix) > 128)
         return "prefix must be a non-empty string of at most 128 bytes";
+    if (o->hash_tag && strpbrk(o->prefix, "{}"))
+        return "hash_tag: the prefix is the hash tag '{prefix}' and cannot hold '{' or '}'";
+    if (u->cluster && !o->hash_tag)
+        return "a cluster needs hash_tag = true (the keys become '{prefix}:...', one hash slot: "
+               "see the README)";
     if (!o->channel || !o->channel[0] || strlen(o->channel) > 256)
         return "channel must be a non-empty string of at most 256 bytes";
     const char *bad = cb_optschema_check(&cb_store_schema, o);  /* ranges: optspec.c */
@@ -779,14 +817,19 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     co.tls.key_file = o->tls.key_file;
     co.tls.server_name = o->tls.server_name;
     co.tls.verify = o->tls.verify;
-    if (p->url.nsentinels) {  /* no host: the sentinels name it */
-        co.host = NULL;
+    if (p->url.nseeds) co.host = NULL;  /* the sentinels or the cluster name it */
+    if (p->url.cluster) {
+        p->clustered = 1;
+        cb_cluster_init(&p->cluster);
+        for (int i = 0; i < p->url.nseeds; i++)
+            cb_cluster_add_seed(&p->cluster, p->url.seeds[i].host, p->url.seeds[i].port);
+    } else if (p->url.nseeds) {
         cb_sentinel_opts so;
         cb_sentinel_opts_init(&so);
-        so.n = p->url.nsentinels;
+        so.n = p->url.nseeds;
         for (int i = 0; i < so.n; i++) {
-            so.hosts[i] = p->url.sentinels[i].host;
-            so.ports[i] = p->url.sentinels[i].port;
+            so.hosts[i] = p->url.seeds[i].host;
+            so.ports[i] = p->url.seeds[i].port;
         }
         so.master = p->url.master;
         so.tls = co.tls;
@@ -808,7 +851,8 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->sentinel = NULL;
         return s;
     }
-    p->prefix = dupstr(o->prefix);
+    p->prefix = hash_tagged(o->prefix, o->hash_tag);
+    if (p->prefix) p->slot = cb_cluster_keyslot(p->prefix, strlen(p->prefix));
     p->channel = dupstr(o->channel);
     int table_ok = cb_htab_init(&p->attached) == CB_OK;
     if (o->secret) {
@@ -817,7 +861,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->cmd || !p->sub || (p->url.nsentinels && !p->sentinel) || !p->prefix ||
+    if (!p->cmd || !p->sub || (p->url.nseeds && !p->url.cluster && !p->sentinel) || !p->prefix ||
         !p->channel || !table_ok ||
         (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);

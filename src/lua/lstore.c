@@ -24,51 +24,73 @@ static lstore *self(lua_State *L) {
 
 /* ---- cb.redis{...} ---------------------------------------------------------- */
 
-/* A sentinel's "host:port" or a master's name goes into a URL: none of
- * the URL's separators, no space, not empty. */
+/* A node's "host:port" or a master's name goes into a URL: none of the
+ * URL's separators, no space, not empty. */
 static int url_safe(const char *v, size_t len) {
     return len > 0 && strlen(v) == len && strcspn(v, ",/@?# \t\r\n") == len;
 }
 
-/* sentinels = {"host:port", ...} and master = "name" (options at 1): the
- * table form of a redis+sentinel:// URL.  Pushes that URL and points o.url
- * at it (it must stay on the stack), or pushes nothing when neither is
- * given. */
-static void sentinel_url(lua_State *L, cb_store_opts *o, int url_given) {
+/* The list option `field` (at index `at`) of "host:port" strings, added to
+ * the URL in `b` comma-separated. */
+static void add_nodes(lua_State *L, luaL_Buffer *b, int at, const char *field) {
+    const char *ctx = "cbreaker.redis";
+    lua_Integer n = lua_type(L, at) == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, at) : 0;
+    if (n == 0)
+        luaL_error(L, "%s: option '%s' must be a list of \"host:port\" (got %s)", ctx, field,
+                   lua_type(L, at) == LUA_TTABLE ? "an empty table" : luaL_typename(L, at));
+    for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(b, ',');
+        size_t len;
+        int t = lua_rawgeti(L, at, i);
+        const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (!v || !url_safe(v, len))
+            luaL_error(L, "%s: option '%s[%d]' must be \"host:port\" (got %s)", ctx, field,
+                       (int)i, v ? "a string with '/', ',', '@' or a space" : lua_typename(L, t));
+        luaL_addvalue(b);
+    }
+}
+
+/* sentinels = {"host:port", ...} with master = "name", or cluster =
+ * {"host:port", ...} (options at 1): the table forms of redis+sentinel://
+ * and redis+cluster:// URLs.  Pushes that URL and points o.url at it (it
+ * must stay on the stack), or pushes nothing when none is given.  The
+ * buffer is built above the three options, which stay where they are. */
+static void seeds_url(lua_State *L, cb_store_opts *o, int url_given) {
     const char *ctx = "cbreaker.redis";
     int top = lua_gettop(L);
     lua_pushliteral(L, "sentinels");  /* raw, as the option reader reads */
     int ts = lua_rawget(L, 1);
     lua_pushliteral(L, "master");
     int tm = lua_rawget(L, 1);
-    if (ts == LUA_TNIL && tm == LUA_TNIL) {
+    lua_pushliteral(L, "cluster");
+    int tc = lua_rawget(L, 1);
+    if (ts == LUA_TNIL && tm == LUA_TNIL && tc == LUA_TNIL) {
         lua_settop(L, top);
         return;
     }
-    lua_Integer n = ts == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, top + 1) : 0;
-    if (n == 0)
-        luaL_error(L, "%s: option 'sentinels' must be a list of \"host:port\" (got %s)", ctx,
-                   ts == LUA_TTABLE ? "an empty table" : lua_typename(L, ts));
-    size_t len;
+    if (tc != LUA_TNIL && (ts != LUA_TNIL || tm != LUA_TNIL))
+        luaL_error(L, "%s: give 'sentinels' and 'master', or 'cluster', not both", ctx);
+    size_t len = 0;
     const char *master = tm == LUA_TSTRING ? lua_tolstring(L, top + 2, &len) : NULL;
-    if (!master || !url_safe(master, len))
+    if (tc == LUA_TNIL && (!master || !url_safe(master, len))) {
+        if (ts == LUA_TNIL) luaL_error(L, "%s: option 'master' needs 'sentinels'", ctx);
         luaL_error(L, "%s: option 'master' must be the name the sentinels monitor (got %s)",
                    ctx, master ? "a name with '/', ',', '@' or a space" : lua_typename(L, tm));
-    if (url_given) luaL_error(L, "%s: give 'sentinels' and 'master', or 'url', not both", ctx);
+    }
+    if (url_given)
+        luaL_error(L, "%s: give '%s' or 'url', not both", ctx,
+                   tc != LUA_TNIL ? "cluster" : "sentinels' and 'master");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, o->tls.enabled ? "rediss+sentinel://" : "redis+sentinel://");
-    for (lua_Integer i = 1; i <= n; i++) {
-        if (i > 1) luaL_addchar(&b, ',');
-        int t = lua_rawgeti(L, top + 1, i);
-        const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (!v || !url_safe(v, len))
-            luaL_error(L, "%s: option 'sentinels[%d]' must be \"host:port\" (got %s)", ctx,
-                       (int)i, v ? "a string with '/', ',', '@' or a space" : lua_typename(L, t));
-        luaL_addvalue(&b);
+    if (tc != LUA_TNIL) {
+        luaL_addstring(&b, o->tls.enabled ? "rediss+cluster://" : "redis+cluster://");
+        add_nodes(L, &b, top + 3, "cluster");
+    } else {
+        luaL_addstring(&b, o->tls.enabled ? "rediss+sentinel://" : "redis+sentinel://");
+        add_nodes(L, &b, top + 1, "sentinels");
+        luaL_addchar(&b, '/');
+        luaL_addstring(&b, master);
     }
-    luaL_addchar(&b, '/');
-    luaL_addstring(&b, master);
     luaL_pushresult(&b);
     o->url = lua_tostring(L, -1);
 }
@@ -83,18 +105,20 @@ static int store_new(lua_State *L) {
     box->s = NULL;
     box->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_STORE_MT);
-    lua_createtable(L, 0, 2);  /* the options this function reads itself */
+    lua_createtable(L, 0, 3);  /* the options this function reads itself */
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "sentinels");
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "master");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "cluster");
     static const int clock_uv = UV_CLOCK;  /* the store keeps its clock alive */
     cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 3};
     cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
     lua_pushliteral(L, "url");
     int url_given = lua_rawget(L, 1) != LUA_TNIL;
     lua_pop(L, 1);
-    sentinel_url(L, &o, url_given);  /* the URL stays on the stack while o.url points at it */
+    seeds_url(L, &o, url_given);  /* the URL stays on the stack while o.url points at it */
     cb_store *s = cb_store_new(&o);
     if (!s) return luaL_error(L, "cbreaker.redis: out of memory");
     if (s->err == CB_STORE_EOPTS) {
