@@ -108,11 +108,16 @@ function M.start(opts)
   local seed = math.floor(os.time() + os.clock() * 1e6)
   math.randomseed(seed)
   local certs = opts and opts.tls and make_certs(dir)
+  local top = opts and opts.cluster and 55000 or 60000  -- a node's bus port is port + 10000
   for _ = 1, 20 do
-    local self = setmetatable({ port = math.random(20000, 60000), dir = dir,
+    local self = setmetatable({ port = math.random(20000, top), dir = dir,
       password = opts and opts.password, certs = certs,
       tls_port = certs and math.random(20000, 60000) or nil,
       tls_clients = opts and opts.tls_clients, args = opts and opts.args }, Server)
+    if opts and opts.cluster then
+      self.args = ("--cluster-enabled yes --cluster-config-file %s/nodes.conf "
+        .. "--cluster-node-timeout 2000 %s"):format(dir, self.args or "")
+    end
     if launch(self) then
       running[self] = true
       return self
@@ -213,6 +218,85 @@ function M.sentinel_group(master, name)
   group.stop()
   error("the sentinels did not see the replica and each other within 30 s ("
     .. table.concat(seen, "; ") .. ")", 2)
+end
+
+--- A Redis Cluster on loopback: `n` masters (3 by default) started with
+-- --cluster-enabled and joined by `redis-cli --cluster create`.  Returns
+-- it once every node says cluster_state:ok (bounded), with cluster.nodes
+-- (servers), cluster.seeds ({"host:port"}), cluster:owner(slot) (the
+-- node serving it), cluster:move_slot(slot, to, finish) and cluster.stop().
+function M.cluster(n)
+  n = n or 3
+  local cluster = { nodes = {}, seeds = {} }
+  running[cluster] = true
+  function cluster.stop()
+    running[cluster] = nil
+    for _, node in ipairs(cluster.nodes) do node:stop() end
+  end
+  for i = 1, n do
+    cluster.nodes[i] = M.start({ cluster = true })
+    cluster.seeds[i] = "127.0.0.1:" .. cluster.nodes[i].port
+  end
+  local out = cluster.nodes[1]:cli("--cluster create " .. table.concat(cluster.seeds, " ")
+    .. " --cluster-replicas 0 --cluster-yes")
+  for _ = 1, 200 do  -- at most ~10 s for the nodes to agree
+    local ok = true
+    for _, node in ipairs(cluster.nodes) do
+      ok = ok and node:cli("cluster info"):find("cluster_state:ok", 1, true) ~= nil
+    end
+    if ok then return setmetatable(cluster, { __index = M.Cluster }) end
+    M.nap(0.05)
+  end
+  cluster.stop()
+  error("the cluster did not form: " .. out:sub(-300), 2)
+end
+
+M.Cluster = {}
+
+function M.Cluster:id(node)
+  return node:cli("cluster myid")
+end
+
+--- The node that serves `slot`, by what the first live node says.
+function M.Cluster:owner(slot)
+  for _, node in ipairs(self.nodes) do
+    local slots = node:cli("cluster slots")
+    for from, to, port in slots:gmatch("(%d+)\n(%d+)\n[^\n]*\n(%d+)") do
+      if tonumber(from) <= slot and slot <= tonumber(to) then
+        for _, other in ipairs(self.nodes) do
+          if other.port == tonumber(port) then return other end
+        end
+      end
+    end
+  end
+end
+
+--- Moves `slot` to node `to` the way redis-cli --cluster reshard does:
+-- IMPORTING/MIGRATING, MIGRATE of its keys, then SETSLOT NODE everywhere.
+-- With `finish == false` it stops before the last step: the slot is then
+-- being migrated, and its old owner answers ASK for keys it no longer has.
+-- Returns a function that does the last step.
+function M.Cluster:move_slot(slot, to, finish)
+  local from = self:owner(slot)
+  local to_id, from_id = self:id(to), self:id(from)
+  assert(to:cli(("cluster setslot %d importing %s"):format(slot, from_id)) == "OK")
+  assert(from:cli(("cluster setslot %d migrating %s"):format(slot, to_id)) == "OK")
+  for _ = 1, 100 do
+    local keys = from:cli(("cluster getkeysinslot %d 100"):format(slot))
+    if keys == "" then break end
+    local list = {}
+    for k in keys:gmatch("[^\n]+") do list[#list + 1] = require("helpers.fixtures").shq(k) end
+    local r = from:cli(("migrate 127.0.0.1 %d '' 0 5000 keys %s"):format(to.port,
+      table.concat(list, " ")))
+    assert(r == "OK", "MIGRATE: " .. r)
+  end
+  local function done()
+    for _, node in ipairs(self.nodes) do
+      node:cli(("cluster setslot %d node %s"):format(slot, to_id))
+    end
+  end
+  if finish ~= false then done() end
+  return done
 end
 
 --- kill -9, as a crash would.

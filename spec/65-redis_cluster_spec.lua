@@ -1,0 +1,196 @@
+-- The store on a Redis Cluster the spec starts: three masters on loopback,
+-- joined with `redis-cli --cluster create`.  With hash_tag every key of the
+-- store is "{prefix}:...", in one hash slot, so the store talks to that
+-- slot's master whichever node it was given; when the slot moves (MOVED),
+-- or is moving (ASK), writes are sent again and land on the new owner.
+local cb = require("cbreaker")
+local fx = require("helpers.fixtures")
+local helper = require("helpers.redis")
+
+local TIMEOUT_MS = 200
+local PREFIX = "cbcluster"
+
+describe("#redis the store on a Redis Cluster", function()
+  local cluster, slot, stores
+
+  setup(function()
+    cluster = helper.cluster(3)
+    slot = tonumber(cluster.nodes[1]:cli(("cluster keyslot '{%s}'"):format(PREFIX)))
+  end)
+
+  teardown(function()
+    if cluster then cluster.stop() end
+  end)
+
+  before_each(function() stores = {} end)
+  after_each(function()
+    for _, s in ipairs(stores) do s:close() end
+  end)
+
+  -- A node other than the slot's owner: the store must find the owner.
+  local function not_owner()
+    local owner = cluster:owner(slot)
+    for i, node in ipairs(cluster.nodes) do
+      if node ~= owner then return node, cluster.seeds[i] end
+    end
+  end
+
+  local function store(id, clock, extra)
+    local _, seed = not_owner()
+    local s = cb.redis(fx.with({ cluster = { seed }, hash_tag = true, prefix = PREFIX, id = id,
+      clock = clock, timeout_ms = TIMEOUT_MS, backoff_min = 0.1, backoff_max = 0.4 }, extra))
+    stores[#stores + 1] = s
+    return s
+  end
+
+  it("names what is wrong with cluster options", function()
+    local function err(opts) return fx.error_of(cb.redis, opts) end
+    assert.matches("a cluster needs hash_tag = true", err{ cluster = cluster.seeds }, 1, true)
+    assert.matches("a cluster needs hash_tag = true",
+      err{ url = "redis+cluster://" .. cluster.seeds[1] }, 1, true)
+    assert.matches("'cluster' must be a list", err{ cluster = {}, hash_tag = true }, 1, true)
+    assert.matches("'cluster[2]' must be \"host:port\"",
+      err{ cluster = { cluster.seeds[1], 7 }, hash_tag = true }, 1, true)
+    assert.matches("not both", err{ cluster = cluster.seeds, sentinels = cluster.seeds,
+      master = "m", hash_tag = true }, 1, true)
+    assert.matches("'cluster' or 'url'", err{ cluster = cluster.seeds, hash_tag = true,
+      url = "redis://127.0.0.1:1/0" }, 1, true)
+    assert.matches("cannot hold '{'", err{ hash_tag = true, prefix = "a{b}" }, 1, true)
+    assert.matches("option 'hash_tag' must be a boolean", err{ hash_tag = "yes" }, 1, true)
+    assert.matches("database 0 only",
+      err{ url = "redis+cluster://" .. cluster.seeds[1] .. "/3", hash_tag = true }, 1, true)
+  end)
+
+  it("says which seed failed and why when none answers", function()
+    local plain = helper.start()  -- a server without cluster support
+    local s = cb.redis{ cluster = { "127.0.0.1:" .. plain.port }, hash_tag = true,
+                        timeout_ms = TIMEOUT_MS }
+    stores[#stores + 1] = s
+    local h = s:health()
+    plain:stop()
+    assert.is_false(h.connected)
+    assert.matches("cluster: CLUSTER SLOTS on 127.0.0.1:" .. plain.port, h.last_error, 1, true)
+    assert.matches("cluster support disabled", h.last_error, 1, true)
+  end)
+
+  it("finds the slot's master from any seed; peers share state through it", function()
+    local a, b = store("A"), store("B")
+    assert.is_true(a:health().connected, a:health().last_error)
+    local ba = cb.new{ name = "api", store = a }
+    local bb = cb.new{ name = "api", store = b }
+    ba:force_open()
+    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+    -- every key in the one slot, on its owner, the breaker's name in each
+    local owner = cluster:owner(slot)
+    assert.equals("open", owner:cli(("get '{%s}:api:state'"):format(PREFIX)))
+    assert.equals("1", owner:cli(("hexists '{%s}:states' api"):format(PREFIX)))
+    assert.equals(tostring(slot), owner:cli(("cluster keyslot '{%s}:api:state'"):format(PREFIX)))
+    -- a store that starts later imports the force from the boot hash
+    local c = store("C")
+    assert.equals("forced-open", cb.new{ name = "api", store = c }:state())
+    ba:reset()
+    assert.is_true(helper.eventually(function() return bb:state() == "closed" end, { a, b }))
+  end)
+
+  it("lets operators see, force and reset breakers on a cluster (--hash-tag)", function()
+    local _, seed = not_owner()
+    local url = "redis+cluster://" .. seed
+    local code, out, err = fx.run_host(("force-open ops --redis %s --prefix %s --hash-tag"):format(url, PREFIX))
+    assert.equals(0, code, out .. err)
+    code, out, err = fx.run_host(("status ops --redis %s --prefix %s --hash-tag"):format(url, PREFIX))
+    assert.equals(0, code, out .. err)
+    assert.matches("forced%-open", out)
+    code, out, err = fx.run_host(("status --redis %s --prefix %s --hash-tag"):format(url, PREFIX))
+    assert.equals(0, code, out .. err)  -- every breaker held open: found on the slot's owner
+    assert.matches("ops%s+forced%-open", out)
+    code, out, err = fx.run_host(("reset ops --redis %s --prefix %s --hash-tag"):format(url, PREFIX))
+    assert.equals(0, code, out .. err)
+    assert.equals("0", cluster:owner(slot):cli(("exists '{%s}:ops:state'"):format(PREFIX)))
+    code, _, err = fx.run_host(("status --redis %s --prefix %s"):format(url, PREFIX))
+    assert.equals(1, code)
+    assert.matches("a cluster needs hash_tag = true", err, 1, true)
+  end)
+
+  it("counts for the fleet in shared mode: one script, one slot", function()
+    local a, b = store("A", nil, { mode = "shared" }), store("B", nil, { mode = "shared" })
+    local ba = cb.new{ name = "shared-api", store = a, failure_threshold = 4 }
+    local bb = cb.new{ name = "shared-api", store = b, failure_threshold = 4 }
+    fx.fail(ba, 2)
+    fx.fail(bb, 2)  -- the fourth failure, fleet-wide: open
+    assert.equals("open", bb:state())
+    assert.equals(0, b:health().failures, b:health().last_error)
+    assert.equals("open", cluster:owner(slot):cli(("get '{%s}:shared-api:state'"):format(PREFIX)))
+  end)
+
+  it("hears a message published on any node", function()
+    local a = store("A")
+    local ba = cb.new{ name = "svc", store = a }
+    local other = not_owner()
+    other:cli(([[publish circuit_breaker:events '{"serviceId":"svc","state":"open","ts":1,"forcedOpen":true,"recovered":false,"origin":"X"}']]))
+    assert.is_true(helper.eventually(function() return ba:state() == "forced-open" end, { a }))
+  end)
+
+  it("follows the slot when it moves (MOVED): no state lost, writes land on the new owner", function()
+    local clock = cb.manual_clock(1000)
+    local a = store("A", clock)
+    local held = cb.new{ name = "held", store = a, clock = clock }
+    held:force_open()
+    a:poll()
+    local old = cluster:owner(slot)
+    assert.equals("1", old:cli(("hexists '{%s}:states' held"):format(PREFIX)))
+    local to = not_owner()
+    cluster:move_slot(slot, to)
+    assert.equals(to, cluster:owner(slot))
+    -- the next write goes to the old owner, which answers MOVED
+    local later = cb.new{ name = "later", store = a, clock = clock }
+    later:force_open()
+    local ok = helper.reconnect({ a }, clock, 0.2, function()
+      return to:cli(("hexists '{%s}:states' later"):format(PREFIX)) == "1"
+    end)
+    assert.is_true(ok, a:health().last_error)
+    assert.matches("MOVED " .. slot, a:health().last_error, 1, true)
+    assert.equals("1", to:cli(("hexists '{%s}:states' held"):format(PREFIX)))  -- migrated
+    assert.equals("0", old:cli("dbsize"))
+    assert.equals("forced-open", held:state())
+    -- a store that starts now finds the new owner and the forces
+    local b = store("B")
+    assert.equals("forced-open", cb.new{ name = "held", store = b }:state())
+    assert.equals("forced-open", cb.new{ name = "later", store = b }:state())
+    held:reset()
+    later:reset()
+    a:poll()
+  end)
+
+  it("sends a write again that met a migration (ASK) until the slot has moved", function()
+    local clock = cb.manual_clock(1000)
+    local a = store("A", clock)
+    local br = cb.new{ name = "moving", store = a, clock = clock }
+    a:poll()
+    local to
+    for _, node in ipairs(cluster.nodes) do
+      if node ~= cluster:owner(slot) then to = node end
+    end
+    local finish = cluster:move_slot(slot, to, false)  -- keys moved, slot not yet
+    br:force_open()  -- its keys are gone from the old owner: ASK
+    for _ = 1, 200 do  -- the reply comes from another process: real time, bounded
+      a:poll()
+      if a:health().last_error:find("ASK", 1, true) then break end
+      helper.nap(0.01)
+    end
+    assert.matches("ASK " .. slot, a:health().last_error, 1, true)
+    for _ = 1, 3 do  -- it retries after each back-off, and meets ASK again
+      clock:advance(0.5)
+      a:poll()
+    end
+    assert.is_true(a:health().failures >= 1)  -- each ASK: a back-off, the force kept to send
+    finish()
+    local ok = helper.reconnect({ a }, clock, 0.5, function()
+      return to:cli(("hexists '{%s}:states' moving"):format(PREFIX)) == "1"
+    end)
+    assert.is_true(ok, a:health().last_error)
+    local b = store("B")
+    assert.equals("forced-open", cb.new{ name = "moving", store = b }:state())
+    br:reset()
+    a:poll()
+  end)
+end)
