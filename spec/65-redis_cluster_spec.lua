@@ -53,7 +53,7 @@ describe("#redis the store on a Redis Cluster", function()
       err{ cluster = { cluster.seeds[1], 7 }, hash_tag = true }, 1, true)
     assert.matches("not both", err{ cluster = cluster.seeds, sentinels = cluster.seeds,
       master = "m", hash_tag = true }, 1, true)
-    assert.matches("'cluster' or 'url'", err{ cluster = cluster.seeds, hash_tag = true,
+    assert.matches("give 'cluster', or 'url', not both", err{ cluster = cluster.seeds, hash_tag = true,
       url = "redis://127.0.0.1:1/0" }, 1, true)
     assert.matches("cannot hold '{'", err{ hash_tag = true, prefix = "a{b}" }, 1, true)
     assert.matches("option 'hash_tag' must be a boolean", err{ hash_tag = "yes" }, 1, true)

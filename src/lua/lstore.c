@@ -78,8 +78,8 @@ static void seeds_url(lua_State *L, cb_store_opts *o, int url_given) {
                    ctx, master ? "a name with '/', ',', '@' or a space" : lua_typename(L, tm));
     }
     if (url_given)
-        luaL_error(L, "%s: give '%s' or 'url', not both", ctx,
-                   tc != LUA_TNIL ? "cluster" : "sentinels' and 'master");
+        luaL_error(L, "%s: give %s, or 'url', not both", ctx,
+                   tc != LUA_TNIL ? "'cluster'" : "'sentinels' and 'master'");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     if (tc != LUA_TNIL) {
