@@ -35,6 +35,11 @@ describe("#redis the store on a Redis Cluster", function()
     end
   end
 
+  -- 1 when `node` holds name's entry in the boot-recovery hash.
+  local function in_boot_hash(node, name)
+    return node:cli(("hexists '{%s}:states' %s"):format(PREFIX, name)) == "1"
+  end
+
   local function store(id, clock, extra)
     local _, seed = not_owner()
     local s = cb.redis(fx.with({ cluster = { seed }, hash_tag = true, prefix = PREFIX, id = id,
@@ -83,7 +88,7 @@ describe("#redis the store on a Redis Cluster", function()
     -- every key in the one slot, on its owner, the breaker's name in each
     local owner = cluster:owner(slot)
     assert.equals("open", owner:cli(("get '{%s}:api:state'"):format(PREFIX)))
-    assert.equals("1", owner:cli(("hexists '{%s}:states' api"):format(PREFIX)))
+    assert.is_true(in_boot_hash(owner, "api"))
     assert.equals(tostring(slot), owner:cli(("cluster keyslot '{%s}:api:state'"):format(PREFIX)))
     -- a store that starts later imports the force from the boot hash
     local c = store("C")
@@ -137,7 +142,7 @@ describe("#redis the store on a Redis Cluster", function()
     held:force_open()
     a:poll()
     local old = cluster:owner(slot)
-    assert.equals("1", old:cli(("hexists '{%s}:states' held"):format(PREFIX)))
+    assert.is_true(in_boot_hash(old, "held"))
     local to = not_owner()
     cluster:move_slot(slot, to)
     assert.equals(to, cluster:owner(slot))
@@ -145,11 +150,11 @@ describe("#redis the store on a Redis Cluster", function()
     local later = cb.new{ name = "later", store = a, clock = clock }
     later:force_open()
     local ok = helper.reconnect({ a }, clock, 0.2, function()
-      return to:cli(("hexists '{%s}:states' later"):format(PREFIX)) == "1"
+      return in_boot_hash(to, "later")
     end)
     assert.is_true(ok, a:health().last_error)
     assert.matches("MOVED " .. slot, a:health().last_error, 1, true)
-    assert.equals("1", to:cli(("hexists '{%s}:states' held"):format(PREFIX)))  -- migrated
+    assert.is_true(in_boot_hash(to, "held"))  -- migrated
     assert.equals("0", old:cli("dbsize"))
     assert.equals("forced-open", held:state())
     -- a store that starts now finds the new owner and the forces
@@ -185,7 +190,7 @@ describe("#redis the store on a Redis Cluster", function()
     assert.is_true(a:health().failures >= 1)  -- each ASK: a back-off, the force kept to send
     finish()
     local ok = helper.reconnect({ a }, clock, 0.5, function()
-      return to:cli(("hexists '{%s}:states' moving"):format(PREFIX)) == "1"
+      return in_boot_hash(to, "moving")
     end)
     assert.is_true(ok, a:health().last_error)
     local b = store("B")
