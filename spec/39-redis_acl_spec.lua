@@ -8,26 +8,7 @@ local cb = require("cbreaker")
 local fx = require("helpers.fixtures")
 local helper = require("helpers.redis")
 
--- The commands: the store's own (SELECT, SUBSCRIBE, SCRIPT LOAD, EVALSHA,
--- HGETALL, HGET, HKEYS, SET, SCAN), then its scripts' (store_script.h).
--- The README shows this very line.
-local COMMANDS = "-@all +select +subscribe +script|load +evalsha +hgetall +hget +hkeys +set +scan"
-  .. " +get +getrange +hstrlen +exists +del +hset +hdel +incr +pexpire +persist +publish"
-  .. " +sadd +srem +scard +zadd +zcard +zremrangebyscore +time"
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- ACL SETUSER name on >password keys channels commands, through the admin
--- (default) user; every word quoted for the shell.
-local function setuser(server, name, password, keys, channels)
-  local words = { "ACL", "SETUSER", name, "on", ">" .. password, "resetkeys" }
-  for _, k in ipairs(keys) do words[#words + 1] = "~" .. k end
-  words[#words + 1] = "resetchannels"
-  for _, c in ipairs(channels) do words[#words + 1] = "&" .. c end
-  for w in COMMANDS:gmatch("%S+") do words[#words + 1] = w end
-  for i, w in ipairs(words) do words[i] = shq(w) end
-  assert.equals("OK", server:cli(table.concat(words, " ")))
-end
+local setuser = helper.acl_user
 
 local run_host = fx.run_host
 

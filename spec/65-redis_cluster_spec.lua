@@ -127,6 +127,29 @@ describe("#redis the store on a Redis Cluster", function()
     assert.equals("open", cluster:owner(slot):cli(("get '{%s}:shared-api:state'"):format(PREFIX)))
   end)
 
+  it("runs as the README's least-privilege ACL user with +cluster|slots", function()
+    for _, node in ipairs(cluster.nodes) do  -- ACL users are per node
+      helper.acl_user(node, "cb", "pw-cluster-1", { "{" .. PREFIX .. "}:*" },
+        { "circuit_breaker:events" }, "+cluster|slots")
+      node:cli("acl log reset")
+    end
+    local a = store("A", nil, { username = "cb", password = "pw-cluster-1" })
+    local b = store("B", nil, { username = "cb", password = "pw-cluster-1", mode = "shared" })
+    assert.is_true(a:health().connected, a:health().last_error)
+    assert.is_true(b:health().connected, b:health().last_error)
+    local ba = cb.new{ name = "acl", store = a }
+    local bb = cb.new{ name = "acl", store = b, failure_threshold = 2 }
+    ba:force_open()
+    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+    ba:reset()
+    assert.is_true(helper.eventually(function() return bb:state() == "closed" end, { a, b }))
+    fx.fail(bb, 2)
+    assert.equals("open", bb:state())
+    for _, node in ipairs(cluster.nodes) do
+      assert.equals("", node:cli("acl log"), "refused on " .. node.port)
+    end
+  end)
+
   it("hears a message published on any node", function()
     local a = store("A")
     local ba = cb.new{ name = "svc", store = a }

@@ -220,6 +220,28 @@ function M.sentinel_group(master, name)
     .. table.concat(seen, "; ") .. ")", 2)
 end
 
+-- The commands of the least-privilege user: the store's own (SELECT,
+-- SUBSCRIBE, SCRIPT LOAD, EVALSHA, HGETALL, HGET, HKEYS, SET, SCAN), then its
+-- scripts' (store_script.h).  The README shows this very line.
+M.ACL_COMMANDS = "-@all +select +subscribe +script|load +evalsha +hgetall +hget +hkeys +set +scan"
+  .. " +get +getrange +hstrlen +exists +del +hset +hdel +incr +pexpire +persist +publish"
+  .. " +sadd +srem +scard +zadd +zcard +zremrangebyscore +time"
+
+--- ACL SETUSER name on >password, the key patterns and channels given, and
+-- M.ACL_COMMANDS plus `extra` (e.g. "+cluster|slots"), through the admin
+-- (default) user; every word quoted for the shell.
+function M.acl_user(server, name, password, keys, channels, extra)
+  local shq = require("helpers.fixtures").shq
+  local words = { "ACL", "SETUSER", name, "on", ">" .. password, "resetkeys" }
+  for _, k in ipairs(keys) do words[#words + 1] = "~" .. k end
+  words[#words + 1] = "resetchannels"
+  for _, c in ipairs(channels) do words[#words + 1] = "&" .. c end
+  for w in (M.ACL_COMMANDS .. " " .. (extra or "")):gmatch("%S+") do words[#words + 1] = w end
+  for i, w in ipairs(words) do words[i] = shq(w) end
+  local out = server:cli(table.concat(words, " "))
+  assert(out == "OK", "ACL SETUSER: " .. out)
+end
+
 --- A Redis Cluster on loopback: `n` masters (3 by default) started with
 -- --cluster-enabled and joined by `redis-cli --cluster create`.  Returns
 -- it once every node says cluster_state:ok (bounded), with cluster.nodes
