@@ -320,3 +320,147 @@ describe("engine:call", function()
     end)
   end)
 end)
+
+-- Without sessions (and with one attempt, no classifier, no provider hook)
+-- engine:call is one C function (pool:caller): the same answers, the same
+-- safety.
+describe("engine:call in C (no sessions)", function()
+  local function fast_engine(extra)
+    return engine(fx.with({sessions = false}, extra))
+  end
+
+  it("is taken, and answers as pcall does, counted in stats", function()
+    local e = fast_engine()
+    assert.is_true(e.fast)
+    assert.equal("cfunction", debug.getinfo(e.call, "S").what == "C" and "cfunction" or "lua")
+    local ok, p, x = e:call("t", "s", ok_fn, 7)
+    assert.is_true(ok)
+    assert.is_truthy(p == "a" or p == "b")
+    assert.equal(7, x)
+    local ok2, err = e:call("t", "s", function() error("503", 0) end)
+    assert.is_false(ok2)
+    assert.equal("503", err)
+    local r = e:stats().requests
+    assert.equal(1, r.ok)
+    assert.equal(1, r.error)
+    no_permits(e)
+  end)
+
+  it("refuses a bad self, tenant or session as the Lua call does", function()
+    local e, other = fast_engine(), fast_engine()
+    assert.has_error(function() e.call(nil, "t", "s", ok_fn) end)
+    assert.is_true((e.call(other, "t", "s", ok_fn)))  -- another engine: its own call
+    assert.has_error(function() e:call(nil, "s", ok_fn) end)
+    assert.has_error(function() e:call("t", nil, ok_fn) end)
+    no_permits(e)
+  end)
+
+  it("raises a non-callable fn, missing or not, and leaves no permit out, nor a failure", function()
+    local e = fast_engine()
+    assert.has_error(function() e:call("t", "s") end,
+      "bad argument #3 to 'call' (function expected, got nil)")
+    assert.has_error(function() e:call("t", "s", 42) end,
+      "bad argument #3 to 'call' (function expected, got number)")
+    for _, name in ipairs({"a", "b"}) do assert.equal(0, e:breaker(name):stats().failures) end
+    no_permits(e)
+  end)
+
+  it("answers 'all providers open' or bypasses, as the policy says", function()
+    local e = fast_engine({defaults = {failure_threshold = 1, reset_timeout = 10}})
+    for _ = 1, 2 do e:call("t", "s", function() error("503", 0) end) end  -- a and b open
+    local ok, rej = e:call("t", "s", ok_fn)
+    assert.is_false(ok)
+    assert.is_true(cb.is_rejection(rej))
+    assert.equal("all providers open", rej.reason)
+    assert.equal(1, e:stats().requests.all_open)
+    local b = fast_engine({defaults = {failure_threshold = 1, reset_timeout = 10}, on_all_open = "bypass"})
+    for _ = 1, 2 do b:call("t", "s", function() error("503", 0) end) end
+    local ok2, p = b:call("t", "s", ok_fn)
+    assert.is_true(ok2)
+    assert.is_truthy(p == "a" or p == "b")
+  end)
+
+  it("lets fn and the choosing's callbacks yield, and resumes them", function()
+    local e, clock = fast_engine({providers = {a = {failure_threshold = 1, reset_timeout = 1,
+      success_threshold = 1}}})
+    local seen = {}
+    e:breaker("a"):on_change(function(_, _, to) seen[#seen + 1] = to; coroutine.yield("cb") end)
+    local co = coroutine.wrap(function() return e:call("t", "s", function() error("503", 0) end) end)
+    assert.equal("cb", co())  -- closed -> open, in record
+    local ok = co()
+    assert.is_false(ok)
+    clock:advance(1)
+    co = coroutine.wrap(function()
+      return e:call("t", "s", function(p) coroutine.yield("fn"); return p end)
+    end)
+    assert.equal("cb", co())  -- open -> half-open, in acquire
+    assert.equal("fn", co())
+    assert.equal("cb", co())  -- half-open -> closed, in record
+    local ok2, p = co()
+    assert.is_true(ok2)
+    assert.equal("a", p)
+    assert.same({"open", "half-open", "closed"}, seen)
+    no_permits(e)
+  end)
+
+  it("gives the permit back when a callback run by choosing raises", function()
+    local e, clock = fast_engine({providers = {a = {failure_threshold = 1, reset_timeout = 1,
+      half_open_max_calls = 1}}})
+    e:call("t", "s", function() error("503", 0) end)  -- a opens
+    e:breaker("a"):on_change(function(_, _, to)
+      if to == "half-open" then error("cb saw " .. to, 0) end
+    end)
+    clock:advance(1)
+    local ran = false
+    assert.has_error(function() e:call("t", "s", function() ran = true end) end,
+      "on_change callback failed: cb saw half-open")
+    assert.is_false(ran)
+    no_permits(e)  -- the one probe is not lost
+    assert.is_true((e:call("t", "s", ok_fn)))
+  end)
+
+  it("keeps fn's reply when fn closes the engine", function()
+    local e = fast_engine()
+    local ok, x = e:call("t", "s", function() e:close(); return "late" end)
+    assert.is_true(ok)
+    assert.equal("late", x)
+    assert.is_false(e.fast)
+    assert.has_error(function() e:call("t", "s", ok_fn) end)
+  end)
+
+  it("follows a reload that makes calls general, and back", function()
+    local e = fast_engine()
+    local base = {clock = e.policy.clock, providers = {a = {}, b = {}}, selection = {seed = 3},
+      sessions = false}
+    e:reload(fx.with(base, {max_attempts = 2}))
+    assert.is_false(e.fast)
+    local tries = 0
+    local ok = e:call("t", "s", function() tries = tries + 1; if tries == 1 then error("x", 0) end return "y" end)
+    assert.is_true(ok)
+    assert.equal(2, tries)  -- a fallback: the Lua call ran it
+    e:reload(base)
+    assert.is_true(e.fast)
+    assert.is_true((e:call("t", "s", ok_fn)))
+  end)
+end)
+
+describe("engine:call in C under a collector at every allocation", function()
+  it("survives a finalizer that closes the engine anywhere in a call", function()
+    fx.gc_at_every_allocation(function()
+      for i = 1, 30 do
+        local e, clock = engine({sessions = false, defaults = {failure_threshold = 1, reset_timeout = 1}})
+        fx.trap(function() e:close() end)
+        for k = 1, 6 do
+          local ok, r = pcall(e.call, e, "t", "s", function(p, x)
+            if (i + k) % 3 == 0 then error("503", 0) end
+            return p, x
+          end, k)
+          -- a reply, a rejection, or the closed engine's error: never a crash
+          assert.is_truthy(ok or type(r) == "string", tostring(r))
+          clock:advance(1)
+        end
+        collectgarbage("collect")
+      end
+    end)
+  end)
+end)

@@ -159,6 +159,8 @@ local function pooled(self, method, a, b, c, d)
   return r1, r2
 end
 
+local none_open  -- below, with call
+
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
 -- one (see cbreaker.policy).  Raises on an invalid policy, naming the option.
 function M.new(src)
@@ -178,6 +180,7 @@ function M.new(src)
     max_attempts = p.max_attempts,
     closed = false,
     plain = false,       -- calls take pool:run (see _classifiers)
+    fast = false,        -- plain, no hook, no sessions, open: call is all in C (pool:caller)
     hooked = false,      -- some provider has an on_change hook
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
     in_pool = setmetatable({}, {__mode = "k"}),  -- coroutine -> its call's pool calls under
@@ -206,6 +209,9 @@ function M.new(src)
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
   self:_classifiers()
+  -- Without sessions, engine:call is C's (pool:caller): all in C while `fast`, else
+  -- handed to Engine.call.  (Sessions never come or go on reload.)
+  if not self.sessions then self.call = self.pool:caller(self, Engine.call, none_open) end
   return self
 end
 
@@ -418,6 +424,12 @@ local function session_permit(self, tenant, session)
   return sbr
 end
 
+--- A fast call (see pool:caller) that no provider may take: the general
+-- case's answer (on_all_open).
+function none_open(self, retry_after, tenant, session, fn, ...)
+  return fallbacks(self, false, nil, retry_after, tenant, session, fn, ...)
+end
+
 --- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
 -- fn(provider, ...)'s results, or `false, err` with fn's error or a
 -- rejection (cb.is_rejection(err); err.reason is "session open", "all
@@ -573,6 +585,7 @@ function Engine:_classifiers()
   local plain = self.max_attempts == 1 and not self.session_classify
   for i = 1, #p.names do plain = plain and not self.classify[i] end
   self.plain = plain
+  self.fast = plain and not self.hooked and not self.sessions and not self.closed
 end
 
 -- ---- reporting ------------------------------------------------------------------------------
@@ -616,6 +629,7 @@ function Engine:close()
   check_self(self, "close", true)
   if self.closed then return end
   self.closed = true
+  self.fast = false
   self.pool:close()  -- and its breakers
   if self.sessions then self.sessions:close() end
   if self.store then self.store:close() end

@@ -13,6 +13,9 @@
  * just taken is given back (recorded as ignored) before the error goes on,
  * so a raising callback never leaks a permit.
  *
+ * pool:caller makes the engine's `call` for an engine without sessions:
+ * acquire, fn and the outcome in one C function (engine_call).
+ *
  * No raw pointer is kept across a Lua allocation or a callback: a finalizer
  * or a callback may close the pool there, so `lp->p` is read again after
  * each. */
@@ -348,6 +351,25 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     return cb_lua_finish(L, lp->m, lua_gettop(L) - 4);
 }
 
+/* pool:run from fn on: the stack is pool, i, session, fn, fn's arguments. */
+static int run_from(lua_State *L, int i) {
+    int nargs = lua_gettop(L) - 4;  /* fn's own, after the name */
+    luaL_checkstack(L, 4, "pool:run");
+    lua_getiuservalue(L, 1, UV_BOXES);
+    lua_rawgeti(L, -1, i + 1);
+    lbreaker *box = lua_touserdata(L, -1);
+    double t0 = box && box->b && box->measure ? cb_breaker_now(box->b) : -1;
+    lua_pop(L, 2);
+    lua_pushnumber(L, t0);
+    lua_insert(L, 4);  /* pool, i, session, t0, fn, args... */
+    lua_pushvalue(L, 5);  /* fn, kept at 5 for the misuse check */
+    lua_getiuservalue(L, 1, UV_NAMES);
+    lua_rawgeti(L, -1, i + 1);
+    lua_remove(L, -2);
+    lua_rotate(L, 6, 2);  /* pool, i, session, t0, fn, fn, name, args... */
+    return run_k(L, lua_pcallk(L, nargs + 1, LUA_MULTRET, 0, 0, run_k), 0);
+}
+
 /* pool:run(i, session, fn, ...) -> ok, ...: the rest of a call once
  * acquire gave provider i a permit, in one C call: fn(name of i, ...) in
  * protected mode; its outcome (success unless it raised) recorded on
@@ -373,21 +395,101 @@ static int pool_run(lua_State *L) {
         lua_replace(L, 3);
     }
     luaL_checkany(L, 4);
-    int nargs = lua_gettop(L) - 4;  /* fn's own, after the name */
-    luaL_checkstack(L, 4, "pool:run");
-    lua_getiuservalue(L, 1, UV_BOXES);
-    lua_rawgeti(L, -1, i + 1);
-    lbreaker *box = lua_touserdata(L, -1);
-    double t0 = box && box->b && box->measure ? cb_breaker_now(box->b) : -1;
+    return run_from(L, i);
+}
+
+/* ---- the engine's call ------------------------------------------------------------ */
+
+/* Upvalues of the function pool:caller makes. */
+enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_FAST, EC_COUNT = EC_FAST };
+
+/* All that a Lua function called last returned. */
+static int all_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L);
+}
+
+/* engine:call through the engine's Lua function: every call but a fast
+ * one, with the arguments as given. */
+static int call_slow(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(EC_SLOW));
+    lua_insert(L, 1);
+    lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, all_k);
+    return lua_gettop(L);
+}
+
+/* After the acquire: its callbacks (they may yield; one that raises has
+ * the permit given back first), then fn on provider i, or the engine's
+ * `none`(engine, retry_after, tenant, session, fn, ...) when no provider
+ * may take the call.  The stack: engine, tenant, session, fn, args, then
+ * i (0: none) and retry_after. */
+static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
+    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
+    if (status != LUA_OK || lp->m->count) cb_lua_events(L, status, &ctx, 2, call_acquired);
+    int i = (int)lua_tointeger(L, -2) - 1;
+    double ra = lua_tonumber(L, -1);
+    int live = lp->p && i >= 0 && i < cb_pool_size(lp->p);  /* a callback may have
+                                                              closed the pool */
+    if (ctx & 1) {
+        if (live) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
+        cb_lua_events_raise(L, ctx, 2);
+    }
     lua_pop(L, 2);
-    lua_pushnumber(L, t0);
-    lua_insert(L, 4);  /* pool, i, session, t0, fn, args... */
-    lua_pushvalue(L, 5);  /* fn, kept at 5 for the misuse check */
-    lua_getiuservalue(L, 1, UV_NAMES);
-    lua_rawgeti(L, -1, i + 1);
-    lua_remove(L, -2);
-    lua_rotate(L, 6, 2);  /* pool, i, session, t0, fn, fn, name, args... */
-    return run_k(L, lua_pcallk(L, nargs + 1, LUA_MULTRET, 0, 0, run_k), 0);
+    if (i < 0) {
+        lua_pushvalue(L, lua_upvalueindex(EC_NONE));
+        lua_insert(L, 1);
+        lua_pushnumber(L, ra);
+        lua_insert(L, 3);
+        lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, all_k);
+        return lua_gettop(L);
+    }
+    if (!live) return luaL_error(L, "attempt to use a closed pool");
+    lua_pushvalue(L, lua_upvalueindex(EC_POOL));
+    lua_replace(L, 1);
+    lua_pushinteger(L, i + 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 0);  /* no session */
+    lua_replace(L, 3);
+    return run_from(L, i);
+}
+
+/* engine:call(tenant, session, fn, ...) for the engine of pool:caller:
+ * while the engine's `fast` field is true (one attempt, no classifier, no
+ * provider hook, no sessions, not closed), the permit, fn and its
+ * outcome in one C call; anything else, a misuse included, goes to the
+ * engine's Lua function. */
+static int engine_call(lua_State *L) {
+    if (!lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE))) return call_slow(L);
+    lua_pushvalue(L, lua_upvalueindex(EC_FAST));
+    int fast = lua_rawget(L, 1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
+    if (!fast || !lp->p || lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3)) return call_slow(L);
+    if (lua_gettop(L) < 4) lua_settop(L, 4);  /* no fn: misuse, found once pcall fails */
+    uint64_t tried = 0;
+    double ra = 0;
+    int i = cb_pool_acquire(lp->p, &tried, &ra);
+    lua_pushinteger(L, i + 1);
+    lua_pushnumber(L, ra);
+    return call_acquired(L, LUA_OK, 0);
+}
+
+/* pool:caller(engine, slow, none) -> the engine's `call` (see engine_call):
+ * slow(engine, tenant, session, fn, ...) is the engine's Lua call, none its
+ * answer when no provider may take a fast call. */
+static int pool_caller(lua_State *L) {
+    self(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 3);
+    lua_pushvalue(L, 4);
+    lua_pushliteral(L, "fast");
+    lua_pushcclosure(L, engine_call, EC_COUNT);
+    return 1;
 }
 
 /* pool:ran() -> ok, error: how many of pool:run's calls returned and
@@ -513,6 +615,7 @@ static const luaL_Reg pool_methods[] = {
     {"pick", pool_pick},
     {"run", pool_run},
     {"ran", pool_ran},
+    {"caller", pool_caller},
     {"add", pool_add},
     {"breaker", pool_breaker},
     {"size", pool_size},
