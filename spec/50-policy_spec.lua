@@ -107,6 +107,22 @@ describe("policy", function()
       err_of({providers = {a = {}}, redis = {replay_windw_ms = 1}}), 1, true)
   end)
 
+  it("takes the table forms of Sentinel and Cluster in 'redis', as cb.redis does", function()
+    local p = policy.load({providers = {a = {}}, redis = {sentinels = {"s1:26379", "s2:26379"},
+      master = "mymaster"}})
+    assert.same({"s1:26379", "s2:26379"}, p.redis.sentinels)
+    assert.equal("mymaster", p.redis.master)
+    p = policy.load({providers = {a = {}}, redis = {cluster = {"n1:6379"}, hash_tag = true}})
+    assert.same({"n1:6379"}, p.redis.cluster)
+    assert.is_true(p.redis.hash_tag)
+    assert.matches("'redis.cluster' must be a list of \"host:port\" (got string)",
+      err_of({providers = {a = {}}, redis = {cluster = "n1:6379"}}), 1, true)
+    assert.matches("'redis.master' must be the name the sentinels monitor (got number)",
+      err_of({providers = {a = {}}, redis = {sentinels = {"s1"}, master = 1}}), 1, true)
+    assert.matches("'redis.hash_tag' must be a boolean (got string)",
+      err_of({providers = {a = {}}, redis = {hash_tag = "yes"}}), 1, true)
+  end)
+
   it("checks C objects' options with the C schema (core.check_options)", function()
     local core = require("cbreaker.core")
     assert.has_error(function() core.check_options("breaker", { windw = 1 }, "x.y") end,

@@ -116,6 +116,18 @@ describe("#redis the store on a Redis Cluster", function()
     assert.matches("a cluster needs hash_tag = true", err, 1, true)
   end)
 
+  it("serves an engine whose policy names the cluster", function()
+    local _, seed = not_owner()
+    local e = cb.engine{ providers = { llm = {} }, sessions = false,
+      redis = { cluster = { seed }, hash_tag = true, prefix = PREFIX, timeout_ms = TIMEOUT_MS } }
+    assert.is_true(e.store:health().connected, e.store:health().last_error)
+    e:breaker("llm"):force_open()
+    e.store:poll()
+    assert.is_true(helper.eventually(function() return in_boot_hash(cluster:owner(slot), "llm") end, { e.store }))
+    e:breaker("llm"):reset()
+    e:close()
+  end)
+
   it("counts for the fleet in shared mode: one script, one slot", function()
     local a, b = store("A", nil, { mode = "shared" }), store("B", nil, { mode = "shared" })
     local ba = cb.new{ name = "shared-api", store = a, failure_threshold = 4 }

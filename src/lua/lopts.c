@@ -44,6 +44,17 @@ static const lhost bandit_host[] = {
     {NULL, 0, 0, NULL, NULL, NULL}
 };
 
+#if CB_WITH_REDIS
+/* What cb.redis reads itself (lstore.c): the table forms of a Sentinel or
+ * Cluster URL.  Here so that check_options and policies know them. */
+static const lhost store_host[] = {
+    {"sentinels", CB_OPT_NEW, LUA_TTABLE, NULL, "a list of \"host:port\"", NULL},
+    {"master", CB_OPT_NEW, LUA_TSTRING, NULL, "the name the sentinels monitor", NULL},
+    {"cluster", CB_OPT_NEW, LUA_TTABLE, NULL, "a list of \"host:port\"", NULL},
+    {NULL, 0, 0, NULL, NULL, NULL}
+};
+#endif
+
 static const lhost no_host[] = {{NULL, 0, 0, NULL, NULL, NULL}};
 
 typedef struct lschema {
@@ -57,7 +68,7 @@ static const lschema schemas[] = {
     {&cb_bandit_schema, bandit_host},
     {&cb_pool_schema, no_host},
 #if CB_WITH_REDIS
-    {&cb_store_schema, no_host},
+    {&cb_store_schema, store_host},
     {&cb_store_tls_schema, no_host},  /* nested: after the kinds check_options names */
 #endif
 };
