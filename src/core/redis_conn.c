@@ -224,6 +224,10 @@ const char *cb_conn_host(const cb_conn *c) {
     return c->priv->path ? NULL : c->priv->host;
 }
 
+int cb_conn_port(const cb_conn *c) {
+    return c->priv->path || !c->priv->host ? 0 : c->priv->o.port;
+}
+
 /* ---- waiting -------------------------------------------------------------------- */
 
 int cb_wait_fd(int fd, short ev, double deadline) {

@@ -230,8 +230,10 @@ int cb_conn_pending(const cb_conn *c);
 /* "host:port" or the socket path, for messages. */
 const char *cb_conn_where(const cb_conn *c);
 
-/* The host it connects to; NULL over a unix socket or before one is set. */
+/* The host and port it connects to; NULL (and 0) over a unix socket or
+ * before one is set. */
 const char *cb_conn_host(const cb_conn *c);
+int cb_conn_port(const cb_conn *c);
 
 /* Encodes a command into the output buffer: no I/O, no OpenSSL call.
  * CB_ERR (err set, the connection stays) when out of memory or over
@@ -316,6 +318,11 @@ int cb_sentinel_master_addr(cb_sentinel *s, double deadline, char *host, size_t 
  * s->err/errstr (c closed).  The store calls this to connect and again
  * after any error, instead of cb_conn_connect. */
 int cb_sentinel_connect(cb_sentinel *s, cb_conn *c, double deadline);
+
+/* The same at host:port, a master a sentinel named moments ago (the
+ * store's second connection): no sentinel asked, ROLE checked. */
+int cb_sentinel_connect_at(cb_sentinel *s, cb_conn *c, const char *host, int port,
+                           double deadline);
 
 /* A pub/sub reply from a sentinel's "+switch-master" channel: 1 when it
  * moves our master, with the new address in host/port; 0 otherwise. */

@@ -150,6 +150,12 @@ int cb_sentinel_connect(cb_sentinel *s, cb_conn *c, double deadline) {
     int port;
     cb_conn_close(c);
     if (cb_sentinel_master_addr(s, deadline, host, sizeof host, &port) != CB_OK) return CB_ERR;
+    return cb_sentinel_connect_at(s, c, host, port, deadline);
+}
+
+int cb_sentinel_connect_at(cb_sentinel *s, cb_conn *c, const char *host, int port,
+                           double deadline) {
+    cb_conn_close(c);
     if (cb_conn_set_endpoint(c, host, port) != CB_OK) {
         set_err(s, CB_CONN_EOPTS, "sentinel: the master is not reached over TCP");
         return CB_ERR;

@@ -274,15 +274,21 @@ int store_command_async(cb_store_priv *p, attach *a, int what, int argc, const c
 /* Connects `c`: resolve, connect, TLS, AUTH and SELECT (redis_conn.c).
  * Through Sentinel, the master is asked for first, on every (re)connect:
  * after a failover the dropped connections come back to the promoted
- * replica, within the one deadline. */
-static int open_conn(cb_store_priv *p, cb_conn *c, double deadline) {
+ * replica, within the one deadline.  `first`, when connected, is the
+ * other connection of this attempt: c goes to the master it found (ROLE
+ * checked again), without asking the sentinels twice. */
+static int open_conn(cb_store_priv *p, cb_conn *c, const cb_conn *first, double deadline) {
     if (p->clustered) {
         if (cb_cluster_connect(&p->cluster, c, p->slot, deadline) == CB_OK) return CB_OK;
         store_note_error(p, p->cluster.errstr, NULL);
         return CB_ERR;
     }
     if (p->sentinel) {
-        if (cb_sentinel_connect(p->sentinel, c, deadline) == CB_OK) return CB_OK;
+        int found = first && cb_conn_connected(first);
+        if ((found ? cb_sentinel_connect_at(p->sentinel, c, cb_conn_host(first),
+                                            cb_conn_port(first), deadline)
+                   : cb_sentinel_connect(p->sentinel, c, deadline)) == CB_OK)
+            return CB_OK;
         store_note_error(p, p->sentinel->errstr, NULL);
         return CB_ERR;
     }
@@ -557,7 +563,7 @@ static void reconcile(cb_store_priv *p, redisReply *all) {
 /* One attempt, at most timeout_ms: subscribe first, so nothing published
  * between the import and the subscription is missed. */
 static void try_connect(cb_store_priv *p, double deadline) {
-    if (open_conn(p, p->sub, deadline) != CB_OK) goto failed;
+    if (open_conn(p, p->sub, NULL, deadline) != CB_OK) goto failed;
     const char *subscribe[] = {"SUBSCRIBE", p->channel};
     redisReply *r = store_command(p, p->sub, deadline, 2, subscribe, NULL);
     if (!r) return;
@@ -567,7 +573,7 @@ static void try_connect(cb_store_priv *p, double deadline) {
     if (!ok) goto failed;
     p->subscribed_at = store_wall_ms();
 
-    if (open_conn(p, p->cmd, deadline) != CB_OK) goto failed;
+    if (open_conn(p, p->cmd, p->sub, deadline) != CB_OK) goto failed;
     char states[KEY_MAX];
     snprintf(states, sizeof states, "%s:states", p->prefix);
     const char *load[] = {"SCRIPT", "LOAD", cb_store_script};
