@@ -22,13 +22,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (strlen(u.host) >= sizeof u.host || strlen(u.path) >= sizeof u.path ||
             strlen(u.password) >= sizeof u.password || strlen(u.user) >= sizeof u.user ||
             strlen(u.master) >= sizeof u.master || u.port < 0 || u.port > 65535 || u.db < 0 ||
-            u.nsentinels < 0 || u.nsentinels > CB_URL_SENTINELS_MAX ||
-            (u.nsentinels && !u.master[0]))
+            u.nseeds < 0 || u.nseeds > CB_URL_SEEDS_MAX ||
+            (u.nseeds && !u.cluster && !u.master[0]) || (u.cluster && (!u.nseeds || u.db)))
             __builtin_trap();
-        for (int i = 0; i < u.nsentinels; i++)
-            if (!u.sentinels[i].host[0] ||
-                strlen(u.sentinels[i].host) >= sizeof u.sentinels[i].host ||
-                u.sentinels[i].port < 1 || u.sentinels[i].port > 65535)
+        for (int i = 0; i < u.nseeds; i++)
+            if (!u.seeds[i].host[0] || strlen(u.seeds[i].host) >= sizeof u.seeds[i].host ||
+                u.seeds[i].port < 1 || u.seeds[i].port > 65535)
                 __builtin_trap();
     } else {
         if (memchr(err, '\0', sizeof err) == NULL) __builtin_trap();
