@@ -447,7 +447,7 @@ end)
 describe("engine:call in C under a collector at every allocation", function()
   it("survives a finalizer that closes the engine anywhere in a call", function()
     fx.gc_at_every_allocation(function()
-      for i = 1, 30 do
+      for i = 1, fx.scaled(30, 3) do
         local e, clock = engine({sessions = false, defaults = {failure_threshold = 1, reset_timeout = 1}})
         fx.trap(function() e:close() end)
         for k = 1, 6 do
