@@ -586,6 +586,7 @@ function Engine:_classifiers()
   for i = 1, #p.names do plain = plain and not self.classify[i] end
   self.plain = plain
   self.fast = plain and not self.hooked and not self.sessions and not self.closed
+  self.pool:fast(self.fast)
 end
 
 -- ---- reporting ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ typedef struct lpool {
     cb_pool *p;  /* NULL once closed */
     cb_lua_module *m;
     lua_Integer ran_ok, ran_error;  /* pool:run's calls, by fn's result */
+    int fast;                       /* pool:caller's function runs calls itself */
 } lpool;
 
 /* User values of a pool: the providers' boxes and names, by index. */
@@ -110,6 +111,7 @@ static int pool_new(lua_State *L) {
     lp->p = NULL;
     lp->m = cb_lua_module_get(L);
     lp->ran_ok = lp->ran_error = 0;
+    lp->fast = 0;
     luaL_setmetatable(L, CB_POOL_MT);
     lua_newtable(L);
     lua_setiuservalue(L, 2, UV_BOXES);
@@ -401,7 +403,7 @@ static int pool_run(lua_State *L) {
 /* ---- the engine's call ------------------------------------------------------------ */
 
 /* Upvalues of the function pool:caller makes. */
-enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_FAST, EC_COUNT = EC_FAST };
+enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_COUNT = EC_NONE };
 
 /* All that a Lua function called last returned. */
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
@@ -419,23 +421,10 @@ static int call_slow(lua_State *L) {
     return lua_gettop(L);
 }
 
-/* After the acquire: its callbacks (they may yield; one that raises has
- * the permit given back first), then fn on provider i, or the engine's
- * `none`(engine, retry_after, tenant, session, fn, ...) when no provider
- * may take the call.  The stack: engine, tenant, session, fn, args, then
- * i (0: none) and retry_after. */
-static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
-    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
-    if (status != LUA_OK || lp->m->count) cb_lua_events(L, status, &ctx, 2, call_acquired);
-    int i = (int)lua_tointeger(L, -2) - 1;
-    double ra = lua_tonumber(L, -1);
-    int live = lp->p && i >= 0 && i < cb_pool_size(lp->p);  /* a callback may have
-                                                              closed the pool */
-    if (ctx & 1) {
-        if (live) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
-        cb_lua_events_raise(L, ctx, 2);
-    }
-    lua_pop(L, 2);
+/* After the acquire, its callbacks run: provider i (-1: none, retry_after
+ * `ra`) takes fn, or the engine's `none`(engine, ra, tenant, session, fn,
+ * ...) answers.  The stack: engine, tenant, session, fn, args. */
+static int call_chosen(lua_State *L, lpool *lp, int i, double ra) {
     if (i < 0) {
         lua_pushvalue(L, lua_upvalueindex(EC_NONE));
         lua_insert(L, 1);
@@ -444,7 +433,7 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
         lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, all_k);
         return lua_gettop(L);
     }
-    if (!live) return luaL_error(L, "attempt to use a closed pool");
+    if (!lp->p || i >= cb_pool_size(lp->p)) return luaL_error(L, "attempt to use a closed pool");
     lua_pushvalue(L, lua_upvalueindex(EC_POOL));
     lua_replace(L, 1);
     lua_pushinteger(L, i + 1);
@@ -454,22 +443,37 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
     return run_from(L, i);
 }
 
+/* The acquire's callbacks (they may yield; one that raises has the permit
+ * given back first), with i + 1 (0: none) and retry_after on top of the
+ * stack; then call_chosen. */
+static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
+    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
+    cb_lua_events(L, status, &ctx, 2, call_acquired);
+    int i = (int)lua_tointeger(L, -2) - 1;
+    double ra = lua_tonumber(L, -1);
+    if (ctx & 1) {  /* read anew: a callback may have closed the pool */
+        if (lp->p && i >= 0 && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
+        cb_lua_events_raise(L, ctx, 2);
+    }
+    lua_pop(L, 2);
+    return call_chosen(L, lp, i, ra);
+}
+
 /* engine:call(tenant, session, fn, ...) for the engine of pool:caller:
- * while the engine's `fast` field is true (one attempt, no classifier, no
- * provider hook, no sessions, not closed), the permit, fn and its
+ * while the pool is set fast (pool:caller's engine: one attempt, no
+ * classifier, no provider hook, no sessions, open), the permit, fn and its
  * outcome in one C call; anything else, a misuse included, goes to the
  * engine's Lua function. */
 static int engine_call(lua_State *L) {
-    if (!lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE))) return call_slow(L);
-    lua_pushvalue(L, lua_upvalueindex(EC_FAST));
-    int fast = lua_rawget(L, 1) == LUA_TBOOLEAN && lua_toboolean(L, -1);
-    lua_pop(L, 1);
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
-    if (!fast || !lp->p || lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3)) return call_slow(L);
+    if (!lp->fast || !lp->p || !lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE)) ||
+        lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3))
+        return call_slow(L);
     if (lua_gettop(L) < 4) lua_settop(L, 4);  /* no fn: misuse, found once pcall fails */
     uint64_t tried = 0;
     double ra = 0;
     int i = cb_pool_acquire(lp->p, &tried, &ra);
+    if (!lp->m->count) return call_chosen(L, lp, i, ra);
     lua_pushinteger(L, i + 1);
     lua_pushnumber(L, ra);
     return call_acquired(L, LUA_OK, 0);
@@ -477,7 +481,8 @@ static int engine_call(lua_State *L) {
 
 /* pool:caller(engine, slow, none) -> the engine's `call` (see engine_call):
  * slow(engine, tenant, session, fn, ...) is the engine's Lua call, none its
- * answer when no provider may take a fast call. */
+ * answer when no provider may take a fast call.  Fast calls wait for
+ * pool:fast(true). */
 static int pool_caller(lua_State *L) {
     self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -487,9 +492,17 @@ static int pool_caller(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
-    lua_pushliteral(L, "fast");
     lua_pushcclosure(L, engine_call, EC_COUNT);
     return 1;
+}
+
+/* pool:fast(on): whether pool:caller's function runs calls itself (the
+ * engine says so whenever its policy or state changes). */
+static int pool_fast(lua_State *L) {
+    lpool *lp = self(L);
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    lp->fast = lua_toboolean(L, 2);
+    return 0;
 }
 
 /* pool:ran() -> ok, error: how many of pool:run's calls returned and
@@ -616,6 +629,7 @@ static const luaL_Reg pool_methods[] = {
     {"run", pool_run},
     {"ran", pool_ran},
     {"caller", pool_caller},
+    {"fast", pool_fast},
     {"add", pool_add},
     {"breaker", pool_breaker},
     {"size", pool_size},
