@@ -201,6 +201,24 @@ describe("#redis the store on a Redis Cluster", function()
     a:poll()
   end)
 
+  it("asks the seeds again on every reconnect: a remembered owner is not trusted for ever", function()
+    local clock = cb.manual_clock(1000)
+    local a = store("A", clock)
+    assert.is_true(a:health().connected, a:health().last_error)
+    local seed = not_owner()
+    local function asked()  -- CLUSTER SLOTS the seed has served
+      return tonumber(seed:cli("info commandstats"):match("cmdstat_cluster|slots:calls=(%d+)")) or 0
+    end
+    local before = asked()
+    local owner = cluster:owner(slot)
+    owner:cli("client kill type pubsub")  -- both of the store's connections drop
+    owner:cli("client kill type normal")
+    assert.is_true(helper.reconnect({ a }, clock, 0.5, function()
+      return a:health().reconnects >= 1
+    end), a:health().last_error)
+    assert.equals(before + 1, asked())  -- once: the second connection used its answer
+  end)
+
   it("sends a write again that met a migration (ASK) until the slot has moved", function()
     local clock = cb.manual_clock(1000)
     local a = store("A", clock)
@@ -218,11 +236,18 @@ describe("#redis the store on a Redis Cluster", function()
       helper.nap(0.01)
     end
     assert.matches("ASK " .. slot, a:health().last_error, 1, true)
-    for _ = 1, 3 do  -- it retries after each back-off, and meets ASK again
+    local failures = a:health().failures
+    for _ = 1, 3 do  -- after each back-off it tries again, and meets ASK again
       clock:advance(0.5)
-      a:poll()
+      for _ = 1, 200 do
+        a:poll()
+        if a:health().failures > failures then break end
+        helper.nap(0.01)
+      end
+      assert.is_true(a:health().failures > failures, a:health().last_error)
+      failures = a:health().failures
     end
-    assert.is_true(a:health().failures >= 1)  -- each ASK: a back-off, the force kept to send
+    assert.matches("ASK " .. slot, a:health().last_error, 1, true)
     finish()
     local ok = helper.reconnect({ a }, clock, 0.5, function()
       return in_boot_hash(to, "moving")

@@ -115,7 +115,7 @@ static int slot_master(const redisReply *r, unsigned slot, const cb_conn *c, cha
 static int ask_seed(cb_cluster *k, int i, cb_conn *c, unsigned slot, double until, char *host,
                     size_t hostcap, int *port) {
     if (cb_conn_set_endpoint(c, k->seeds[i].host, k->seeds[i].port) != CB_OK) {
-        set_err(k, CB_CONN_EOPTS, "a seed is not reached over TCP", NULL);
+        set_err(k, CB_CONN_EOOM, "out of memory", NULL);
         return CB_ERR;
     }
     if (cb_conn_connect(c, until) != CB_OK) {
@@ -140,7 +140,10 @@ static int ask_seed(cb_cluster *k, int i, cb_conn *c, unsigned slot, double unti
 
 int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline) {
     cb_conn_close(c);
-    if (k->owner.port) {  /* a guess: a wrong one answers MOVED, naming the right one */
+    k->err = 0;
+    k->errstr[0] = '\0';
+    if (k->owner.port && k->guesses > 0) {  /* a wrong guess answers MOVED or fails */
+        k->guesses--;
         double now = cb_clock_monotonic(NULL);
         if (cb_conn_set_endpoint(c, k->owner.host, k->owner.port) == CB_OK &&
             cb_conn_connect(c, now + (deadline - now) / 2) == CB_OK) {
@@ -150,6 +153,7 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
         set_err(k, c->err, c->errstr, NULL);
         k->owner.port = 0;
     }
+    k->guesses = 0;
     for (int i = 0; i < k->n; i++) {
         double now = cb_clock_monotonic(NULL);
         if (now >= deadline) break;
@@ -158,6 +162,7 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
         if (ask_seed(k, i, c, slot, now + (deadline - now) / (k->n - i), host, sizeof host,
                      &port) != CB_OK)
             continue;
+        k->moved = 0;
         cb_cluster_node answered = k->seeds[i];  /* asked first next time */
         memmove(&k->seeds[1], &k->seeds[0], (size_t)i * sizeof k->seeds[0]);
         k->seeds[0] = answered;
@@ -171,6 +176,7 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
         }
         strcpy(k->owner.host, host);
         k->owner.port = port;
+        k->guesses = 1;  /* the attempt's other connection */
         k->err = 0;
         k->errstr[0] = '\0';
         return CB_OK;
@@ -182,7 +188,9 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
 
 void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int port) {
     const char *h = host && host[0] ? host : cb_conn_host(c);
-    if (!h || strlen(h) >= sizeof k->owner.host) return;
+    k->guesses = 0;
+    if (!h || strlen(h) >= sizeof k->owner.host || ++k->moved > CB_CLUSTER_MOVED_MAX) return;
     strcpy(k->owner.host, h);
     k->owner.port = port;
+    k->guesses = 2;  /* both connections of the next attempt */
 }

@@ -333,16 +333,20 @@ int cb_sentinel_parse_switch(const cb_sentinel *s, const struct redisReply *r, c
  * The store keeps all its keys in one hash slot (the prefix is the hash
  * tag: "{<prefix>}:<name>:state", "{<prefix>}:states"), so it talks to one
  * master at a time, the slot's owner:
- *   cb_cluster_connect(k, c, slot, deadline)  the owner first when known
- *       (the last one, or the one a MOVED named), else CLUSTER SLOTS asked
- *       of each seed in turn; c ends up connected to the slot's master
+ *   cb_cluster_connect(k, c, slot, deadline)  CLUSTER SLOTS asked of each
+ *       seed in turn; c ends up connected to the slot's master.  The owner
+ *       found, or the one a MOVED named, is used without asking for the
+ *       connections of one attempt only: a node that still accepts
+ *       connections but no longer serves the slot is not tried for ever
  *   cb_cluster_redirect(reply, ...)  a MOVED or ASK answer, parsed;
  *   cb_cluster_moved(k, c, host, port) remembers the owner it names, for
- *       the reconnect that follows
+ *       the reconnect that follows (twice in a row at most: then the seeds
+ *       are asked, so two nodes that name each other cannot hold the store)
  * PUBLISH reaches every node's subscribers, so the subscription may stay
  * on any node; the store keeps it on the owner too. */
 
 #define CB_CLUSTER_SEEDS_MAX 8
+#define CB_CLUSTER_MOVED_MAX 2  /* MOVED followed in a row without asking the seeds */
 
 typedef struct cb_cluster_node {
     char host[256];
@@ -355,6 +359,8 @@ typedef struct cb_cluster {
     int n;                          /* seeds */
     cb_cluster_node seeds[CB_CLUSTER_SEEDS_MAX];  /* the one that answered last first */
     cb_cluster_node owner;          /* the slot's master when known, else port 0 */
+    int guesses;                    /* connects left to `owner` before asking again */
+    int moved;                      /* MOVED followed since the seeds last answered */
 } cb_cluster;
 
 /* A cluster with no seed and no owner known. */

@@ -827,6 +827,9 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     if (p->url.cluster) {
         p->clustered = 1;
         cb_cluster_init(&p->cluster);
+        _Static_assert(CB_URL_SEEDS_MAX <= CB_CLUSTER_SEEDS_MAX &&
+                           sizeof p->url.seeds[0].host <= sizeof p->cluster.seeds[0].host,
+                       "every URL seed fits the cluster's list");
         for (int i = 0; i < p->url.nseeds; i++)
             cb_cluster_add_seed(&p->cluster, p->url.seeds[i].host, p->url.seeds[i].port);
     } else if (p->url.nseeds) {
