@@ -101,6 +101,12 @@ describe("cb.redis{sentinels = ..., master = ...} options", function()
       err_of{ sentinels = { "h:1/x" }, master = "m" }, 1, true)
     assert.matches("option 'master' must be the name the sentinels monitor (got nil)",
       err_of{ sentinels = { "h:1" } }, 1, true)
+    assert.matches("option 'master' must be the name the sentinels monitor (got number)",
+      err_of{ master = 5 }, 1, true)
+    assert.matches("option 'master' needs 'sentinels', a list of \"host:port\"",
+      err_of{ master = "m" }, 1, true)
+    assert.matches("(got a string with '/', ',', '@', a space or a zero byte)",
+      err_of{ sentinels = { "h:1\0x" }, master = "m" }, 1, true)
     assert.matches("give 'sentinels' and 'master', or 'url', not both",
       err_of{ sentinels = { "h:1" }, master = "m", url = "redis://h/0" }, 1, true)
     assert.matches("unknown option 'sentinel' (did you mean 'sentinels'?)",

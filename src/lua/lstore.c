@@ -45,7 +45,8 @@ static void add_nodes(lua_State *L, luaL_Buffer *b, int at, const char *field) {
         const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (!v || !url_safe(v, len))
             luaL_error(L, "%s: option '%s[%d]' must be \"host:port\" (got %s)", ctx, field,
-                       (int)i, v ? "a string with '/', ',', '@' or a space" : lua_typename(L, t));
+                       (int)i, v ? "a string with '/', ',', '@', a space or a zero byte"
+                                 : lua_typename(L, t));
         luaL_addvalue(b);
     }
 }
@@ -72,11 +73,12 @@ static void seeds_url(lua_State *L, cb_store_opts *o, int url_given) {
         luaL_error(L, "%s: give 'sentinels' and 'master', or 'cluster', not both", ctx);
     size_t len = 0;
     const char *master = tm == LUA_TSTRING ? lua_tolstring(L, top + 2, &len) : NULL;
-    if (tc == LUA_TNIL && (!master || !url_safe(master, len))) {
-        if (ts == LUA_TNIL) luaL_error(L, "%s: option 'master' needs 'sentinels'", ctx);
+    if (tc == LUA_TNIL && (!master || !url_safe(master, len)))
         luaL_error(L, "%s: option 'master' must be the name the sentinels monitor (got %s)",
-                   ctx, master ? "a name with '/', ',', '@' or a space" : lua_typename(L, tm));
-    }
+                   ctx, master ? "a name with '/', ',', '@', a space or a zero byte"
+                               : lua_typename(L, tm));
+    if (tc == LUA_TNIL && ts == LUA_TNIL)
+        luaL_error(L, "%s: option 'master' needs 'sentinels', a list of \"host:port\"", ctx);
     if (url_given)
         luaL_error(L, "%s: give %s, or 'url', not both", ctx,
                    tc != LUA_TNIL ? "'cluster'" : "'sentinels' and 'master'");
