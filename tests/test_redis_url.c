@@ -70,6 +70,15 @@ int main(void) {
               cb_redis_url_parse("redis+cluster://a,b,c,d,e,f,g,h,i", &u, err, sizeof err) ==
                   CB_ERR && strstr(err, "more than 8 cluster nodes"));
 
+    test("a password with '@' ends at the last '@' before the path (nothing of it in the host)");
+    test_cond(cb_redis_url_parse("redis://:p@ss@127.0.0.1:1/0", &u, err, sizeof err) == CB_OK &&
+              strcmp(u.password, "p@ss") == 0 && strcmp(u.host, "127.0.0.1") == 0 &&
+              u.port == 1 &&
+              cb_redis_url_parse("redis+cluster://u:p@ss@n1:7000,n2", &u, err, sizeof err) ==
+                  CB_OK &&
+              strcmp(u.user, "u") == 0 && strcmp(u.password, "p@ss") == 0 &&
+              strcmp(u.seeds[0].host, "n1") == 0 && u.nseeds == 2);
+
     test("an unknown scheme lists the supported ones");
     test_cond(cb_redis_url_parse("redis-sentinel://s1/m", &u, err, sizeof err) == CB_ERR &&
               strstr(err, "unsupported scheme 'redis-sentinel'") && strstr(err, "rediss://"));
