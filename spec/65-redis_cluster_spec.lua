@@ -128,6 +128,13 @@ describe("#redis the store on a Redis Cluster", function()
     e:close()
   end)
 
+  it("runs the demo on the cluster (--hash-tag)", function()
+    local _, seed = not_owner()
+    local code, out, err = fx.run_host(("demo --requests 400 --redis redis+cluster://%s --hash-tag"):format(seed))
+    assert.equals(0, code, out .. err)
+    assert.matches("redis: connected", out, 1, true)
+  end)
+
   it("counts for the fleet in shared mode: one script, one slot", function()
     local a, b = store("A", nil, { mode = "shared" }), store("B", nil, { mode = "shared" })
     local ba = cb.new{ name = "shared-api", store = a, failure_threshold = 4 }

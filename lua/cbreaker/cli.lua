@@ -25,7 +25,7 @@ usage: cbreaker SCRIPT.lua [args]   run a Lua script with cbreaker available
        cbreaker version              print the version]]
 
 local demo_usage = [[
-usage: cbreaker demo [--requests N] [--seed S] [--redis URL] [--secret-file PATH]
+usage: cbreaker demo [--requests N] [--seed S] [--redis URL] [--hash-tag] [--secret-file PATH]
 
 Simulates an LLM gateway on a manual clock: four providers with different
 success rates and latencies, one of which has an outage mid-run and
@@ -36,6 +36,7 @@ summary; the exit status is 0 when every claim in the summary held.
   --requests N   requests to simulate (default 3000)
   --seed S       seed of the simulation and of the selector (default 1)
   --redis URL    keep breaker state in Redis, so two demos share it
+  --hash-tag     keys '{prefix}:...' (a redis+cluster:// URL needs it)
   --secret-file PATH  the fleet's secret (else $CBREAKER_SECRET): sign what
                  is published, refuse what is not signed
   --help         this text]]
@@ -115,7 +116,7 @@ end
 
 function commands.demo(...)
   local o, err = options({requests = "number", seed = "number", redis = "string",
-    ["secret-file"] = "string", help = "flag"}, ...)
+    ["secret-file"] = "string", ["hash-tag"] = "flag", help = "flag"}, ...)
   if not o then return die("demo: %s\n%s", err, demo_usage) end
   local secret, why = secret_of(o)
   if secret == false then return die("demo: %s", why) end
@@ -129,7 +130,7 @@ function commands.demo(...)
   local live = stdout_is_tty()
   local ok, report = pcall(require("cbreaker.demo").run, {
     requests = o.requests, seed = o.seed, redis = o.redis, live = live,
-    secret = o.redis and secret or nil,
+    secret = o.redis and secret or nil, hash_tag = o["hash-tag"],
     pace = live and function() os.execute("sleep 0.03") end or nil,
   })
   if not ok then return die("demo: %s", tostring(report)) end  -- a bad URL or secret

@@ -45,7 +45,7 @@ local function session_fault(ok, err)
   return "failure"
 end
 
-function M.policy(clock, seed, redis, secret)
+function M.policy(clock, seed, redis, secret, hash_tag)
   local providers = {}
   for _, p in ipairs(M.providers) do providers[p.name] = {} end
   return {
@@ -59,7 +59,7 @@ function M.policy(clock, seed, redis, secret)
     selection = {strategy = "thompson", decay = 0.98, seed = seed},
     sentinel = {force_open_after = 2},
     max_attempts = 2,
-    redis = redis and {url = redis, secret = secret} or nil,
+    redis = redis and {url = redis, secret = secret, hash_tag = hash_tag or nil} or nil,
   }
 end
 
@@ -96,7 +96,8 @@ end
 -- ---- the run --------------------------------------------------------------------------
 
 --- Runs the simulation.  opts: requests (default 3000), seed (1), redis
--- (a URL or nil), secret (the fleet's, with redis; nil: unsigned), out (a
+-- (a URL or nil), hash_tag (with redis: the store's option, for a
+-- redis+cluster:// URL), secret (the fleet's, with redis; nil: unsigned), out (a
 -- file, default io.stdout), live (redraw in place: a terminal), pace
 -- (seconds to sleep between redraws, terminal only).
 -- Returns a report table; `report.ok` says whether every claim held.
@@ -106,7 +107,7 @@ function M.run(opts)
   local seed = opts.seed or 1
   local out = opts.out or io.stdout
   local clock = cb.manual_clock(0)
-  local e = cb.engine(M.policy(clock, seed, opts.redis, opts.secret))
+  local e = cb.engine(M.policy(clock, seed, opts.redis, opts.secret, opts.hash_tag))
   local rand = rng(seed)
   local by_name = {}
   for _, p in ipairs(M.providers) do by_name[p.name] = p end
