@@ -78,6 +78,25 @@ describe("#redis the store on a Redis Cluster", function()
     assert.matches("cluster support disabled", h.last_error, 1, true)
   end)
 
+  it("renames the keys with hash_tag on a plain server too: only stores alike share", function()
+    local plain = helper.start()
+    local function on_plain(id, extra)
+      local s = cb.redis(fx.with({ url = plain:url(), prefix = PREFIX, id = id, timeout_ms = TIMEOUT_MS }, extra))
+      stores[#stores + 1] = s
+      return s
+    end
+    local tagged, alike, untagged = on_plain("T", { hash_tag = true }), on_plain("A", { hash_tag = true }), on_plain("U")
+    cb.new{ name = "tagged", store = tagged }:force_open()
+    tagged:poll()
+    assert.equals("open", plain:cli(("get '{%s}:tagged:state'"):format(PREFIX)))
+    assert.equals("", plain:cli(("get '%s:tagged:state'"):format(PREFIX)))
+    assert.equals("forced-open", cb.new{ name = "tagged", store = alike }:state())  -- boot import
+    assert.equals("closed", cb.new{ name = "tagged", store = untagged }:state())
+    for _, s in ipairs(stores) do s:close() end
+    stores = {}
+    plain:stop()
+  end)
+
   it("finds the slot's master from any seed; peers share state through it", function()
     local a, b = store("A"), store("B")
     assert.is_true(a:health().connected, a:health().last_error)
