@@ -1,4 +1,5 @@
-/* test_redis_cluster.c -- key slots and MOVED/ASK redirections against two
+/* test_redis_cluster.c -- key slots, finding a slot's master (cb_cluster_connect)
+ * and MOVED/ASK redirections against two
  * real cluster nodes that this test starts (redis_servers.h). */
 #include "redis_servers.h"
 
@@ -60,6 +61,33 @@ static void test_cluster(void) {
         if (r) freeReplyObject(r);
     }
     test_cond(agree);
+
+    test("cb_cluster_connect: a dead seed skipped, the slot's master found, the seed that "
+         "answered asked first next time");
+    cb_cluster kc;
+    cb_cluster_init(&kc);
+    cb_cluster_add_seed(&kc, "127.0.0.1", free_port());  /* nobody there */
+    cb_cluster_add_seed(&kc, "127.0.0.1", pa);
+    cb_conn *c = conn_to("127.0.0.1", pa, NULL), *c2 = conn_to("127.0.0.1", pa, NULL);
+    ok = cb_cluster_connect(&kc, c, 10000, now() + 2 * TIMEOUT) == CB_OK &&
+         cb_conn_port(c) == pb && kc.seeds[0].port == pa && kc.owner.port == pb && kc.guesses == 1;
+    test_cond(ok);
+
+    test("... its answer serves one more connection, then the seeds are asked again");
+    ok = cb_cluster_connect(&kc, c2, 10000, now() + 2 * TIMEOUT) == CB_OK &&
+         cb_conn_port(c2) == pb && kc.guesses == 0 &&
+         cb_cluster_connect(&kc, c2, 100, now() + 2 * TIMEOUT) == CB_OK && cb_conn_port(c2) == pa;
+    test_cond(ok);
+
+    test("a MOVED names the owner for the next attempt's two connections, twice in a row at most");
+    cb_cluster_moved(&kc, c, "127.0.0.1", pb);
+    ok = kc.guesses == 2 && kc.owner.port == pb;
+    cb_cluster_moved(&kc, c, "", pa);  /* "": the node that answered, c's */
+    ok = ok && kc.guesses == 2 && kc.owner.port == pa && strcmp(kc.owner.host, "127.0.0.1") == 0;
+    cb_cluster_moved(&kc, c, "127.0.0.1", pb);
+    test_cond(ok && kc.guesses == 0);  /* a third: the seeds decide */
+    cb_conn_free(c);
+    cb_conn_free(c2);
 
     test("MOVED from the node that does not own the slot: slot and owner parsed");
     const char *kb = "k5";  /* find a key of b's half */
