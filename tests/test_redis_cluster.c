@@ -1,6 +1,6 @@
-/* test_redis_cluster.c -- key slots, finding a slot's master (cb_cluster_connect)
- * and MOVED/ASK redirections against two
- * real cluster nodes that this test starts (redis_servers.h). */
+/* test_redis_cluster.c -- key slots, finding a slot's master
+ * (cb_cluster_connect) and MOVED/ASK redirections against two real cluster
+ * nodes that this test starts (redis_servers.h). */
 #include "redis_servers.h"
 
 static redisReply *cmdv(cb_conn *c, int argc, const char **argv) {
