@@ -348,10 +348,16 @@ describe("engine:call in C (no sessions)", function()
 
   it("refuses a bad self, tenant or session as the Lua call does", function()
     local e, other = fast_engine(), fast_engine()
-    assert.has_error(function() e.call(nil, "t", "s", ok_fn) end)
+    -- said at the caller's line, as the Lua call says it
+    local err = select(2, pcall(e.call, {}, "t", "s", ok_fn))
+    assert.matches("engine:call: self must be a cbreaker.Engine (got table)", err, 1, true)
+    err = select(2, pcall(function() e.call(nil, "t", "s", ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: engine:call: self must be a cbreaker%.Engine %(got nil%)", err)
     assert.is_true((e.call(other, "t", "s", ok_fn)))  -- another engine: its own call
-    assert.has_error(function() e:call(nil, "s", ok_fn) end)
-    assert.has_error(function() e:call("t", nil, ok_fn) end)
+    err = select(2, pcall(function() e:call(nil, "s", ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: tenant must be a string %(got nil%)", err)
+    err = select(2, pcall(function() e:call("t", nil, ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: session must be a string %(got nil%)", err)
     no_permits(e)
   end)
 
@@ -434,12 +440,14 @@ describe("engine:call in C (no sessions)", function()
       sessions = false}
     e:reload(fx.with(base, {max_attempts = 2}))
     assert.is_false(e.fast)
+    assert.equal("Lua", debug.getinfo(e.call, "S").what)  -- Engine.call itself: no C level more
     local tries = 0
     local ok = e:call("t", "s", function() tries = tries + 1; if tries == 1 then error("x", 0) end return "y" end)
     assert.is_true(ok)
     assert.equal(2, tries)  -- a fallback: the Lua call ran it
     e:reload(base)
     assert.is_true(e.fast)
+    assert.equal("C", debug.getinfo(e.call, "S").what)
     assert.is_true((e:call("t", "s", ok_fn)))
   end)
 end)

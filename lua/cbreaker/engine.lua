@@ -181,6 +181,7 @@ function M.new(src)
     closed = false,
     plain = false,       -- calls take pool:run (see _classifiers)
     fast = false,        -- plain, no hook, no sessions, open: call is all in C (pool:caller)
+    caller = false,      -- that C call (no sessions), installed as `call` while fast
     hooked = false,      -- some provider has an on_change hook
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
     in_pool = setmetatable({}, {__mode = "k"}),  -- coroutine -> its call's pool calls under
@@ -208,10 +209,10 @@ function M.new(src)
     br:on_change(function(...) return self:_on_change(...) end)
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
+  -- Without sessions, engine:call is C's (pool:caller) while `fast`: see _classifiers.
+  -- (Sessions never come or go on reload.)
+  self.caller = not self.sessions and self.pool:caller(self, Engine.call, none_open)
   self:_classifiers()
-  -- Without sessions, engine:call is C's (pool:caller): all in C while `fast`, else
-  -- handed to Engine.call.  (Sessions never come or go on reload.)
-  if not self.sessions then self.call = self.pool:caller(self, Engine.call, none_open) end
   return self
 end
 
@@ -587,6 +588,8 @@ function Engine:_classifiers()
   self.plain = plain
   self.fast = plain and not self.hooked and not self.sessions and not self.closed
   self.pool:fast(self.fast)
+  -- the C call only while it runs calls itself: else Engine.call, one C level less
+  self.call = self.fast and self.caller or nil
 end
 
 -- ---- reporting ------------------------------------------------------------------------------
@@ -631,6 +634,7 @@ function Engine:close()
   if self.closed then return end
   self.closed = true
   self.fast = false
+  self.call = nil
   self.pool:close()  -- and its breakers
   if self.sessions then self.sessions:close() end
   if self.store then self.store:close() end

@@ -188,6 +188,8 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
 
 void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int port) {
     const char *h = host && host[0] ? host : cb_conn_host(c);
+    if (h && k->guesses == 2 && k->owner.port == port && strcmp(k->owner.host, h) == 0)
+        return;  /* another reply of the same batch: one redirection */
     k->guesses = 0;
     if (!h || strlen(h) >= sizeof k->owner.host || ++k->moved > CB_CLUSTER_MOVED_MAX) return;
     strcpy(k->owner.host, h);

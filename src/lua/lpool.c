@@ -466,9 +466,17 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
  * engine's Lua function. */
 static int engine_call(lua_State *L) {
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
-    if (!lp->fast || !lp->p || !lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE)) ||
-        lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3))
+    if (!lp->fast || !lp->p || !lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE))) {
+        if (!lua_getmetatable(L, 1) || !lua_getmetatable(L, lua_upvalueindex(EC_ENGINE)) ||
+            !lua_rawequal(L, -1, -2))  /* not an engine: said here, at the caller's line */
+            return luaL_error(L, "engine:call: self must be a cbreaker.Engine (got %s)",
+                              luaL_typename(L, 1));
+        lua_settop(L, lua_gettop(L) - 2);
         return call_slow(L);
+    }
+    if (lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3))  /* as Engine.call says it */
+        return luaL_error(L, "%s must be a string (got nil)",
+                          lua_isnoneornil(L, 2) ? "tenant" : "session");
     if (lua_gettop(L) < 4) lua_settop(L, 4);  /* no fn: misuse, found once pcall fails */
     uint64_t tried = 0;
     double ra = 0;
