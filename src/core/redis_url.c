@@ -23,14 +23,20 @@ static int parse_int(const char *s, size_t n, long lo, long hi, int *out) {
     return 1;
 }
 
-/* [user]:password@ -- user is a Redis 6 ACL user (AUTH user password);
- * without it AUTH password authenticates the default user.  The user info
- * ends at the last '@' before the first '/', as Python's urllib splits it:
- * a password may hold '@' ("redis://:p@ss@host" is host "host"). */
-static int take_userinfo(const char **p, cb_redis_url *u, char *err, size_t errcap) {
+/* Where user info at p ends: the last '@' before the first '/', as
+ * Python's urllib splits it (a password may hold '@': "redis://:p@ss@host"
+ * is host "host"); NULL when there is none. */
+static const char *userinfo_end(const char *p) {
     const char *at = NULL;
-    for (const char *q = *p; *q && *q != '/'; q++)
-        if (*q == '@') at = q;
+    for (; *p && *p != '/'; p++)
+        if (*p == '@') at = p;
+    return at;
+}
+
+/* [user]:password@ -- user is a Redis 6 ACL user (AUTH user password);
+ * without it AUTH password authenticates the default user. */
+static int take_userinfo(const char **p, cb_redis_url *u, char *err, size_t errcap) {
+    const char *at = userinfo_end(*p);
     if (!at) return CB_OK;
     const char *colon = memchr(*p, ':', (size_t)(at - *p));
     if (!colon) FAIL("url: user info needs a password (redis://:PASSWORD@host)");
@@ -93,10 +99,8 @@ static int parse_tcp(const char *p, cb_redis_url *u, char *err, size_t errcap) {
 }
 
 static int parse_unix(const char *p, cb_redis_url *u, char *err, size_t errcap) {
-    if (*p == ':') {  /* unix://:password@/path: the last '@' before the path */
-        const char *at = NULL;
-        for (const char *q = p; *q && *q != '/'; q++)
-            if (*q == '@') at = q;
+    if (*p == ':') {  /* unix://:password@/path */
+        const char *at = userinfo_end(p);
         if (!at) FAIL("url: expected unix://:PASSWORD@/path");
         size_t n = (size_t)(at - p - 1);
         if (n >= sizeof u->password) FAIL("url: password too long");
