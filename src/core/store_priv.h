@@ -83,8 +83,7 @@ typedef struct cb_store_priv {
     cb_clock clock;
     cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
     cb_sentinel *sentinel;  /* redis+sentinel://: asked for the master on every connect */
-    int clustered;          /* redis+cluster://: cmd and sub go to the owner of `slot` */
-    cb_cluster cluster;
+    cb_cluster cluster;     /* url.cluster: cmd and sub go to the owner of `slot` */
     unsigned slot;          /* the hash slot of the prefix: every key's */
     unsigned pending;     /* replies owed on cmd: the inflight ring's length */
     unsigned head;        /* the ring's first entry */

@@ -185,7 +185,8 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
  * it went. */
 static int redirected(cb_store_priv *p, const cb_conn *c, const redisReply *r) {
     char host[256];
-    int slot, port, kind = p->clustered ? cb_cluster_redirect(r, &slot, host, sizeof host, &port) : 0;
+    int slot, port;
+    int kind = p->url.cluster ? cb_cluster_redirect(r, &slot, host, sizeof host, &port) : 0;
     if (kind == CB_CLUSTER_MOVED) cb_cluster_moved(&p->cluster, c, host, port);
     return kind != 0;
 }
@@ -278,7 +279,7 @@ int store_command_async(cb_store_priv *p, attach *a, int what, int argc, const c
  * other connection of this attempt: c goes to the master it found (ROLE
  * checked again), without asking the sentinels twice. */
 static int open_conn(cb_store_priv *p, cb_conn *c, const cb_conn *first, double deadline) {
-    if (p->clustered) {
+    if (p->url.cluster) {
         if (cb_cluster_connect(&p->cluster, c, p->slot, deadline) == CB_OK) return CB_OK;
         store_note_error(p, p->cluster.errstr, NULL);
         return CB_ERR;
@@ -825,7 +826,6 @@ cb_store *cb_store_new(const cb_store_opts *o) {
     co.tls.verify = o->tls.verify;
     if (p->url.nseeds) co.host = NULL;  /* the sentinels or the cluster name it */
     if (p->url.cluster) {
-        p->clustered = 1;
         cb_cluster_init(&p->cluster);
         _Static_assert(CB_URL_SEEDS_MAX <= CB_CLUSTER_SEEDS_MAX &&
                            sizeof p->url.seeds[0].host <= sizeof p->cluster.seeds[0].host,
