@@ -40,6 +40,16 @@ describe("#redis the store on a Redis Cluster", function()
     return node:cli(("hexists '{%s}:states' %s"):format(PREFIX, name)) == "1"
   end
 
+  -- Polls `s` until cond() holds, up to ~2 s: the reply comes from another
+  -- process, so this waits in real time.
+  local function polled_until(s, cond)
+    for _ = 1, 200 do
+      s:poll()
+      if cond() then return end
+      helper.nap(0.01)
+    end
+  end
+
   local function store(id, clock, extra)
     local _, seed = not_owner()
     local s = cb.redis(fx.with({ cluster = { seed }, hash_tag = true, prefix = PREFIX, id = id,
@@ -256,20 +266,12 @@ describe("#redis the store on a Redis Cluster", function()
     end
     local finish = cluster:move_slot(slot, to, false)  -- keys moved, slot not yet
     br:force_open()  -- its keys are gone from the old owner: ASK
-    for _ = 1, 200 do  -- the reply comes from another process: real time, bounded
-      a:poll()
-      if a:health().last_error:find("ASK", 1, true) then break end
-      helper.nap(0.01)
-    end
+    polled_until(a, function() return a:health().last_error:find("ASK", 1, true) end)
     assert.matches("ASK " .. slot, a:health().last_error, 1, true)
     local failures = a:health().failures
     for _ = 1, 3 do  -- after each back-off it tries again, and meets ASK again
       clock:advance(0.5)
-      for _ = 1, 200 do
-        a:poll()
-        if a:health().failures > failures then break end
-        helper.nap(0.01)
-      end
+      polled_until(a, function() return a:health().failures > failures end)
       assert.is_true(a:health().failures > failures, a:health().last_error)
       failures = a:health().failures
     end
