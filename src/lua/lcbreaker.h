@@ -242,7 +242,9 @@ void cb_lua_read_opts(lua_State *L, int idx, const cb_optschema *s, void *o,
                       const cb_lua_optread *r);
 
 /* A keep for objects whose only kept option is the clock: it goes to user
- * value *(const int *)ud of the object being built, at stack index 2. */
+ * value *(const int *)ud of the object being built, at stack index 2.  Host
+ * values (cb.redis's sentinels, master, cluster) are checked by the reader
+ * and left to the caller. */
 void cb_lua_keep_uv(lua_State *L, int which, void *ud);
 
 /* The closest of `names` (NULL-terminated) to `s`, or NULL when none is

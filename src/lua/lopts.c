@@ -357,7 +357,7 @@ static void read_table(lua_State *L, int idx, const lschema *s, void *o,
 }
 
 void cb_lua_keep_uv(lua_State *L, int which, void *ud) {
-    (void)which;
+    if (which != CB_KEEP_CLOCK) return;  /* a host value: its reader reads it itself */
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 2, *(const int *)ud);
 }

@@ -107,16 +107,10 @@ static int store_new(lua_State *L) {
     box->s = NULL;
     box->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_STORE_MT);
-    lua_createtable(L, 0, 3);  /* the options this function reads itself */
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "sentinels");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "master");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "cluster");
     static const int clock_uv = UV_CLOCK;  /* the store keeps its clock alive */
-    cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 3};
-    cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table */
+    cb_lua_optread r = {"cbreaker.redis", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
+    cb_lua_read_opts(L, 1, &cb_store_schema, &o, &r);  /* strings stay in the table; the
+                                      sentinels, master and cluster types checked */
     lua_pushliteral(L, "url");
     int url_given = lua_rawget(L, 1) != LUA_TNIL;
     lua_pop(L, 1);
