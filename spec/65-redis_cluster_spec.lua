@@ -2,13 +2,15 @@
 -- joined with `redis-cli --cluster create`.  With hash_tag every key of the
 -- store is "{prefix}:...", in one hash slot, so the store talks to that
 -- slot's master whichever node it was given; when the slot moves (MOVED),
--- or is moving (ASK), writes are sent again and land on the new owner.
+-- or is moving (ASK), writes are sent again and land on the new owner, and
+-- one-key reads are asked of the node an ASK names.
 local cb = require("cbreaker")
 local fx = require("helpers.fixtures")
 local helper = require("helpers.redis")
 
 local TIMEOUT_MS = 200
 local PREFIX = "cbcluster"
+local CLUSTER_RIGHTS = "+cluster|slots +asking"  -- the README's additions on a Cluster
 
 describe("#redis the store on a Redis Cluster", function()
   local cluster, slot, stores
@@ -175,10 +177,10 @@ describe("#redis the store on a Redis Cluster", function()
     assert.equals("open", cluster:owner(slot):cli(("get '{%s}:shared-api:state'"):format(PREFIX)))
   end)
 
-  it("runs as the README's least-privilege ACL user with +cluster|slots", function()
+  it("runs as the README's least-privilege ACL user with +cluster|slots +asking", function()
     for _, node in ipairs(cluster.nodes) do  -- ACL users are per node
       helper.acl_user(node, "cb", "pw-cluster-1", { "{" .. PREFIX .. "}:*" },
-        { "circuit_breaker:events" }, "+cluster|slots")
+        { "circuit_breaker:events" }, CLUSTER_RIGHTS)
       node:cli("acl log reset")
     end
     local a = store("A", nil, { username = "cb", password = "pw-cluster-1" })
@@ -285,5 +287,45 @@ describe("#redis the store on a Redis Cluster", function()
     assert.equals("forced-open", cb.new{ name = "moving", store = b }:state())
     br:reset()
     a:poll()
+  end)
+
+  it("follows ASK with one-key commands: a store that starts mid-migration imports the forces", function()
+    local clock = cb.manual_clock(1000)
+    local a = store("A", clock)
+    local early = cb.new{ name = "early", store = a, clock = clock }
+    early:force_open()
+    a:poll()
+    local from = cluster:owner(slot)
+    assert.is_true(in_boot_hash(from, "early"))
+    local to = not_owner()
+    for _, node in ipairs(cluster.nodes) do
+      helper.acl_user(node, "cb", "pw-cluster-2", { "{" .. PREFIX .. "}:*" },
+        { "circuit_breaker:events" }, CLUSTER_RIGHTS)
+      node:cli("acl log reset")
+    end
+    local finish = cluster:move_slot(slot, to, false)  -- keys moved, slot still `from`'s
+    assert.equals("0", from:cli("dbsize"))
+    -- HGETALL and HGET meet ASK on `from` and are asked of `to`, after ASKING
+    local b = store("B", clock, { username = "cb", password = "pw-cluster-2" })
+    assert.is_true(b:health().connected, b:health().last_error)
+    local seen = cb.new{ name = "early", store = b, clock = clock }
+    assert.equals("forced-open", seen:state())
+    assert.matches("early", table.concat(b:names(), " "), 1, true)  -- HKEYS
+    for _, node in ipairs(cluster.nodes) do
+      assert.equals("", node:cli("acl log"), "refused on " .. node.port)
+    end
+    -- a write is one script over several keys: `to` answers TRYAGAIN after
+    -- ASKING until the migration ends, so it waits out the back-off
+    local c = store("C", clock, { mode = "shared" })
+    assert.is_true(c:health().connected, c:health().last_error)
+    fx.fail(cb.new{ name = "early-shared", store = c, clock = clock }, 1)
+    assert.matches("TRYAGAIN", c:health().last_error, 1, true)
+    finish()
+    early:reset()
+    local ok = helper.reconnect({ a }, clock, 0.5, function()
+      return not in_boot_hash(to, "early")
+    end)
+    assert.is_true(ok, a:health().last_error)
+    assert.is_true(helper.eventually(function() return seen:state() == "closed" end, { b }))
   end)
 end)

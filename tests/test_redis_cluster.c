@@ -105,7 +105,7 @@ static void test_cluster(void) {
               strcmp(host, "127.0.0.1") == 0);
     if (r) freeReplyObject(r);
 
-    test("ASK while a slot migrates; ASKING on the target serves the key");
+    test("ASK while a slot migrates; the target, not asked with ASKING, says MOVED");
     char ka[16];
     int i = 0;
     do snprintf(ka, sizeof ka, "a%d", i++);
@@ -131,14 +131,27 @@ static void test_cluster(void) {
     ok = ok && cb_cluster_redirect(r, &slot, host, sizeof host, &port) == CB_CLUSTER_MOVED &&
          port == pa;
     if (r) freeReplyObject(r);
-    ok = ok && cb_conn_append(b, 1, (const char *[]){"ASKING"}, NULL) == CB_OK &&
-         cb_conn_append(b, 2, (const char *[]){"GET", ka}, NULL) == CB_OK &&
-         cb_conn_flush_until(b, now() + TIMEOUT) == CB_OK;
-    redisReply *r1 = ok ? cb_conn_read_reply(b, now() + TIMEOUT) : NULL;
-    redisReply *r2 = r1 ? cb_conn_read_reply(b, now() + TIMEOUT) : NULL;
-    test_cond(ok && r1 && r1->type == REDIS_REPLY_STATUS && r2 && r2->type == REDIS_REPLY_NIL);
-    if (r1) freeReplyObject(r1);
-    if (r2) freeReplyObject(r2);
+    test_cond(ok);
+
+    test("cb_cluster_asking: the one command after ASKING (TRYAGAIN for keys not all there), closed after");
+    cb_conn *via = conn_to("127.0.0.1", pa, NULL);  /* its endpoint is the ASK's: "" is a's host */
+    const char *get[] = {"GET", ka}, *two[] = {"MGET", ka, "other"};
+    r = cb_cluster_asking(via, a, "", pb, now() + TIMEOUT, 2, get, NULL);
+    ok = r && r->type == REDIS_REPLY_NIL && !cb_conn_connected(via) &&
+         strcmp(cb_conn_where(via), cb_conn_where(b)) == 0;
+    if (r) freeReplyObject(r);
+    char kx[80];  /* a second key of the slot: several keys, none there yet */
+    snprintf(kx, sizeof kx, "{%s}x", ka);
+    two[2] = kx;
+    r = ok ? cb_cluster_asking(via, a, "127.0.0.1", pb, now() + TIMEOUT, 3, two, NULL) : NULL;
+    ok = ok && r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "TRYAGAIN", 8) == 0;
+    if (r) freeReplyObject(r);
+    int dead = free_cluster_port();  /* nothing listens there */
+    r = ok ? cb_cluster_asking(via, a, "127.0.0.1", dead, now() + TIMEOUT, 2, get, NULL) : NULL;
+    ok = ok && !r && via->err && strstr(via->errstr, "127.0.0.1") && !cb_conn_connected(via);
+    if (r) freeReplyObject(r);
+    cb_conn_free(via);
+    test_cond(ok);
 
     test("cb_cluster_redirect: IPv6 and empty hosts; anything else is no redirection");
     redisReply e = {.type = REDIS_REPLY_ERROR};

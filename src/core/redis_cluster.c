@@ -196,3 +196,29 @@ void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int por
     k->owner.port = port;
     k->guesses = 2;  /* both connections of the next attempt */
 }
+
+redisReply *cb_cluster_asking(cb_conn *via, const cb_conn *from, const char *host, int port,
+                              double deadline, int argc, const char **argv, const size_t *lens) {
+    const char *h = host && host[0] ? host : cb_conn_host(from);
+    cb_conn_close(via);
+    if (!h || cb_conn_set_endpoint(via, h, port) != CB_OK) {
+        via->err = CB_CONN_EOPTS;
+        snprintf(via->errstr, sizeof via->errstr, "ASK named no usable node");
+        return NULL;
+    }
+    redisReply *asking = NULL, *r = NULL;
+    if (cb_conn_connect(via, deadline) == CB_OK &&  /* pipelined: one round trip */
+        cb_conn_append(via, 1, (const char *[]){"ASKING"}, NULL) == CB_OK &&
+        cb_conn_append(via, argc, argv, lens) == CB_OK &&
+        cb_conn_flush_until(via, deadline) == CB_OK &&
+        (asking = cb_conn_read_reply(via, deadline)) != NULL)
+        r = cb_conn_read_reply(via, deadline);
+    if (r && asking->type == REDIS_REPLY_ERROR) {  /* NOPERM: the user lacks +asking */
+        freeReplyObject(r);
+        r = asking;
+        asking = NULL;
+    }
+    freeReplyObject(asking);
+    cb_conn_close(via);  /* one-shot: a migration is short, and the slot's owner is elsewhere */
+    return r;
+}

@@ -342,6 +342,8 @@ int cb_sentinel_parse_switch(const cb_sentinel *s, const struct redisReply *r, c
  *   cb_cluster_moved(k, c, host, port) remembers the owner it names, for
  *       the reconnect that follows (twice in a row at most: then the seeds
  *       are asked, so two nodes that name each other cannot hold the store)
+ *   cb_cluster_asking(via, c, host, port, ...) follows an ASK: the one
+ *       command, after ASKING, on a connection of its own
  * PUBLISH reaches every node's subscribers, so the subscription may stay
  * on any node; the store keeps it on the owner too. */
 
@@ -376,6 +378,15 @@ int cb_cluster_connect(cb_cluster *k, cb_conn *c, unsigned slot, double deadline
 /* A MOVED answer on `c` named host:port (host "" is c's host): the next
  * connect goes there first. */
 void cb_cluster_moved(cb_cluster *k, const cb_conn *c, const char *host, int port);
+
+/* An ASK answer on `from` named host:port (host "" is from's host): the
+ * slot is being migrated there.  Sends ASKING and the command on `via`,
+ * connected for this one command and closed after, by `deadline`: the
+ * command's reply (an error reply as such, e.g. TRYAGAIN for a command
+ * over several keys not all moved yet), or NULL with via->err/errstr. */
+struct redisReply *cb_cluster_asking(cb_conn *via, const cb_conn *from, const char *host,
+                                     int port, double deadline, int argc, const char **argv,
+                                     const size_t *lens);
 
 enum { CB_CLUSTER_MOVED = 1, CB_CLUSTER_ASK = 2 };
 

@@ -82,6 +82,7 @@ typedef struct cb_store_priv {
     uint32_t quorum;
     cb_clock clock;
     cb_conn *cmd, *sub;     /* made once, (re)connected by try_connect */
+    cb_conn *asking;        /* url.cluster: a command that met ASK, sent where it names */
     cb_sentinel *sentinel;  /* redis+sentinel://: asked for the master on every connect */
     cb_cluster cluster;     /* url.cluster: cmd and sub go to the owner of `slot` */
     unsigned slot;          /* the hash slot of the prefix: every key's */

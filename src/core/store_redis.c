@@ -179,22 +179,54 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
 }
 
 /* A MOVED or ASK answer (our slot moved, or is moving, to another node):
- * 1, with the node it names tried first by the reconnect that follows.
- * The write is sent again there; an ASK's target is not remembered, so a
- * slot being migrated is retried after the back-off until MOVED says where
- * it went. */
+ * CB_CLUSTER_MOVED, with the node it names tried first by the reconnect
+ * that follows, or CB_CLUSTER_ASK; else 0.  An ASK's node is not
+ * remembered: the slot is still served where it was. */
 static int redirected(cb_store_priv *p, const cb_conn *c, const redisReply *r) {
     char host[256];
     int slot, port;
     int kind = p->url.cluster ? cb_cluster_redirect(r, &slot, host, sizeof host, &port) : 0;
     if (kind == CB_CLUSTER_MOVED) cb_cluster_moved(&p->cluster, c, host, port);
-    return kind != 0;
+    return kind;
+}
+
+/* The slot is being migrated and `ask` (an ASK answer on c) names the
+ * node that has the key already: the command is asked there, after
+ * ASKING.  Its reply, unless that is TRYAGAIN or a redirection: Redis
+ * answers TRYAGAIN to a command over several keys not all moved yet,
+ * which every write of the store is (one script over the breaker's keys),
+ * so those are sent again after the back-off, until MOVED names the new
+ * owner.  NULL then, or when the node could not be asked (noted). */
+static redisReply *ask_there(cb_store_priv *p, const cb_conn *c, const redisReply *ask,
+                             double deadline, int argc, const char **argv, const size_t *lens) {
+    char host[256];
+    int slot, port;
+    cb_cluster_redirect(ask, &slot, host, sizeof host, &port);
+    if (!p->asking) {
+        store_note_error(p, "ASK", "out of memory");
+        return NULL;
+    }
+    redisReply *r = cb_cluster_asking(p->asking, c, host, port, deadline, argc, argv, lens);
+    if (!r) {
+        store_note_error(p, "ASK", p->asking->errstr);
+        return NULL;
+    }
+    if (r->type == REDIS_REPLY_ERROR &&
+        (strncmp(r->str, "TRYAGAIN", 8) == 0 || redirected(p, p->asking, r))) {
+        store_note_error(p, "redis", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
 }
 
 /* The reply to the oldest async write: errors are kept for health, and
  * the event is sent again. */
 static void settle(cb_store_priv *p, redisReply *r) {
-    redirected(p, p->cmd, r);  /* its error reconnects: to the node a MOVED names */
+    /* Its error reconnects: to the node a MOVED names.  An ASK is not
+     * followed here: the write is a script over several keys, which the
+     * node migrated to answers TRYAGAIN (ask_there); it is sent again. */
+    redirected(p, p->cmd, r);
     if (p->ring[p->head].what == INFLIGHT_READ) {
         store_read_done(p, r);
         return;
@@ -237,10 +269,14 @@ redisReply *store_command(cb_store_priv *p, cb_conn *c, double deadline, int arg
             return NULL;
         }
         if (!owed || p->pending == 0) {
-            if (!redirected(p, c, r)) return r;
-            fail(p, "redis", r->str);  /* reconnects to the node named, resends */
+            int kind = redirected(p, c, r);
+            if (!kind) return r;
+            redisReply *there =
+                kind == CB_CLUSTER_ASK ? ask_there(p, c, r, deadline, argc, argv, lens) : NULL;
+            if (!there && kind == CB_CLUSTER_MOVED) store_note_error(p, "redis", r->str);
             freeReplyObject(r);
-            return NULL;
+            if (!there) store_drop(p);  /* reconnects (to the node MOVED named), resends */
+            return there;
         }
         settle(p, r);
     }
@@ -599,9 +635,13 @@ static void try_connect(cb_store_priv *p, double deadline) {
     }
     r = read_reply(p, p->cmd, deadline);
     if (!r) goto failed;
-    if (r->type != REDIS_REPLY_ARRAY) {
+    if (redirected(p, p->cmd, r) == CB_CLUSTER_ASK) {  /* migrating: the hash may be there */
+        redisReply *there = ask_there(p, p->cmd, r, deadline, 2, hgetall, NULL);
+        freeReplyObject(r);
+        if (!(r = there)) goto failed;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {  /* a MOVED is remembered above */
         store_note_error(p, "hgetall", r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-        redirected(p, p->cmd, r);
         freeReplyObject(r);
         goto failed;
     }
@@ -845,6 +885,7 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->sentinel = cb_sentinel_new(&so);
     }
     p->cmd = cb_conn_new(&co);
+    if (p->url.cluster) p->asking = cb_conn_new(&co);
     co.db = 0;  /* channels are not per database */
     p->sub = cb_conn_new(&co);
     const char *bad = p->cmd && p->cmd->err == CB_CONN_EOPTS ? p->cmd->errstr  /* a TLS file */
@@ -855,8 +896,9 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         snprintf(s->errstr, sizeof s->errstr, "%s", bad);
         cb_conn_free(p->cmd);
         cb_conn_free(p->sub);
+        cb_conn_free(p->asking);
         cb_sentinel_free(p->sentinel);
-        p->cmd = p->sub = NULL;
+        p->cmd = p->sub = p->asking = NULL;
         p->sentinel = NULL;
         return s;
     }
@@ -904,6 +946,7 @@ void cb_store_free(cb_store *s) {
         store_free_reads(p);
         cb_conn_free(p->cmd);
         cb_conn_free(p->sub);
+        cb_conn_free(p->asking);
         cb_sentinel_free(p->sentinel);
         cb_htab_release(&p->attached);
         free(p->prefix);
