@@ -452,11 +452,144 @@ describe("engine:call in C (no sessions)", function()
   end)
 end)
 
+describe("engine:call in C with sessions", function()
+  local function session_engine(extra)
+    return engine(fx.with({sessions = {defaults = {failure_threshold = 2, reset_timeout = 5}}},
+      extra))
+  end
+
+  it("is taken, and records on the session and the provider", function()
+    local e = session_engine()
+    assert.is_true(e.fast)
+    assert.equal("C", debug.getinfo(e.call, "S").what)
+    assert.same({true, "a", 1}, {e:call("t", "s", function(p, x) return p == "b" and "a" or p, x end, 1)})
+    assert.is_false((e:call("t", "s", function() error("503", 0) end)))
+    local st = session(e, "t", "s"):stats()
+    assert.equal(1, st.successes)
+    assert.equal(1, st.failures)
+    assert.equal(0, st.permits_out)
+    local r = e:stats().requests
+    assert.equal(1, r.ok)
+    assert.equal(1, r.error)
+    no_permits(e)
+  end)
+
+  it("refuses a call the session's breaker refuses: counted, no provider asked", function()
+    local e = session_engine()
+    for _ = 1, 2 do e:call("t", "s", function() error("503", 0) end) end  -- the session opens
+    local calls = e:breaker("a"):stats().calls + e:breaker("b"):stats().calls
+    local ran = false
+    local ok, rej = e:call("t", "s", function() ran = true end)
+    assert.is_false(ok)
+    assert.is_false(ran)
+    assert.is_true(cb.is_rejection(rej))
+    assert.equal("session open", rej.reason)
+    assert.equal("t", rej.tenant)
+    assert.equal("s", rej.session)
+    assert.is_true(rej.retry_after > 0 and rej.retry_after <= 5)
+    assert.equal(1, e:stats().requests.session_open)
+    assert.equal(calls, e:breaker("a"):stats().calls + e:breaker("b"):stats().calls)
+    assert.is_true((e:call("t", "other", ok_fn)))  -- another session is not stopped
+  end)
+
+  it("refuses bad ids at the caller's line; long ones, a full registry with a rejection", function()
+    local e = session_engine({sessions = {max_entries = 1,
+      defaults = {failure_threshold = 2, reset_timeout = 5}}})
+    local err = select(2, pcall(function() e:call(nil, "s", ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: tenant must be a string %(got nil%)", err)
+    err = select(2, pcall(function() e:call("t", 7, ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: session must be a string %(got number%)", err)
+    local ok, rej = e:call("t", ("x"):rep(1025), ok_fn)
+    assert.is_false(ok)
+    assert.equal("key too long", rej.reason)
+    for _ = 1, 2 do e:call("t", "s", function() error("503", 0) end) end  -- tripped: kept
+    ok, rej = e:call("t", "s2", ok_fn)
+    assert.is_false(ok)
+    assert.equal("registry full", rej.reason)
+    assert.equal(1, e:stats().requests.registry_full)
+    no_permits(e)
+  end)
+
+  it("gives the session's permit back when no provider may take the call", function()
+    local e = session_engine({defaults = {failure_threshold = 1, reset_timeout = 10}})
+    e:call("t", "x", function() error("503", 0) end)
+    e:call("t", "y", function() error("503", 0) end)  -- a and b open
+    local ok, rej = e:call("t", "s", ok_fn)
+    assert.is_false(ok)
+    assert.equal("all providers open", rej.reason)
+    local st = session(e, "t", "s"):stats()
+    assert.equal(0, st.failures)
+    assert.equal(1, st.ignored)
+  end)
+
+  it("lets the session's callbacks and fn yield; one that raises gives both permits back", function()
+    local e, clock = session_engine({sessions = {defaults = {failure_threshold = 1,
+      reset_timeout = 1, half_open_max_calls = 1, success_threshold = 1}}})
+    e:call("t", "s", function() error("503", 0) end)  -- the session opens
+    local seen = {}
+    session(e, "t", "s"):on_change(function(_, _, to)
+      seen[#seen + 1] = to
+      coroutine.yield("cb")
+    end)
+    clock:advance(1)
+    local co = coroutine.wrap(function()
+      return e:call("t", "s", function(p) coroutine.yield("fn"); return p end)
+    end)
+    assert.equal("cb", co())  -- open -> half-open, in the session's allow
+    assert.equal("fn", co())
+    assert.equal("cb", co())  -- half-open -> closed, once fn returned
+    local ok, p = co()
+    assert.is_true(ok)
+    assert.is_truthy(p == "a" or p == "b")
+    assert.same({"half-open", "closed"}, seen)
+    session(e, "t", "s"):on_change(nil)
+    e:call("t", "s", function() error("503", 0) end)  -- opens again
+    session(e, "t", "s"):on_change(function(_, _, to) error("session saw " .. to, 0) end)
+    clock:advance(1)
+    local ran = false
+    assert.has_error(function() e:call("t", "s", function() ran = true end) end,
+      "on_change callback failed: session saw half-open")
+    assert.is_false(ran)
+    assert.equal(0, session(e, "t", "s"):stats().permits_out)  -- the one probe is not lost
+    no_permits(e)
+    session(e, "t", "s"):on_change(nil)
+    assert.is_true((e:call("t", "s", ok_fn)))
+  end)
+
+  it("answers as the Lua call does, call after call", function()
+    -- the same policy and seed, one engine forced onto the Lua call by a hook
+    local outcomes = {}
+    for i = 1, 300 do outcomes[i] = (i * 7919) % 5 end
+    local function run(e, clock)
+      local log = {}
+      for i, o in ipairs(outcomes) do
+        local ok, r = e:call("t", "s" .. (i % 7), function(p)
+          if o == 0 then error("503 " .. p, 0) end
+          return p
+        end)
+        log[i] = tostring(ok) .. " " .. (cb.is_rejection(r) and r.reason or tostring(r))
+        clock:advance(0.4)
+      end
+      local st = e:stats()
+      log[#log + 1] = ("%d %d %d"):format(st.requests.ok, st.requests.error, st.requests.session_open)
+      return log
+    end
+    local p = {sessions = {defaults = {failure_threshold = 2, reset_timeout = 1}},
+      defaults = {failure_threshold = 3, reset_timeout = 2}}
+    local fast, c1 = session_engine(p)
+    local slow, c2 = session_engine(fx.with(p, {providers = {a = {on_change = function() end}, b = {}}}))
+    assert.is_true(fast.fast)
+    assert.is_false(slow.fast)
+    assert.same(run(slow, c2), run(fast, c1))
+  end)
+end)
+
 describe("engine:call in C under a collector at every allocation", function()
   it("survives a finalizer that closes the engine anywhere in a call", function()
     fx.gc_at_every_allocation(function()
       for i = 1, fx.scaled(30, 3) do
-        local e, clock = engine({sessions = false, defaults = {failure_threshold = 1, reset_timeout = 1}})
+        local e, clock = engine({sessions = i % 2 == 0 and {} or false,
+          defaults = {failure_threshold = 1, reset_timeout = 1}})
         fx.trap(function() e:close() end)
         for k = 1, 6 do
           local ok, r = pcall(e.call, e, "t", "s", function(p, x)

@@ -12,8 +12,9 @@
 -- the function under that provider's breaker, and records the outcome on the
 -- session, the provider and the selector.  Permits are never leaked: every
 -- allow() that succeeds is followed by exactly one record().  The engine is
--- plain Lua around the C objects, so fn may yield (an event loop's
--- coroutine) wherever engine:call runs.
+-- Lua around the C objects; its common call is one C function (pool:caller,
+-- see _classifiers).  fn may yield (an event loop's coroutine) wherever
+-- engine:call runs.
 local core = require("cbreaker.core")
 local metrics = require("cbreaker.metrics")
 local policy = require("cbreaker.policy")
@@ -159,7 +160,7 @@ local function pooled(self, method, a, b, c, d)
   return r1, r2
 end
 
-local none_open  -- below, with call
+local none_open, session_refused  -- below, with call
 
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
 -- one (see cbreaker.policy).  Raises on an invalid policy, naming the option.
@@ -180,8 +181,8 @@ function M.new(src)
     max_attempts = p.max_attempts,
     closed = false,
     plain = false,       -- calls take pool:run (see _classifiers)
-    fast = false,        -- plain, no hook, no sessions, open: call is all in C (pool:caller)
-    caller = false,      -- that C call (no sessions), installed as `call` while fast
+    fast = false,        -- plain, no hook, open: call is all in C (pool:caller)
+    caller = false,      -- that C call, installed as `call` while fast
     hooked = false,      -- some provider has an on_change hook
     hook_error = false,  -- a provider hook's error, kept for the call that ran it
     in_pool = setmetatable({}, {__mode = "k"}),  -- coroutine -> its call's pool calls under
@@ -209,9 +210,10 @@ function M.new(src)
     br:on_change(function(...) return self:_on_change(...) end)
   end
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
-  -- Without sessions, engine:call is C's (pool:caller) while `fast`: see _classifiers.
-  -- (Sessions never come or go on reload.)
-  self.caller = not self.sessions and self.pool:caller(self, Engine.call, none_open)
+  -- engine:call is C's (pool:caller) while `fast`: see _classifiers.  (Sessions
+  -- never come or go on reload.)
+  self.caller = self.pool:caller(self, Engine.call, none_open, session_refused,
+    self.sessions or nil)
   self:_classifiers()
   return self
 end
@@ -418,17 +420,22 @@ local function session_permit(self, tenant, session)
     r.registry_full = r.registry_full + 1
     return nil, rejection(err or "registry full", huge, tenant, session)
   end
-  if not sbr:allow() then
-    r.session_open = r.session_open + 1
-    return nil, rejection("session open", sbr:retry_after(), tenant, session)
-  end
+  if not sbr:allow() then return nil, select(2, session_refused(self, sbr, tenant, session)) end
   return sbr
 end
 
+--- A call the session's breaker `sbr` refused: counted, and its answer.
+function session_refused(self, sbr, tenant, session)
+  local r = self.requests
+  r.session_open = r.session_open + 1
+  return false, rejection("session open", sbr:retry_after(), tenant, session)
+end
+
 --- A fast call (see pool:caller) that no provider may take: the general
--- case's answer (on_all_open).
-function none_open(self, retry_after, tenant, session, fn, ...)
-  return fallbacks(self, false, nil, retry_after, tenant, session, fn, ...)
+-- case's answer (on_all_open).  `sbr` is the session's breaker, its permit
+-- taken, or false.
+function none_open(self, sbr, retry_after, tenant, session, fn, ...)
+  return fallbacks(self, sbr, nil, retry_after, tenant, session, fn, ...)
 end
 
 --- engine:call(tenant, session, fn, ...): pcall-shaped, `true, ...` with
@@ -586,7 +593,7 @@ function Engine:_classifiers()
   local plain = self.max_attempts == 1 and not self.session_classify
   for i = 1, #p.names do plain = plain and not self.classify[i] end
   self.plain = plain
-  self.fast = plain and not self.hooked and not self.sessions and not self.closed
+  self.fast = plain and not self.hooked and not self.closed
   self.pool:fast(self.fast)
   -- the C call only while it runs calls itself: else Engine.call, one C level less
   self.call = self.fast and self.caller or nil

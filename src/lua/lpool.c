@@ -13,8 +13,8 @@
  * just taken is given back (recorded as ignored) before the error goes on,
  * so a raising callback never leaks a permit.
  *
- * pool:caller makes the engine's `call` for an engine without sessions:
- * acquire, fn and the outcome in one C function (engine_call).
+ * pool:caller makes the engine's `call`: the session's permit, the
+ * provider's, fn and the outcomes in one C function (engine_call).
  *
  * No raw pointer is kept across a Lua allocation or a callback: a finalizer
  * or a callback may close the pool there, so `lp->p` is read again after
@@ -403,7 +403,10 @@ static int pool_run(lua_State *L) {
 /* ---- the engine's call ------------------------------------------------------------ */
 
 /* Upvalues of the function pool:caller makes. */
-enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_COUNT = EC_NONE };
+enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_REFUSED, EC_GET, EC_SESSIONS,
+       EC_COUNT = EC_SESSIONS };
+
+enum { SESSION_REFUSED = -2 };  /* call_chosen's `i` when the session said no */
 
 /* All that a Lua function called last returned. */
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
@@ -412,57 +415,104 @@ static int all_k(lua_State *L, int status, lua_KContext ctx) {
     return lua_gettop(L);
 }
 
-/* engine:call through the engine's Lua function: every call but a fast
- * one, with the arguments as given. */
-static int call_slow(lua_State *L) {
-    lua_pushvalue(L, lua_upvalueindex(EC_SLOW));
+/* Calls the Lua function at upvalue `up` with the stack as its arguments
+ * after inserting it first; returns all it returns (it may yield). */
+static int call_up(lua_State *L, int up) {
+    lua_pushvalue(L, lua_upvalueindex(up));
     lua_insert(L, 1);
     lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, all_k);
     return lua_gettop(L);
 }
 
-/* After the acquire, its callbacks run: provider i (-1: none, retry_after
- * `ra`) takes fn, or the engine's `none`(engine, ra, tenant, session, fn,
- * ...) answers.  The stack: engine, tenant, session, fn, args. */
+/* engine:call through the engine's Lua function: every call but a fast
+ * one, with the arguments as given. */
+static int call_slow(lua_State *L) {
+    return call_up(L, EC_SLOW);
+}
+
+/* After the acquire, its callbacks run: provider i takes fn, or when none
+ * may (-1, retry_after `ra`) the engine's `none`(engine, sbr, ra, tenant,
+ * session, fn, ...) answers, or when the session refused the engine's
+ * `refused`(engine, sbr, tenant, session).  The stack: engine, sbr (the
+ * session's breaker, or false), tenant, session, fn, args. */
 static int call_chosen(lua_State *L, lpool *lp, int i, double ra) {
+    if (i == SESSION_REFUSED) {
+        lua_settop(L, 4);
+        return call_up(L, EC_REFUSED);
+    }
     if (i < 0) {
-        lua_pushvalue(L, lua_upvalueindex(EC_NONE));
-        lua_insert(L, 1);
         lua_pushnumber(L, ra);
         lua_insert(L, 3);
-        lua_callk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, all_k);
-        return lua_gettop(L);
+        return call_up(L, EC_NONE);
     }
     if (!lp->p || i >= cb_pool_size(lp->p)) return luaL_error(L, "attempt to use a closed pool");
+    lua_remove(L, 4);
+    lua_remove(L, 3);  /* engine, sbr, fn, args */
     lua_pushvalue(L, lua_upvalueindex(EC_POOL));
     lua_replace(L, 1);
     lua_pushinteger(L, i + 1);
-    lua_replace(L, 2);
-    lua_pushboolean(L, 0);  /* no session */
-    lua_replace(L, 3);
+    lua_insert(L, 2);  /* pool, i, sbr, fn, args: pool:run's */
     return run_from(L, i);
 }
 
-/* The acquire's callbacks (they may yield; one that raises has the permit
- * given back first), with i + 1 (0: none) and retry_after on top of the
- * stack; then call_chosen. */
+/* The callbacks of the session's allow and of the acquire (they may
+ * yield; when one raises, the permits taken are given back first), with
+ * i + 1 (0: none, SESSION_REFUSED + 1: refused) and retry_after on top of
+ * the stack; then call_chosen. */
 static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
     cb_lua_events(L, status, &ctx, 2, call_acquired);
     int i = (int)lua_tointeger(L, -2) - 1;
     double ra = lua_tonumber(L, -1);
-    if (ctx & 1) {  /* read anew: a callback may have closed the pool */
+    if (ctx & 1) {  /* read anew: a callback may have closed the pool or the session */
         if (lp->p && i >= 0 && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
+        lbreaker *sb = lua_touserdata(L, 2);
+        if (sb && sb->b && i != SESSION_REFUSED) cb_breaker_record(sb->b, CB_IGNORE, -1, 0);
         cb_lua_events_raise(L, ctx, 2);
     }
     lua_pop(L, 2);
     return call_chosen(L, lp, i, ra);
 }
 
+/* The session's permit (when sbr, at 2, is a breaker), then the pool's. */
+static int call_permits(lua_State *L, lpool *lp) {
+    lbreaker *sb = lua_touserdata(L, 2);
+    int i;
+    double ra = 0;
+    if (sb && cb_breaker_allow(sb->b) != CB_ALLOWED) {  /* sb->b: checked by session_got */
+        i = SESSION_REFUSED;
+    } else {
+        uint64_t tried = 0;
+        i = cb_pool_acquire(lp->p, &tried, &ra);
+    }
+    if (!lp->m->count) return call_chosen(L, lp, i, ra);
+    lua_pushinteger(L, i + 1);
+    lua_pushnumber(L, ra);
+    return call_acquired(L, LUA_OK, 0);
+}
+
+/* The registry's get has answered (it may have run callbacks, which may
+ * yield): the session's breaker and nil, or nil and why not (full: the
+ * engine's Lua call says so). */
+static int session_got(lua_State *L, int status, lua_KContext ctx) {
+    (void)status;
+    (void)ctx;
+    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
+    lbreaker *sb = lua_touserdata(L, -2);
+    if (!sb || !sb->b || !lp->fast || !lp->p) {  /* a callback may have removed it */
+        lua_pop(L, 2);
+        return call_slow(L);
+    }
+    lua_pop(L, 1);
+    lua_insert(L, 2);  /* engine, sbr, tenant, session, fn, args */
+    return call_permits(L, lp);
+}
+
 /* engine:call(tenant, session, fn, ...) for the engine of pool:caller:
  * while the pool is set fast (pool:caller's engine: one attempt, no
- * classifier, no provider hook, no sessions, open), the permit, fn and its
- * outcome in one C call; anything else, a misuse included, goes to the
+ * classifier, no provider hook, open), the session's permit, the
+ * provider's, fn and both outcomes in one C call; anything else, a
+ * misuse or a key the registry cannot take included, goes to the
  * engine's Lua function. */
 static int engine_call(lua_State *L) {
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
@@ -474,32 +524,54 @@ static int engine_call(lua_State *L) {
         lua_settop(L, lua_gettop(L) - 2);
         return call_slow(L);
     }
-    if (lua_isnoneornil(L, 2) || lua_isnoneornil(L, 3))  /* as Engine.call says it */
-        return luaL_error(L, "%s must be a string (got nil)",
-                          lua_isnoneornil(L, 2) ? "tenant" : "session");
     if (lua_gettop(L) < 4) lua_settop(L, 4);  /* no fn: misuse, found once pcall fails */
-    uint64_t tried = 0;
-    double ra = 0;
-    int i = cb_pool_acquire(lp->p, &tried, &ra);
-    if (!lp->m->count) return call_chosen(L, lp, i, ra);
-    lua_pushinteger(L, i + 1);
-    lua_pushnumber(L, ra);
-    return call_acquired(L, LUA_OK, 0);
+    int sessions = !lua_isnil(L, lua_upvalueindex(EC_SESSIONS));
+    for (int k = 2; k <= 3; k++)  /* as Engine.call says it, at the caller's line */
+        if (sessions ? lua_type(L, k) != LUA_TSTRING : lua_isnil(L, k))
+            return luaL_error(L, "%s must be a string (got %s)", k == 2 ? "tenant" : "session",
+                              luaL_typename(L, k));
+    if (!sessions) {
+        lua_pushboolean(L, 0);  /* no session breaker */
+        lua_insert(L, 2);
+        return call_permits(L, lp);
+    }
+    size_t tl, kl;
+    lua_tolstring(L, 2, &tl);
+    lua_tolstring(L, 3, &kl);
+    if (tl > CB_REGISTRY_MAX_KEY || kl > CB_REGISTRY_MAX_KEY)
+        return call_slow(L);  /* the Lua call's refusal: "key too long" */
+    luaL_checkstack(L, 4, "engine:call");
+    lua_pushvalue(L, lua_upvalueindex(EC_GET));
+    lua_pushvalue(L, lua_upvalueindex(EC_SESSIONS));
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_callk(L, 3, 2, 0, session_got);
+    return session_got(L, LUA_OK, 0);
 }
 
-/* pool:caller(engine, slow, none) -> the engine's `call` (see engine_call):
- * slow(engine, tenant, session, fn, ...) is the engine's Lua call, none its
- * answer when no provider may take a fast call.  Fast calls wait for
+/* pool:caller(engine, slow, none, refused[, sessions]) -> the engine's
+ * `call` (see engine_call): slow(engine, tenant, session, fn, ...) is the
+ * engine's Lua call, none its answer when no provider may take a fast
+ * call, refused when the session's breaker does not; sessions the
+ * engine's registry, when it has one.  Fast calls wait for
  * pool:fast(true). */
 static int pool_caller(lua_State *L) {
     self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TFUNCTION);
     luaL_checktype(L, 4, LUA_TFUNCTION);
+    luaL_checktype(L, 5, LUA_TFUNCTION);
+    int sessions = !lua_isnoneornil(L, 6);
+    if (sessions) luaL_checkudata(L, 6, CB_REGISTRY_MT);
+    lua_settop(L, 6);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 3);
     lua_pushvalue(L, 4);
+    lua_pushvalue(L, 5);
+    if (sessions) lua_getfield(L, 6, "get");
+    else lua_pushnil(L);
+    lua_pushvalue(L, 6);
     lua_pushcclosure(L, engine_call, EC_COUNT);
     return 1;
 }
