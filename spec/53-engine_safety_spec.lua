@@ -556,6 +556,21 @@ describe("engine:call in C with sessions", function()
     assert.is_true((e:call("t", "s", ok_fn)))
   end)
 
+  it("sweeps idle sessions from inside a cached call: their breakers are closed, not reused", function()
+    local e, clock = session_engine({sessions = {idle_ttl = 1, cleanup_every = 1,
+      defaults = {failure_threshold = 2, reset_timeout = 5}}})
+    for i = 1, 40 do assert.is_true((e:call("t", "s" .. i, ok_fn))) end
+    local held = session(e, "t", "s7")  -- a box Lua holds while the sweep removes its entry
+    held:failure()
+    clock:advance(2)
+    for _ = 1, 80 do assert.is_true((e:call("t", "s1", ok_fn))) end  -- cache hits sweep
+    assert.equal(1, e.sessions:size())
+    assert.has_error(function() held:allow() end, "attempt to use a removed registry breaker")
+    assert.is_true((e:call("t", "s7", ok_fn)))  -- a fresh breaker, not the swept one
+    assert.equal(0, session(e, "t", "s7"):stats().failures)
+    no_permits(e)
+  end)
+
   it("answers as the Lua call does, call after call", function()
     -- the same policy and seed, one engine forced onto the Lua call by a hook
     local outcomes = {}

@@ -198,6 +198,13 @@ void cb_lua_box_set(lbreaker *box, cb_breaker *b);
  * (the list the registry closes when it frees the breaker). */
 void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box);
 
+/* reg:get(tenant, key) when its cache holds the pair (the engine's call,
+ * lpool.c), for the registry at `reg` (an upvalue's pseudo-index will do:
+ * its remove hook runs in this frame): pushes the breaker's box and
+ * returns 1; else 0, nothing pushed (call get).  t and k are the strings
+ * of Lua values on the stack (the cache knows them by address). */
+int cb_lua_registry_cached(lua_State *L, int reg, const char *t, const char *k);
+
 /* Makes the registry keep box `idx` (live) as long as its breaker: called
  * when the box gets state of Lua's (on_change, classify, a store), which
  * must outlive Lua dropping the box.  Raises when another box of the same

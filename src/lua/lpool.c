@@ -320,10 +320,28 @@ static int pool_record(lua_State *L) {
     return cb_lua_finish(L, lp->m, 0);  /* the callbacks may yield */
 }
 
-/* The session breaker at 3 while it is live, or NULL. */
-static cb_breaker *run_session(lua_State *L) {
-    lbreaker *sb = lua_touserdata(L, 3);
-    return sb ? sb->b : NULL;
+/* fn (at `fn`) has returned (ok) or raised: the outcome recorded on
+ * provider i (t0: when it started, -1 when not timed) and on the
+ * session's breaker (a box or false at `session`), both read anew: fn may
+ * have closed the pool or removed the session.  A fn that was not
+ * callable is misuse: both permits are given back and the error raised. */
+static void record_ran(lua_State *L, lpool *lp, int i, int session, double t0, int ok, int fn) {
+    int misuse = !ok && !cb_lua_callable(L, fn);  /* first: it pushes a string */
+    lbreaker *sbox = lua_touserdata(L, session);
+    cb_breaker *sb = sbox ? sbox->b : NULL;
+    int live = lp->p && i < cb_pool_size(lp->p);
+    if (misuse) {  /* not a provider failure */
+        if (live) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
+        if (sb) cb_breaker_record(sb, CB_IGNORE, -1, 0);
+        cb_lua_flush(L, lp->m);
+        luaL_error(L, "bad argument #3 to 'call' (function expected, got %s)", luaL_typename(L, fn));
+    }
+    if (live) {
+        double ms = t0 >= 0 ? (cb_breaker_now(cb_pool_breaker(lp->p, i)) - t0) * 1000 : -1;
+        cb_pool_record(lp->p, i, ok ? CB_SUCCESS : CB_FAILURE, ms >= 0 ? ms : -1, 0);
+        if (ok) lp->ran_ok++; else lp->ran_error++;
+    }
+    if (sb) cb_breaker_record(sb, ok ? CB_SUCCESS : CB_FAILURE, -1, 0);
 }
 
 /* fn has returned or raised (status). */
@@ -331,23 +349,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
     (void)ctx;
     lpool *lp = lua_touserdata(L, 1);  /* self: on the stack, so alive */
     int ok = status == LUA_OK || status == LUA_YIELD;
-    int i = (int)lua_tointeger(L, 2) - 1;
-    if (!ok && !cb_lua_callable(L, 5)) {  /* misuse, not a provider failure */
-        if (lp->p && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
-        cb_breaker *sb = run_session(L);
-        if (sb) cb_breaker_record(sb, CB_IGNORE, -1, 0);
-        cb_lua_flush(L, lp->m);
-        return luaL_error(L, "bad argument #3 to 'call' (function expected, got %s)",
-                          luaL_typename(L, 5));
-    }
-    if (lp->p && i < cb_pool_size(lp->p)) {  /* read anew: fn may have closed the pool */
-        double t0 = lua_tonumber(L, 4), ms = -1;
-        if (t0 >= 0) ms = (cb_breaker_now(cb_pool_breaker(lp->p, i)) - t0) * 1000;
-        cb_pool_record(lp->p, i, ok ? CB_SUCCESS : CB_FAILURE, ms >= 0 ? ms : -1, 0);
-        if (ok) lp->ran_ok++; else lp->ran_error++;
-    }
-    cb_breaker *sb = run_session(L);
-    if (sb) cb_breaker_record(sb, ok ? CB_SUCCESS : CB_FAILURE, -1, 0);
+    record_ran(L, lp, (int)lua_tointeger(L, 2) - 1, 3, lua_tonumber(L, 4), ok, 5);
     lua_pushboolean(L, ok);
     lua_replace(L, 5);  /* pool, i, session, t0, ok, results... */
     return cb_lua_finish(L, lp->m, lua_gettop(L) - 4);
@@ -403,8 +405,22 @@ static int pool_run(lua_State *L) {
 /* ---- the engine's call ------------------------------------------------------------ */
 
 /* Upvalues of the function pool:caller makes. */
-enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_REFUSED, EC_GET, EC_SESSIONS,
-       EC_COUNT = EC_SESSIONS };
+enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_REFUSED, EC_GET, EC_SESSIONS, EC_NAMES,
+       EC_BOXES, EC_COUNT = EC_BOXES };
+
+/* A fast call's stack, in place: nothing is moved, as lua_insert and
+ * lua_remove cost a rotation each.  It starts as engine, tenant, session,
+ * fn, args; the engine is an upvalue too, so once the session's breaker is
+ * known it takes slot 1 (S_SESSION: the breaker, or false), and when the
+ * chosen provider times its calls the start takes the tenant's (S_T0); fn
+ * is called with copies of the arguments pushed above them, and its
+ * results end up last.  The continuation's context says the rest: the
+ * number of arguments, the provider and whether it was timed. */
+enum { S_SESSION = 1, S_T0 = 2, S_FN = 4, S_ARGS = 5 };
+#define CTX_NARGS(c) ((int)((c) & 0xffff))
+#define CTX_INDEX(c) ((int)(((c) >> 16) & 0xff))
+#define CTX_TIMED ((lua_KContext)1 << 24)
+_Static_assert(CB_POOL_MAX_PROVIDERS <= 0x100, "a provider's index fits the context's byte");
 
 enum { SESSION_REFUSED = -2 };  /* call_chosen's `i` when the session said no */
 
@@ -416,7 +432,7 @@ static int all_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* Calls the Lua function at upvalue `up` with the stack as its arguments
- * after inserting it first; returns all it returns (it may yield). */
+ * (it may yield); returns all it returns. */
 static int call_up(lua_State *L, int up) {
     lua_pushvalue(L, lua_upvalueindex(up));
     lua_insert(L, 1);
@@ -424,35 +440,59 @@ static int call_up(lua_State *L, int up) {
     return lua_gettop(L);
 }
 
-/* engine:call through the engine's Lua function: every call but a fast
- * one, with the arguments as given. */
+/* engine:call through the engine's Lua function, with the arguments as
+ * given (slot 1 still the engine). */
 static int call_slow(lua_State *L) {
     return call_up(L, EC_SLOW);
 }
 
-/* After the acquire, its callbacks run: provider i takes fn, or when none
+/* fn has returned or raised (status); ctx as call_provider made it. */
+static int fast_ran(lua_State *L, int status, lua_KContext ctx) {
+    lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
+    int ok = status == LUA_OK || status == LUA_YIELD, nargs = CTX_NARGS(ctx);
+    record_ran(L, lp, CTX_INDEX(ctx), S_SESSION, ctx & CTX_TIMED ? lua_tonumber(L, S_T0) : -1,
+               ok, S_FN);
+    lua_pushboolean(L, ok);
+    lua_replace(L, S_FN + nargs);  /* fn's slot, or its last argument's: ok, results */
+    return cb_lua_finish(L, lp->m, lua_gettop(L) - (S_FN - 1) - nargs);
+}
+
+/* Provider i runs fn(name of i, args...) in protected mode (as pool:run). */
+static int call_provider(lua_State *L, lpool *lp, int i) {
+    if (!lp->p || i >= cb_pool_size(lp->p)) return luaL_error(L, "attempt to use a closed pool");
+    int nargs = lua_gettop(L) - S_FN;
+    if (nargs > LUA_MINSTACK - 8) luaL_checkstack(L, nargs + 3, "engine:call");
+    lua_KContext ctx = (lua_KContext)nargs | (lua_KContext)i << 16;
+    lua_rawgeti(L, lua_upvalueindex(EC_BOXES), i + 1);
+    lbreaker *box = lua_touserdata(L, -1);
+    if (box && box->b && box->measure) {
+        lua_pushnumber(L, cb_breaker_now(box->b));
+        lua_replace(L, S_T0);
+        ctx |= CTX_TIMED;
+    }
+    lua_pushvalue(L, S_FN);  /* over the box: fn, name, args */
+    lua_replace(L, -2);
+    lua_rawgeti(L, lua_upvalueindex(EC_NAMES), i + 1);
+    for (int k = S_ARGS; k < S_ARGS + nargs; k++) lua_pushvalue(L, k);
+    return fast_ran(L, lua_pcallk(L, nargs + 1, LUA_MULTRET, 0, ctx, fast_ran), ctx);
+}
+
+/* After the permits and their callbacks: provider i takes fn, or when none
  * may (-1, retry_after `ra`) the engine's `none`(engine, sbr, ra, tenant,
  * session, fn, ...) answers, or when the session refused the engine's
- * `refused`(engine, sbr, tenant, session).  The stack: engine, sbr (the
- * session's breaker, or false), tenant, session, fn, args. */
+ * `refused`(engine, sbr, tenant, session).  The stack: sbr (the session's
+ * breaker, or false), tenant, session, fn, args. */
 static int call_chosen(lua_State *L, lpool *lp, int i, double ra) {
+    if (i >= 0) return call_provider(L, lp, i);
     if (i == SESSION_REFUSED) {
-        lua_settop(L, 4);
-        return call_up(L, EC_REFUSED);
-    }
-    if (i < 0) {
+        lua_settop(L, 3);
+    } else {
         lua_pushnumber(L, ra);
-        lua_insert(L, 3);
-        return call_up(L, EC_NONE);
+        lua_insert(L, 2);
     }
-    if (!lp->p || i >= cb_pool_size(lp->p)) return luaL_error(L, "attempt to use a closed pool");
-    lua_remove(L, 4);
-    lua_remove(L, 3);  /* engine, sbr, fn, args */
-    lua_pushvalue(L, lua_upvalueindex(EC_POOL));
-    lua_replace(L, 1);
-    lua_pushinteger(L, i + 1);
-    lua_insert(L, 2);  /* pool, i, sbr, fn, args: pool:run's */
-    return run_from(L, i);
+    lua_pushvalue(L, lua_upvalueindex(EC_ENGINE));
+    lua_insert(L, 1);
+    return call_up(L, i == SESSION_REFUSED ? EC_REFUSED : EC_NONE);
 }
 
 /* The callbacks of the session's allow and of the acquire (they may
@@ -466,7 +506,7 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
     double ra = lua_tonumber(L, -1);
     if (ctx & 1) {  /* read anew: a callback may have closed the pool or the session */
         if (lp->p && i >= 0 && i < cb_pool_size(lp->p)) cb_pool_record(lp->p, i, CB_IGNORE, -1, 0);
-        lbreaker *sb = lua_touserdata(L, 2);
+        lbreaker *sb = lua_touserdata(L, S_SESSION);
         if (sb && sb->b && i != SESSION_REFUSED) cb_breaker_record(sb->b, CB_IGNORE, -1, 0);
         cb_lua_events_raise(L, ctx, 2);
     }
@@ -474,9 +514,10 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
     return call_chosen(L, lp, i, ra);
 }
 
-/* The session's permit (when sbr, at 2, is a breaker), then the pool's. */
+/* The session's permit (when there is a session breaker), then the
+ * pool's. */
 static int call_permits(lua_State *L, lpool *lp) {
-    lbreaker *sb = lua_touserdata(L, 2);
+    lbreaker *sb = lua_touserdata(L, S_SESSION);
     int i;
     double ra = 0;
     if (sb && cb_breaker_allow(sb->b) != CB_ALLOWED) {  /* sb->b: checked by session_got */
@@ -504,7 +545,7 @@ static int session_got(lua_State *L, int status, lua_KContext ctx) {
         return call_slow(L);
     }
     lua_pop(L, 1);
-    lua_insert(L, 2);  /* engine, sbr, tenant, session, fn, args */
+    lua_replace(L, S_SESSION);
     return call_permits(L, lp);
 }
 
@@ -524,7 +565,9 @@ static int engine_call(lua_State *L) {
         lua_settop(L, lua_gettop(L) - 2);
         return call_slow(L);
     }
-    if (lua_gettop(L) < 4) lua_settop(L, 4);  /* no fn: misuse, found once pcall fails */
+    int top = lua_gettop(L);
+    if (top < S_FN) lua_settop(L, S_FN);  /* no fn: misuse, found once pcall fails */
+    else if (top - S_FN > CTX_NARGS(-1)) return call_slow(L);  /* past the context */
     int sessions = !lua_isnil(L, lua_upvalueindex(EC_SESSIONS));
     for (int k = 2; k <= 3; k++)  /* as Engine.call says it, at the caller's line */
         if (sessions ? lua_type(L, k) != LUA_TSTRING : lua_isnil(L, k))
@@ -532,15 +575,17 @@ static int engine_call(lua_State *L) {
                               luaL_typename(L, k));
     if (!sessions) {
         lua_pushboolean(L, 0);  /* no session breaker */
-        lua_insert(L, 2);
+        lua_replace(L, S_SESSION);
         return call_permits(L, lp);
     }
     size_t tl, kl;
-    lua_tolstring(L, 2, &tl);
-    lua_tolstring(L, 3, &kl);
+    const char *t = lua_tolstring(L, 2, &tl), *k = lua_tolstring(L, 3, &kl);
     if (tl > CB_REGISTRY_MAX_KEY || kl > CB_REGISTRY_MAX_KEY)
         return call_slow(L);  /* the Lua call's refusal: "key too long" */
-    luaL_checkstack(L, 4, "engine:call");
+    if (cb_lua_registry_cached(L, lua_upvalueindex(EC_SESSIONS), t, k)) {  /* get's answer */
+        lua_replace(L, S_SESSION);
+        return call_permits(L, lp);
+    }
     lua_pushvalue(L, lua_upvalueindex(EC_GET));
     lua_pushvalue(L, lua_upvalueindex(EC_SESSIONS));
     lua_pushvalue(L, 2);
@@ -572,6 +617,8 @@ static int pool_caller(lua_State *L) {
     if (sessions) lua_getfield(L, 6, "get");
     else lua_pushnil(L);
     lua_pushvalue(L, 6);
+    lua_getiuservalue(L, 1, UV_NAMES);  /* the pool's tables, for its life */
+    lua_getiuservalue(L, 1, UV_BOXES);
     lua_pushcclosure(L, engine_call, EC_COUNT);
     return 1;
 }

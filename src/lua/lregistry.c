@@ -63,6 +63,7 @@ typedef struct cslot {
 typedef struct lregistry {
     cb_registry *r;  /* NULL once closed */
     lua_State *L;    /* the thread of the running method, for the hook */
+    int at;          /* where on L's stack the hook finds the registry */
     cb_lua_module *m;
     uint32_t gets;   /* a clock for the cache */
     cslot cache[CACHE_SLOTS];
@@ -94,6 +95,7 @@ enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
 static lregistry *live(lua_State *L, lregistry *lr) {
     if (!lr->r) luaL_error(L, "attempt to use a closed registry");
     lr->L = L;
+    lr->at = 1;  /* self */
     return lr;
 }
 
@@ -130,10 +132,10 @@ static void clear_key(lua_State *L, int reg, int uv, const void *b) {
 static void on_remove(void *ud, cb_breaker *b) {
     lregistry *lr = ud;
     lua_State *L = lr->L;
-    forget_slot(L, lr, 1, b);
+    forget_slot(L, lr, lr->at, b);
     int top = lua_gettop(L);
     lbreaker *box = NULL;
-    if (lua_getiuservalue(L, 1, UV_LIVE) == LUA_TTABLE &&
+    if (lua_getiuservalue(L, lr->at, UV_LIVE) == LUA_TTABLE &&
         lua_rawgetp(L, -1, b) == LUA_TLIGHTUSERDATA)  /* live, head */
         box = lua_touserdata(L, -1);
     lua_settop(L, top);
@@ -144,9 +146,9 @@ static void on_remove(void *ud, cb_breaker *b) {
         cb_lua_box_close(L, box, GONE);
         box = next;
     }
-    clear_key(L, 1, UV_LIVE, b);
-    clear_key(L, 1, UV_BOXES, b);
-    clear_key(L, 1, UV_PINNED, b);
+    clear_key(L, lr->at, UV_LIVE, b);
+    clear_key(L, lr->at, UV_BOXES, b);
+    clear_key(L, lr->at, UV_PINNED, b);
 }
 
 void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box) {
@@ -264,6 +266,7 @@ static int registry_new(lua_State *L) {
     lregistry *lr = lua_newuserdatauv(L, sizeof *lr, UV_COUNT);
     lr->r = NULL;
     lr->L = L;
+    lr->at = lua_gettop(L);
     lr->m = cb_lua_module_get(L);
     luaL_setmetatable(L, CB_REGISTRY_MT);
     memset(lr->cache, 0, sizeof lr->cache);
@@ -304,6 +307,7 @@ static int registry_close(lua_State *L) {
         cb_registry *r = lr->r;
         lr->r = NULL;
         lr->L = L;
+        lr->at = 1;  /* self */
         cb_registry_free(r);  /* the hook closes every box */
         memset(lr->cache, 0, sizeof lr->cache);
         for (int uv = UV_BOXES; uv <= UV_COUNT; uv++) {  /* their memory goes now */
@@ -422,6 +426,27 @@ static int registry_get(lua_State *L) {
     lua_pop(L, 1);
     *slot = (cslot){t, k, b, box, now};  /* its strings and box are anchored now */
     return cb_lua_finish(L, lr->m, 1);
+}
+
+int cb_lua_registry_cached(lua_State *L, int reg, const char *t, const char *k) {
+    lregistry *lr = lua_touserdata(L, reg);
+    if (!lr->r) return 0;  /* get says it is closed */
+    lr->L = L;
+    lr->at = reg;
+    uint64_t h = slot_hash(t, k);
+    unsigned i = slot_first(h);
+    if (!(lr->cache[i].t == t && lr->cache[i].k == k && lr->cache[i].b)) {
+        i = slot_second(h);
+        if (!(lr->cache[i].t == t && lr->cache[i].k == k && lr->cache[i].b)) return 0;
+    }
+    cslot *slot = &lr->cache[i];
+    slot->used = ++lr->gets;
+    cb_registry_touch(lr->r, slot->b);  /* its sweep may remove others, never this one */
+    lua_getiuservalue(L, reg, UV_CACHE);
+    lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+    lua_replace(L, -2);
+    cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
+    return 1;
 }
 
 /* reg:peek(tenant, key) -> the breaker, or nil; creates and touches nothing. */
