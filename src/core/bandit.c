@@ -150,7 +150,7 @@ static void shape_set(gamma_shape *k, double a) {
 }
 
 /* Gamma(s, 1) for the shape s >= 1 that `k` holds, Marsaglia & Tsang. */
-static double gamma_mt(cb_bandit *b, const gamma_shape *k) {
+static inline __attribute__((always_inline)) double gamma_mt(cb_bandit *b, const gamma_shape *k) {
     double d = k->d, c = k->c;
     for (;;) {
         double x, v;
