@@ -479,6 +479,18 @@ describe("on_change", function()
     assert.equal("closed", br:state())
   end)
 
+  it("a callback that raises inside allow gives the permit it took back", function()
+    local br, clock = breaker{ failure_threshold = 1, reset_timeout = 1, half_open_max_calls = 1 }
+    br:failure()
+    br:on_change(function(_, _, to) error("callback saw " .. to, 0) end)
+    clock:advance(1)
+    assert.has_error(function() br:allow() end, "on_change callback failed: callback saw half-open")
+    assert.equal("half-open", br:state())
+    assert.equal(0, br:stats().permits_out)  -- the caller saw an error: it owes no record
+    br:on_change(nil)
+    assert.is_true((br:allow()))  -- the one probe is not lost
+  end)
+
   it("a callback may drive the breaker it reports on", function()
     local br = breaker{ failure_threshold = 1 }
     br:on_change(function(_, _, to) if to == "open" then br:reset() end end)

@@ -294,6 +294,20 @@ describe("registry cleanup", function()
     assert.equal(149, reg:stats().swept)
   end)
 
+  it("a get on an old registry never sweeps the session it returns (last_used is a float)", function()
+    -- a month after the registry's start a float's step is 0.25 s: rounded down, a
+    -- session used now would look idle for part of it, past a small idle_ttl
+    local reg, clock = registry{ idle_ttl = 0.01, cleanup_every = 1 }
+    local long = ("x"):rep(50)  -- long strings: no lookup cache, the core's own get
+    reg:get("t" .. long, "s" .. long)
+    collectgarbage()
+    clock:set(2.6e6 + 0.1)
+    local br = reg:get("t" .. long, "s" .. long)
+    assert.is_true((br:allow()))  -- alive: the sweep of its own get did not free it
+    br:success()
+    assert.equal(1, reg:size())
+  end)
+
   it("a get keeps a session alive", function()
     local reg, clock = registry{ idle_ttl = 10, cleanup_every = 0 }
     local br = reg:get("t", "s")

@@ -571,6 +571,58 @@ describe("engine:call in C with sessions", function()
     no_permits(e)
   end)
 
+  it("keeps the session it got from its cache on an old registry (a float's step)", function()
+    local e, clock = session_engine({sessions = {idle_ttl = 0.01, cleanup_every = 1}})
+    assert.is_true((e:call("t", "s", ok_fn)))
+    clock:set(2.6e6 + 0.1)
+    assert.is_true((e:call("t", "s", ok_fn)))  -- the cached session, touched: not swept
+    assert.equal(2, session(e, "t", "s"):stats().successes)
+    no_permits(e)
+  end)
+
+  for _, path in ipairs({"C", "Lua"}) do
+    -- the Lua call: a provider hook makes the engine take Engine.call
+    local hook = path == "Lua" and {a = {on_change = function() end}, b = {}} or nil
+    local function opened(extra)
+      local e, clock = session_engine(fx.with({providers = hook, sessions = {defaults = {
+        failure_threshold = 1, reset_timeout = 5, success_threshold = 1}}}, extra))
+      assert.equal(path == "C", e.fast)
+      e:call("t", "s", function() error("503", 0) end)  -- the session opens
+      clock:advance(6)  -- the next call's allow moves it to half-open
+      return e
+    end
+
+    it("(" .. path .. ") gives both permits back when the session's callback raises", function()
+      local e = opened()
+      session(e, "t", "s"):on_change(function(_, _, to) error("saw " .. to, 0) end)
+      local ran = false
+      assert.has_error(function() e:call("t", "s", function() ran = true end) end,
+        "on_change callback failed: saw half-open")
+      assert.is_false(ran)
+      assert.equal(0, session(e, "t", "s"):stats().permits_out)
+      no_permits(e)
+    end)
+
+    it("(" .. path .. ") runs fn when the session's callback removes the session", function()
+      local e = opened()
+      session(e, "t", "s"):on_change(function() e.sessions:remove("t", "s") end)
+      assert.same({true, "ok", 42}, {e:call("t", "s", function(_, x) return "ok", x end, 42)})
+      assert.is_nil(session(e, "t", "s"))
+      no_permits(e)
+    end)
+
+    it("(" .. path .. ") runs the session's callbacks before it chooses a provider", function()
+      local e = opened({providers = hook or {a = {}, b = {}}})
+      local nested
+      session(e, "t", "s"):on_change(function(_, _, to)
+        if to == "half-open" then nested = {e:call("t", "s2", ok_fn, 1)} end
+      end)
+      assert.is_true((e:call("t", "s", ok_fn)))
+      assert.is_true(nested[1])  -- a provider was free: the outer call had not taken one
+      no_permits(e)
+    end)
+  end
+
   it("answers as the Lua call does, call after call", function()
     -- the same policy and seed, one engine forced onto the Lua call by a hook
     local outcomes = {}

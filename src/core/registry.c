@@ -25,6 +25,7 @@
  * list heads in one allocated with the tenant record, only when the cap is
  * set: without it, an entry costs nothing more. */
 #define _DEFAULT_SOURCE  /* CLOCK_MONOTONIC_COARSE */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,15 @@ static void list_move(cb_registry *r, entry *e, int which, int at_tail) {
 static int is_used(const entry *e) {
     const cb_breaker *b = &e->b;
     return (b->successes | b->failures) != 0 || (b->ignored | b->rejections) != 0;
+}
+
+/* `now` as a last_used: rounded up, so an entry used now is idle for 0 s
+ * or less, never for part of a float's step (0.06 s once the registry is
+ * 11 days old), and the sweep of the get that used it cannot take it. */
+static float stamp(const cb_registry *r, double now) {
+    double t = now - r->epoch;
+    float f = (float)t;
+    return (double)f < t ? nextafterf(f, INFINITY) : f;
 }
 
 static double idle_of(const cb_registry *r, const entry *e, double now) {
@@ -512,7 +522,7 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     e->bytes[tl + kl] = '\0';
     e->tlen = (unsigned)tl;
     e->klen = (unsigned)kl;
-    e->last_used = (float)(now - r->epoch);
+    e->last_used = stamp(r, now);
     tn->count++;
     if (epre) tlink_of(e)->tn = tn;
     cb_htab_insert(&r->entries, &e->h, h);
@@ -526,7 +536,7 @@ static void hit(cb_registry *r, entry *e, double now) {
     int to = is_used(e) ? L_USED : L_FRESH;
     if (r->lists[to].head != e || (capped(r) && tenant_list(e, to)->head != e))
         list_move(r, e, to, 0);
-    e->last_used = (float)(now - r->epoch);
+    e->last_used = stamp(r, now);
     r->st.hits++;
     housekeeping(r, now);  /* cannot sweep e: it was used just now */
 }

@@ -199,10 +199,27 @@ static int push_verdict(lua_State *L, cb_verdict v) {
     return 2;
 }
 
+/* The end of an allow whose callbacks ran (they may yield; its results on
+ * top).  When one raised, the permit the allow gave, if it gave one, is
+ * given back (recorded as ignored) before the error goes on: a caller
+ * that sees the error owes no record.  ctx: bit 0 is cb_lua_events'; bit
+ * 1, a permit was given (one result, true; else false and the reason). */
+static int allow_k(lua_State *L, int status, lua_KContext ctx) {
+    int n = ctx & 2 ? 1 : 2;
+    cb_lua_events(L, status, &ctx, n, allow_k);
+    if (ctx & 1) {
+        lbreaker *box = lua_touserdata(L, 1);  /* self: on the stack, so alive */
+        if ((ctx & 2) && box->b) cb_breaker_record(box->b, CB_IGNORE, -1, 0);  /* read anew */
+        cb_lua_events_raise(L, ctx, n);
+    }
+    return n;
+}
+
 static int breaker_allow(lua_State *L) {
     lbreaker *box = self(L);
     cb_verdict v = cb_breaker_allow(box->b);
-    return cb_lua_finish(L, box->m, push_verdict(L, v));
+    int n = push_verdict(L, v);
+    return box->m->count ? allow_k(L, LUA_OK, v == CB_ALLOWED ? 2 : 0) : n;
 }
 
 static int breaker_success(lua_State *L) {

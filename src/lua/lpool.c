@@ -393,7 +393,10 @@ static int pool_run(lua_State *L) {
         if (!sb || !lua_getmetatable(L, 3) || !lua_rawequal(L, -1, lua_upvalueindex(UP_BREAKER_MT)))
             return luaL_typeerror(L, 3, "cbreaker.Breaker or false");
         lua_pop(L, 1);
-        if (!sb->b) return luaL_argerror(L, 3, "the session breaker is closed");
+        if (!sb->b) {  /* removed since its permit (by a callback of its allow): */
+            lua_pushboolean(L, 0);  /* the call goes on without it, as when fn removes it */
+            lua_replace(L, 3);
+        }
     } else {
         lua_pushboolean(L, 0);
         lua_replace(L, 3);
@@ -422,7 +425,9 @@ enum { S_SESSION = 1, S_T0 = 2, S_FN = 4, S_ARGS = 5 };
 #define CTX_TIMED ((lua_KContext)1 << 24)
 _Static_assert(CB_POOL_MAX_PROVIDERS <= 0x100, "a provider's index fits the context's byte");
 
-enum { SESSION_REFUSED = -2 };  /* call_chosen's `i` when the session said no */
+/* call_chosen's `i` when the session said no; call_acquired's when the
+ * provider is still to be chosen, after the session's callbacks. */
+enum { SESSION_REFUSED = -2, PROVIDER_NEXT = -3 };
 
 /* All that a Lua function called last returned. */
 static int all_k(lua_State *L, int status, lua_KContext ctx) {
@@ -495,10 +500,13 @@ static int call_chosen(lua_State *L, lpool *lp, int i, double ra) {
     return call_up(L, i == SESSION_REFUSED ? EC_REFUSED : EC_NONE);
 }
 
-/* The callbacks of the session's allow and of the acquire (they may
+static int call_acquire(lua_State *L, lpool *lp);
+
+/* The callbacks of the session's allow, then of the acquire (they may
  * yield; when one raises, the permits taken are given back first), with
- * i + 1 (0: none, SESSION_REFUSED + 1: refused) and retry_after on top of
- * the stack; then call_chosen. */
+ * i + 1 (0: none, SESSION_REFUSED + 1: refused, PROVIDER_NEXT + 1: not
+ * chosen yet) and retry_after on top of the stack; then call_chosen, or
+ * the acquire. */
 static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));  /* an upvalue: alive */
     cb_lua_events(L, status, &ctx, 2, call_acquired);
@@ -511,25 +519,39 @@ static int call_acquired(lua_State *L, int status, lua_KContext ctx) {
         cb_lua_events_raise(L, ctx, 2);
     }
     lua_pop(L, 2);
-    return call_chosen(L, lp, i, ra);
+    return i == PROVIDER_NEXT ? call_acquire(L, lp) : call_chosen(L, lp, i, ra);
 }
 
-/* The session's permit (when there is a session breaker), then the
- * pool's. */
-static int call_permits(lua_State *L, lpool *lp) {
-    lbreaker *sb = lua_touserdata(L, S_SESSION);
-    int i;
-    double ra = 0;
-    if (sb && cb_breaker_allow(sb->b) != CB_ALLOWED) {  /* sb->b: checked by session_got */
-        i = SESSION_REFUSED;
-    } else {
-        uint64_t tried = 0;
-        i = cb_pool_acquire(lp->p, &tried, &ra);
-    }
-    if (!lp->m->count) return call_chosen(L, lp, i, ra);
+/* Runs the callbacks queued so far (see call_acquired), then goes on with
+ * `i`, as call_acquired says. */
+static int call_events(lua_State *L, lpool *lp, int i, double ra) {
+    if (!lp->m->count) return i == PROVIDER_NEXT ? call_acquire(L, lp) : call_chosen(L, lp, i, ra);
     lua_pushinteger(L, i + 1);
     lua_pushnumber(L, ra);
     return call_acquired(L, LUA_OK, 0);
+}
+
+/* The provider's permit.  The session's callbacks may have closed the
+ * pool: then its permit is given back, and the call raises. */
+static int call_acquire(lua_State *L, lpool *lp) {
+    if (!lp->p) {
+        lbreaker *sb = lua_touserdata(L, S_SESSION);
+        if (sb && sb->b) cb_breaker_record(sb->b, CB_IGNORE, -1, 0);
+        return luaL_error(L, "attempt to use a closed pool");
+    }
+    uint64_t tried = 0;
+    double ra = 0;
+    int i = cb_pool_acquire(lp->p, &tried, &ra);
+    return call_events(L, lp, i, ra);
+}
+
+/* The session's permit (when there is a session breaker) and its
+ * callbacks, then the provider's, as the Lua call takes them. */
+static int call_permits(lua_State *L, lpool *lp) {
+    lbreaker *sb = lua_touserdata(L, S_SESSION);
+    if (!sb) return call_acquire(L, lp);
+    return call_events(L, lp,  /* sb->b: checked by session_got and the cache */
+                       cb_breaker_allow(sb->b) == CB_ALLOWED ? PROVIDER_NEXT : SESSION_REFUSED, 0);
 }
 
 /* The registry's get has answered (it may have run callbacks, which may

@@ -442,6 +442,7 @@ int cb_lua_registry_cached(lua_State *L, int reg, const char *t, const char *k) 
     cslot *slot = &lr->cache[i];
     slot->used = ++lr->gets;
     cb_registry_touch(lr->r, slot->b);  /* its sweep may remove others, never this one */
+    if (!slot->b) return 0;  /* were it removed, its slot is cleared: get says why */
     lua_getiuservalue(L, reg, UV_CACHE);
     lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
     lua_replace(L, -2);
