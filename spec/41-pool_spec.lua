@@ -287,10 +287,18 @@ describe("pool:run", function()
     assert.has_error(function() p:run(2, false, fn) end, "bad argument #1 to 'run' (no provider 2 (the pool has 1))")
     assert.has_error(function() p:run(1, {}, fn) end,
       "bad argument #2 to 'run' (cbreaker.Breaker or false expected, got table)")
+  end)
+
+  it("runs fn without a session breaker closed since its permit (removed by a callback)", function()
+    local p, brs = pool(nil, {"a"})
     local br = cb.new{}
+    assert.is_true((br:allow()))
     br:close()
-    assert.has_error(function() p:run(1, br, fn) end,
-      "bad argument #2 to 'run' (the session breaker is closed)")
+    assert.equal(1, p:acquire())
+    local ok = p:run(1, br, function() return "ran" end)
+    assert.is_true(ok)
+    assert.equal(1, brs[1]:stats().successes)
+    assert.equal(0, brs[1]:stats().permits_out)
   end)
 
   it("runs the callbacks after recording, and raises a callback's error last", function()

@@ -359,6 +359,10 @@ describe("engine:call in C (no sessions)", function()
     err = select(2, pcall(function() e:call("t", nil, ok_fn) end))
     assert.matches("53%-engine_safety_spec%.lua:%d+: session must be a string %(got nil%)", err)
     no_permits(e)
+    local kept = e.call
+    e:close()
+    err = select(2, pcall(function() kept(e, "t", "s", ok_fn) end))
+    assert.matches("53%-engine_safety_spec%.lua:%d+: engine:call: the engine is closed", err)
   end)
 
   it("raises a non-callable fn, missing or not, and leaves no permit out, nor a failure", function()
@@ -507,6 +511,7 @@ describe("engine:call in C with sessions", function()
     assert.is_false(ok)
     assert.equal("registry full", rej.reason)
     assert.equal(1, e:stats().requests.registry_full)
+    assert.equal(1, e.sessions:stats().refused_full)  -- asked once, not again by the Lua call
     no_permits(e)
   end)
 

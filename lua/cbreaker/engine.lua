@@ -262,23 +262,24 @@ local function session_record(sbr, outcome, ra)
   pcall(sbr.record, sbr, outcome, nil, ra)
 end
 
---- A call whose fn turned out not to be callable (checked only once pcall
--- failed, so a good call pays nothing for it): misuse, not a provider
--- failure.  The permits are given back (recorded as ignored) and the
--- error raised.
+--- A call whose fn turned out not to be callable (in the general case
+-- checked only once pcall failed, so a good call pays nothing for it):
+-- misuse, not a provider failure.  The permits are given back (recorded
+-- as ignored) and the error raised.
 local function callable(fn)
   if type(fn) == "function" then return true end
   local mt = getmetatable(fn)
   return mt ~= nil and mt.__call ~= nil
 end
 
-local function misuse(self, sbr, i, fn)
+local function misuse(self, sbr, i, fn, level)
   if not self.closed then
     pooled(self, "record", i, "ignore")
   end
   if sbr then session_record(sbr, "ignore") end
   take_hook_error(self)
-  error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)), 0)
+  error(("bad argument #3 to 'call' (function expected, got %s)"):format(type(fn)),
+    level and level + 1 or 0)
 end
 
 --- Records provider `i`'s outcome of (ok, ...) on the pool (its breaker and
@@ -416,17 +417,20 @@ local function session_permit(self, tenant, session)
     return nil, rejection("key too long", huge, tenant:sub(1, 64), session:sub(1, 64))
   end
   local sbr, err = self.sessions:get(tenant, session)
-  if not sbr then
-    r.registry_full = r.registry_full + 1
-    return nil, rejection(err or "registry full", huge, tenant, session)
+  if not sbr or not sbr:allow() then
+    return nil, select(2, session_refused(self, sbr or false, tenant, session, err))
   end
-  if not sbr:allow() then return nil, select(2, session_refused(self, sbr, tenant, session)) end
   return sbr
 end
 
---- A call the session's breaker `sbr` refused: counted, and its answer.
-function session_refused(self, sbr, tenant, session)
+--- A call the session's breaker `sbr` refused, or the registry (sbr false,
+-- `why` its reason): counted, and its answer.
+function session_refused(self, sbr, tenant, session, why)
   local r = self.requests
+  if not sbr then
+    r.registry_full = r.registry_full + 1
+    return false, rejection(why or "registry full", huge, tenant, session)
+  end
   r.session_open = r.session_open + 1
   return false, rejection("session open", sbr:retry_after(), tenant, session)
 end
@@ -468,6 +472,7 @@ function Engine:call(tenant, session, fn, ...)
     i, t = pool:acquire(0)
   end
   if i and self.plain and not self.hook_error then  -- the common call: the rest in one C call
+    if not callable(fn) then misuse(self, sbr, i, fn, 2) end  -- said at the caller's line
     return pool:run(i, sbr, fn, ...)
   end
   return fallbacks(self, sbr, i, t, tenant, session, fn, ...)

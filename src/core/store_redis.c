@@ -271,9 +271,11 @@ redisReply *store_command(cb_store_priv *p, cb_conn *c, double deadline, int arg
         if (!owed || p->pending == 0) {
             int kind = redirected(p, c, r);
             if (!kind) return r;
-            redisReply *there =
-                kind == CB_CLUSTER_ASK ? ask_there(p, c, r, deadline, argc, argv, lens) : NULL;
-            if (!there && kind == CB_CLUSTER_MOVED) store_note_error(p, "redis", r->str);
+            redisReply *there = kind == CB_CLUSTER_ASK && c == p->cmd  /* no keys: no ASK */
+                                    ? ask_there(p, c, r, deadline, argc, argv, lens)
+                                    : NULL;
+            if (!there && (kind == CB_CLUSTER_MOVED || c != p->cmd))
+                store_note_error(p, "redis", r->str);
             freeReplyObject(r);
             if (!there) store_drop(p);  /* reconnects (to the node MOVED named), resends */
             return there;

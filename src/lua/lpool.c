@@ -562,6 +562,13 @@ static int session_got(lua_State *L, int status, lua_KContext ctx) {
     (void)ctx;
     lpool *lp = lua_touserdata(L, lua_upvalueindex(EC_POOL));
     lbreaker *sb = lua_touserdata(L, -2);
+    if (lua_isnil(L, -2) && lp->fast && lp->p) {  /* full: said without asking twice */
+        lua_replace(L, S_FN);  /* why, over fn */
+        lua_settop(L, S_FN);   /* engine, tenant, session, why */
+        lua_pushboolean(L, 0);
+        lua_insert(L, 2);
+        return call_up(L, EC_REFUSED);
+    }
     if (!sb || !sb->b || !lp->fast || !lp->p) {  /* a callback may have removed it */
         lua_pop(L, 2);
         return call_slow(L);
@@ -584,6 +591,8 @@ static int engine_call(lua_State *L) {
             !lua_rawequal(L, -1, -2))  /* not an engine: said here, at the caller's line */
             return luaL_error(L, "engine:call: self must be a cbreaker.Engine (got %s)",
                               luaL_typename(L, 1));
+        if (!lp->p && lua_rawequal(L, 1, lua_upvalueindex(EC_ENGINE)))  /* a kept `call` */
+            return luaL_error(L, "engine:call: the engine is closed");
         lua_settop(L, lua_gettop(L) - 2);
         return call_slow(L);
     }
@@ -619,8 +628,9 @@ static int engine_call(lua_State *L) {
 /* pool:caller(engine, slow, none, refused[, sessions]) -> the engine's
  * `call` (see engine_call): slow(engine, tenant, session, fn, ...) is the
  * engine's Lua call, none its answer when no provider may take a fast
- * call, refused when the session's breaker does not; sessions the
- * engine's registry, when it has one.  Fast calls wait for
+ * call, refused(engine, sbr, tenant, session[, why]) when the session's
+ * breaker sbr does not or the registry is full (sbr false, why get's
+ * reason); sessions the engine's registry, when it has one.  Fast calls wait for
  * pool:fast(true). */
 static int pool_caller(lua_State *L) {
     self(L);
