@@ -556,7 +556,7 @@ static int call_permits(lua_State *L, lpool *lp) {
 
 /* The registry's get has answered (it may have run callbacks, which may
  * yield): the session's breaker and nil, or nil and why not (full: the
- * engine's Lua call says so). */
+ * engine's `refused` answers). */
 static int session_got(lua_State *L, int status, lua_KContext ctx) {
     (void)status;
     (void)ctx;
@@ -629,9 +629,9 @@ static int engine_call(lua_State *L) {
  * `call` (see engine_call): slow(engine, tenant, session, fn, ...) is the
  * engine's Lua call, none its answer when no provider may take a fast
  * call, refused(engine, sbr, tenant, session[, why]) when the session's
- * breaker sbr does not or the registry is full (sbr false, why get's
- * reason); sessions the engine's registry, when it has one.  Fast calls wait for
- * pool:fast(true). */
+ * breaker sbr does not or the registry is full (sbr false, why: get's
+ * reason); sessions the engine's registry, when it has one.  Fast calls
+ * wait for pool:fast(true). */
 static int pool_caller(lua_State *L) {
     self(L);
     luaL_checktype(L, 2, LUA_TTABLE);

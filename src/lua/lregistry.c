@@ -39,8 +39,9 @@
  *
  * The hook runs inside core frames: it uses only raw table accesses, which
  * neither run Lua code nor raise.  It finds the registry's tables through
- * the registry at stack index 1, where every method that can remove entries
- * (get, remove, cleanup, close, __gc) has it. */
+ * the registry at lr->at on lr->L's stack: index 1 in every method that can
+ * remove entries (get, remove, cleanup, close, __gc), an upvalue's
+ * pseudo-index in the engine's call (cb_lua_registry_cached). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
