@@ -594,7 +594,7 @@ describe("engine:call in C with sessions", function()
       assert.equal(path == "C", e.fast)
       e:call("t", "s", function() error("503", 0) end)  -- the session opens
       clock:advance(6)  -- the next call's allow moves it to half-open
-      return e
+      return e, clock
     end
 
     it("(" .. path .. ") gives both permits back when the session's callback raises", function()
@@ -613,6 +613,50 @@ describe("engine:call in C with sessions", function()
       session(e, "t", "s"):on_change(function() e.sessions:remove("t", "s") end)
       assert.same({true, "ok", 42}, {e:call("t", "s", function(_, x) return "ok", x end, 42)})
       assert.is_nil(session(e, "t", "s"))
+      no_permits(e)
+    end)
+
+    it("(" .. path .. ") gives the session's permit back when a provider's callback raises", function()
+      local e, clock = opened({defaults = {failure_threshold = 1, reset_timeout = 5}})
+      for _, name in ipairs({"a", "b"}) do  -- both providers open, then due with the session
+        e:breaker(name):allow()
+        e:breaker(name):failure()
+        e:breaker(name):on_change(function(_, _, to) error(name .. " saw " .. to, 0) end)
+      end
+      clock:advance(6)
+      local ok, err = pcall(e.call, e, "t", "s", ok_fn)
+      assert.is_false(ok)
+      assert.matches("on_change callback failed: %a saw half%-open", err)
+      assert.equal(0, session(e, "t", "s"):stats().permits_out)
+      no_permits(e)
+    end)
+
+    it("(" .. path .. ") calls a callable object whose metatable is protected", function()
+      local e = engine({providers = hook})
+      for _, protect in ipairs({"locked", false}) do
+        local obj = setmetatable({}, {__call = function(_, p, x) return p, x end, __metatable = protect})
+        local ok, p, x = e:call("t", "s", obj, 1)
+        assert.is_true(ok)
+        assert.is_truthy(p == "a" or p == "b")
+        assert.equal(1, x)
+      end
+      no_permits(e)
+    end)
+
+    it("(" .. path .. ") follows a reload made by the session's callback", function()
+      local e = opened()
+      local ignore = function() return "ignore" end
+      local reloaded = {clock = e.policy.clock, selection = {seed = 3},
+        providers = {a = {classify = ignore, on_change = hook and function() end or nil},
+          b = {classify = ignore}},
+        sessions = {defaults = {failure_threshold = 1, reset_timeout = 5, success_threshold = 1}}}
+      session(e, "t", "s"):on_change(function(_, _, to)
+        if to == "half-open" then e:reload(reloaded) end
+      end)
+      local ok, p = e:call("t", "s", ok_fn)
+      assert.is_true(ok)
+      assert.equal(1, e:breaker(p):stats().ignored)  -- the new classifier's word
+      assert.equal(0, e:breaker(p):stats().successes)
       no_permits(e)
     end)
 

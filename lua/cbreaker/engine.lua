@@ -160,7 +160,7 @@ local function pooled(self, method, a, b, c, d)
   return r1, r2
 end
 
-local none_open, session_refused  -- below, with call
+local none_open, session_refused, with_session  -- below, with call
 
 --- cb.engine(policy): policy is a table or the path of a Lua file returning
 -- one (see cbreaker.policy).  Raises on an invalid policy, naming the option.
@@ -212,7 +212,7 @@ function M.new(src)
   self.sessions = p.sessions and parts.registry(p.sessions, clock) or false
   -- engine:call is C's (pool:caller) while `fast`: see _classifiers.  (Sessions
   -- never come or go on reload.)
-  self.caller = self.pool:caller(self, Engine.call, none_open, session_refused,
+  self.caller = self.pool:caller(self, Engine.call, none_open, session_refused, with_session,
     self.sessions or nil)
   self:_classifiers()
   return self
@@ -268,8 +268,8 @@ end
 -- as ignored) and the error raised.
 local function callable(fn)
   if type(fn) == "function" then return true end
-  local mt = getmetatable(fn)
-  return mt ~= nil and mt.__call ~= nil
+  local mt = debug.getmetatable(fn)  -- as C and the call see it: past a __metatable
+  return mt ~= nil and rawget(mt, "__call") ~= nil
 end
 
 local function misuse(self, sbr, i, fn, level)
@@ -338,6 +338,25 @@ local function last(self, sbr, i, t0, herr, fn, ok, ...)
   return ok, ...
 end
 
+--- The pool's acquire(tried) for a call that holds the session's permit
+-- (sbr, or false): when a callback the acquire runs raises, the acquire
+-- has given its own permit back, and the session's is given back too
+-- before the error goes on.
+local function acquire(self, sbr, tried)
+  if sbr then
+    local ok, i, t = pcall(acquire, self, false, tried)
+    if not ok then
+      session_record(sbr, "ignore")
+      error(i, 0)
+    end
+    return i, t
+  end
+  if self.hooked then  -- a hook run by acquire may raise: keep its error for this call
+    return pooled(self, "acquire", tried)
+  end
+  return self.pool:acquire(tried)
+end
+
 --- When no provider may take the call: the policy's on_all_open.  Returns
 -- a packed result, nil and the seconds waited to try again, or false.
 local function all_open(self, soonest, waited, fn, ...)
@@ -402,7 +421,7 @@ local function fallbacks(self, sbr, i, t, tenant, session, fn, ...)
       if outcome ~= "failure" then break end  -- success or ignore: no fallback
     end
     if attempts >= max_attempts then break end
-    i, t = pooled(self, "acquire", tried)
+    i, t = acquire(self, sbr, tried)
     herr = herr or take_hook_error(self)
   end
   return finish(self, sbr, bad, herr, unpack(res, 1, res.n))
@@ -465,15 +484,18 @@ function Engine:call(tenant, session, fn, ...)
     if tenant == nil then checkkey(tenant, "tenant", 2) end
     if session == nil then checkkey(session, "session", 2) end
   end
-  local pool, i, t = self.pool, nil, nil
-  if self.hooked then  -- a hook run by acquire may raise: keep its error for this call
-    i, t = pooled(self, "acquire", 0)
-  else
-    i, t = pool:acquire(0)
-  end
+  return with_session(self, sbr, tenant, session, fn, ...)  -- a tail call: errors at level 2
+end
+
+--- The rest of engine:call once the session's permit is taken (sbr, or
+-- false): the provider's permit, fn and the outcomes.  The C call comes
+-- here too when the session's callbacks changed the policy (see
+-- pool:caller).
+function with_session(self, sbr, tenant, session, fn, ...)
+  local i, t = acquire(self, sbr, 0)
   if i and self.plain and not self.hook_error then  -- the common call: the rest in one C call
     if not callable(fn) then misuse(self, sbr, i, fn, 2) end  -- said at the caller's line
-    return pool:run(i, sbr, fn, ...)
+    return self.pool:run(i, sbr, fn, ...)
   end
   return fallbacks(self, sbr, i, t, tenant, session, fn, ...)
 end

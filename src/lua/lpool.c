@@ -408,8 +408,8 @@ static int pool_run(lua_State *L) {
 /* ---- the engine's call ------------------------------------------------------------ */
 
 /* Upvalues of the function pool:caller makes. */
-enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_REFUSED, EC_GET, EC_SESSIONS, EC_NAMES,
-       EC_BOXES, EC_COUNT = EC_BOXES };
+enum { EC_ENGINE = 1, EC_POOL, EC_SLOW, EC_NONE, EC_REFUSED, EC_REST, EC_GET, EC_SESSIONS,
+       EC_NAMES, EC_BOXES, EC_COUNT = EC_BOXES };
 
 /* A fast call's stack, in place: nothing is moved, as lua_insert and
  * lua_remove cost a rotation each.  It starts as engine, tenant, session,
@@ -532,12 +532,19 @@ static int call_events(lua_State *L, lpool *lp, int i, double ra) {
 }
 
 /* The provider's permit.  The session's callbacks may have closed the
- * pool: then its permit is given back, and the call raises. */
+ * pool: then its permit is given back, and the call raises; or changed
+ * the policy: then the engine's `rest`(engine, sbr, tenant, session, fn,
+ * ...) goes on with it. */
 static int call_acquire(lua_State *L, lpool *lp) {
     if (!lp->p) {
         lbreaker *sb = lua_touserdata(L, S_SESSION);
         if (sb && sb->b) cb_breaker_record(sb->b, CB_IGNORE, -1, 0);
         return luaL_error(L, "attempt to use a closed pool");
+    }
+    if (!lp->fast) {
+        lua_pushvalue(L, lua_upvalueindex(EC_ENGINE));
+        lua_insert(L, 1);
+        return call_up(L, EC_REST);
     }
     uint64_t tried = 0;
     double ra = 0;
@@ -625,30 +632,27 @@ static int engine_call(lua_State *L) {
     return session_got(L, LUA_OK, 0);
 }
 
-/* pool:caller(engine, slow, none, refused[, sessions]) -> the engine's
- * `call` (see engine_call): slow(engine, tenant, session, fn, ...) is the
- * engine's Lua call, none its answer when no provider may take a fast
- * call, refused(engine, sbr, tenant, session[, why]) when the session's
- * breaker sbr does not or the registry is full (sbr false, why: get's
- * reason); sessions the engine's registry, when it has one.  Fast calls
- * wait for pool:fast(true). */
+/* pool:caller(engine, slow, none, refused, rest[, sessions]) -> the
+ * engine's `call` (see engine_call): slow(engine, tenant, session, fn,
+ * ...) is the engine's Lua call, none its answer when no provider may take
+ * a fast call, refused(engine, sbr, tenant, session[, why]) when the
+ * session's breaker sbr does not or the registry is full (sbr false, why:
+ * get's reason), rest(engine, sbr, tenant, session, fn, ...) the Lua call
+ * past the session's permit; sessions the engine's registry, when it has
+ * one.  Fast calls wait for pool:fast(true). */
 static int pool_caller(lua_State *L) {
     self(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TFUNCTION);
-    luaL_checktype(L, 4, LUA_TFUNCTION);
-    luaL_checktype(L, 5, LUA_TFUNCTION);
-    int sessions = !lua_isnoneornil(L, 6);
-    if (sessions) luaL_checkudata(L, 6, CB_REGISTRY_MT);
-    lua_settop(L, 6);
+    for (int k = 3; k <= 6; k++) luaL_checktype(L, k, LUA_TFUNCTION);
+    int sessions = !lua_isnoneornil(L, 7);
+    if (sessions) luaL_checkudata(L, 7, CB_REGISTRY_MT);
+    lua_settop(L, 7);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, 1);
-    lua_pushvalue(L, 3);
-    lua_pushvalue(L, 4);
-    lua_pushvalue(L, 5);
-    if (sessions) lua_getfield(L, 6, "get");
+    for (int k = 3; k <= 6; k++) lua_pushvalue(L, k);
+    if (sessions) lua_getfield(L, 7, "get");
     else lua_pushnil(L);
-    lua_pushvalue(L, 6);
+    lua_pushvalue(L, 7);
     lua_getiuservalue(L, 1, UV_NAMES);  /* the pool's tables, for its life */
     lua_getiuservalue(L, 1, UV_BOXES);
     lua_pushcclosure(L, engine_call, EC_COUNT);
