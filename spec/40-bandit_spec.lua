@@ -208,6 +208,18 @@ describe("cb.bandit", function()
         or arm == "arm5", arm)
     end
     assert.matches("too many arms %(at most 256%)", errmsg(big.add_arm, big, "arm257"))
+    -- interned names and long ones made anew, mixed, past 32 names, with a spare argument
+    local arms = { long }
+    for i = 1, 40 do arms[#arms + 1] = "m" .. i end
+    local mixed = cb.bandit{ arms = arms, seed = 4 }
+    local names = {}
+    for i = 1, 100 do
+      names[i] = i % 3 == 0 and ("provider-"):rep(7) .. "provider-" or "m" .. (i % 40 + 1)
+    end
+    for _ = 1, 20 do
+      local arm = mixed:select(names, "spare")
+      assert.is_true(arm == long or arm:match("^m%d+$") ~= nil, arm)
+    end
   end)
 
   it("takes fractional rewards", function()

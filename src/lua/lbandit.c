@@ -227,12 +227,11 @@ static int bandit_sample(lua_State *L) {
 static int bandit_select(lua_State *L) {
     lbandit *box = self_box(L);
     cb_bandit *b = box->b;
-    int chosen;
-    if (lua_isnoneornil(L, 2)) {
+    int chosen, list = lua_type(L, 2);
+    if (list == LUA_TNONE || list == LUA_TNIL) {
         chosen = cb_bandit_select(b, NULL, 0);
     } else {
-        if (lua_type(L, 2) != LUA_TTABLE) return luaL_typeerror(L, 2, "list of arm names");
-        lua_settop(L, 2);
+        if (list != LUA_TTABLE) return luaL_typeerror(L, 2, "list of arm names");
         lua_Unsigned len = lua_rawlen(L, 2);
         if (len > 12) luaL_checkstack(L, 40, NULL);  /* names pile up 32 at a time */
         int idx[CB_BANDIT_MAX_ARMS];
@@ -251,10 +250,10 @@ static int bandit_select(lua_State *L) {
                 if (lua_rawget(L, -2) != LUA_TNUMBER)
                     return unknown_arm(L, b, "bandit:select", name);
                 i = (int)lua_tointeger(L, -1) - 1;
-                lua_settop(L, 2);
+                lua_pop(L, piled + 3);  /* the names, this one, the map, its answer */
                 piled = 0;
             } else if (++piled == 32) {
-                lua_settop(L, 2);  /* one pop for many names */
+                lua_pop(L, piled);  /* one pop for many names */
                 piled = 0;
             }
             uint64_t bit = (uint64_t)1 << (i & 63);
