@@ -3,6 +3,7 @@
 #ifndef LCBREAKER_H
 #define LCBREAKER_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include <lauxlib.h>
@@ -304,7 +305,9 @@ typedef struct lrejection {
  * with `v`) still refuses the same way, and returns 1; returns 0 having
  * pushed nothing otherwise.  Allocates nothing. */
 static inline int cb_lua_lastrejection(lua_State *L, int idx, lbreaker *box, cb_verdict v) {
-    if (box->rej_verdict != v || box->rej_until != cb_breaker_refused_until(box->b)) return 0;
+    double until = v == CB_REJECT_FORCED_OPEN ? INFINITY  /* as refused_until says, no call */
+                                               : cb_breaker_refused_until(box->b);
+    if (box->rej_verdict != v || box->rej_until != until) return 0;
     lua_getiuservalue(L, idx, CB_UV_REJECTION);  /* the box's copy of its key says it fits */
     return 1;
 }
