@@ -86,6 +86,32 @@ static uint64_t slot_hash(const char *t, const char *k) {
 static unsigned slot_first(uint64_t h) { return (unsigned)(h >> 40) & (CACHE_SLOTS - 1); }
 static unsigned slot_second(uint64_t h) { return (unsigned)(h >> 20) & (CACHE_SLOTS - 1); }
 
+/* The cache slot that holds the pair (t, k), by their strings' addresses
+ * (hashed `h`), or -1. */
+static inline int cache_find(const lregistry *lr, uint64_t h, const char *t, const char *k) {
+    unsigned at[2] = {slot_first(h), slot_second(h)};
+    for (int n = 0; n < 2; n++) {
+        const cslot *s = &lr->cache[at[n]];
+        if (s->t == t && s->k == k && s->b) return (int)at[n];
+    }
+    return -1;
+}
+
+/* A hit in slot i of the registry at `reg`, at get count `now`: its entry
+ * touched (the registry's hook must find it at lr->at), the cache table
+ * and the box pushed, the box on top; 0, nothing pushed, when the touch's
+ * sweep took the entry (the hook has cleared the slot then). */
+static inline int cache_push(lua_State *L, lregistry *lr, int reg, unsigned i, uint32_t now) {
+    cslot *slot = &lr->cache[i];
+    slot->used = now;
+    cb_registry_touch(lr->r, slot->b);  /* its sweep may remove others, never this one */
+    if (!slot->b) return 0;
+    lua_getiuservalue(L, reg, UV_CACHE);
+    lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
+    cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
+    return 1;
+}
+
 /* Upvalues of every method after the class (CB_UP_CLASS): get's refusals. */
 enum { UP_FULL = CB_UP_FIRST, UP_TENANT_FULL, UP_COUNT = 2 };
 
@@ -358,24 +384,13 @@ static int registry_get(lua_State *L) {
     const char *k = checkkey(L, 3, &kl, "key");
     live(L, lr);
     uint64_t h = slot_hash(t, k);
-    unsigned i = slot_first(h);
-    cslot *slot = &lr->cache[i];
     uint32_t now = ++lr->gets;
-    if (!(slot->t == t && slot->k == k && slot->b)) {
-        unsigned j = slot_second(h);
-        cslot *other = &lr->cache[j];
-        if ((other->t == t && other->k == k && other->b) ||  /* a hit there, or there the */
-            !other->b || (slot->b && (int32_t)(slot->used - other->used) > 0))
-            slot = other, i = j;  /* place to take: empty, or the one unused longer */
-    }
-    if (slot->t == t && slot->k == k && slot->b) {  /* the same two strings */
-        slot->used = now;
-        cb_registry_touch(lr->r, slot->b);
-        lua_getiuservalue(L, 1, UV_CACHE);
-        lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
-        cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
-        return cb_lua_finish(L, lr->m, 1);
-    }
+    int hit = cache_find(lr, h, t, k);
+    if (hit >= 0 && cache_push(L, lr, 1, (unsigned)hit, now)) return cb_lua_finish(L, lr->m, 1);
+    unsigned i = slot_first(h), j = slot_second(h);
+    cslot *slot = &lr->cache[i], *other = &lr->cache[j];
+    if (!other->b || (slot->b && (int32_t)(slot->used - other->used) > 0))
+        slot = other, i = j;  /* the place to take: empty, or the one unused longer */
     cb_breaker_opts o, *op = NULL;
     if (lua_gettop(L) >= 4 && !lua_isnil(L, 4) && !cb_registry_peek(lr->r, t, tl, k, kl)) {
         luaL_checktype(L, 4, LUA_TTABLE);
@@ -434,20 +449,9 @@ int cb_lua_registry_cached(lua_State *L, int reg, const char *t, const char *k) 
     if (!lr->r) return 0;  /* get says it is closed */
     lr->L = L;
     lr->at = reg;
-    uint64_t h = slot_hash(t, k);
-    unsigned i = slot_first(h);
-    if (!(lr->cache[i].t == t && lr->cache[i].k == k && lr->cache[i].b)) {
-        i = slot_second(h);
-        if (!(lr->cache[i].t == t && lr->cache[i].k == k && lr->cache[i].b)) return 0;
-    }
-    cslot *slot = &lr->cache[i];
-    slot->used = ++lr->gets;
-    cb_registry_touch(lr->r, slot->b);  /* its sweep may remove others, never this one */
-    if (!slot->b) return 0;  /* were it removed, its slot is cleared: get says why */
-    lua_getiuservalue(L, reg, UV_CACHE);
-    lua_rawgeti(L, -1, 3 * (lua_Integer)i + 3);
-    lua_replace(L, -2);
-    cb_lua_rememberself(lr->m, CB_CLASS_BREAKER, slot->box);
+    int i = cache_find(lr, slot_hash(t, k), t, k);
+    if (i < 0 || !cache_push(L, lr, reg, (unsigned)i, ++lr->gets)) return 0;
+    lua_replace(L, -2);  /* the box alone */
     return 1;
 }
 
