@@ -60,6 +60,19 @@ describe("#redis the store on a Redis Cluster", function()
     return s
   end
 
+  -- Store A on a manual clock, with breaker `name` forced open and its entry
+  -- in the boot-recovery hash on the slot's owner: clock, A, the breaker, the owner.
+  local function forced_on_owner(name)
+    local clock = cb.manual_clock(1000)
+    local a = store("A", clock)
+    local br = cb.new{ name = name, store = a, clock = clock }
+    br:force_open()
+    a:poll()
+    local owner = cluster:owner(slot)
+    assert.is_true(in_boot_hash(owner, name))
+    return clock, a, br, owner
+  end
+
   it("names what is wrong with cluster options", function()
     local function err(opts) return fx.error_of(cb.redis, opts) end
     assert.matches("a cluster needs hash_tag = true", err{ cluster = cluster.seeds }, 1, true)
@@ -209,13 +222,7 @@ describe("#redis the store on a Redis Cluster", function()
   end)
 
   it("follows the slot when it moves (MOVED): no state lost, writes land on the new owner", function()
-    local clock = cb.manual_clock(1000)
-    local a = store("A", clock)
-    local held = cb.new{ name = "held", store = a, clock = clock }
-    held:force_open()
-    a:poll()
-    local old = cluster:owner(slot)
-    assert.is_true(in_boot_hash(old, "held"))
+    local clock, a, held, old = forced_on_owner("held")
     local to = not_owner()
     cluster:move_slot(slot, to)
     assert.equals(to, cluster:owner(slot))
@@ -262,10 +269,7 @@ describe("#redis the store on a Redis Cluster", function()
     local a = store("A", clock)
     local br = cb.new{ name = "moving", store = a, clock = clock }
     a:poll()
-    local to
-    for _, node in ipairs(cluster.nodes) do
-      if node ~= cluster:owner(slot) then to = node end
-    end
+    local to = not_owner()
     local finish = cluster:move_slot(slot, to, false)  -- keys moved, slot not yet
     br:force_open()  -- its keys are gone from the old owner: ASK
     polled_until(a, function() return a:health().last_error:find("ASK", 1, true) end)
@@ -290,13 +294,7 @@ describe("#redis the store on a Redis Cluster", function()
   end)
 
   it("follows ASK with one-key commands: a store that starts mid-migration imports the forces", function()
-    local clock = cb.manual_clock(1000)
-    local a = store("A", clock)
-    local early = cb.new{ name = "early", store = a, clock = clock }
-    early:force_open()
-    a:poll()
-    local from = cluster:owner(slot)
-    assert.is_true(in_boot_hash(from, "early"))
+    local clock, a, early, from = forced_on_owner("early")
     local to = not_owner()
     for _, node in ipairs(cluster.nodes) do
       helper.acl_user(node, "cb", "pw-cluster-2", { "{" .. PREFIX .. "}:*" },

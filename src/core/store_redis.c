@@ -180,39 +180,38 @@ static redisReply *read_reply(cb_store_priv *p, cb_conn *c, double deadline) {
 
 /* A MOVED or ASK answer (our slot moved, or is moving, to another node):
  * CB_CLUSTER_MOVED, with the node it names tried first by the reconnect
- * that follows, or CB_CLUSTER_ASK; else 0.  An ASK's node is not
- * remembered: the slot is still served where it was. */
-static int redirected(cb_store_priv *p, const cb_conn *c, const redisReply *r) {
-    char host[256];
-    int slot, port;
-    int kind = p->url.cluster ? cb_cluster_redirect(r, &slot, host, sizeof host, &port) : 0;
-    if (kind == CB_CLUSTER_MOVED) cb_cluster_moved(&p->cluster, c, host, port);
+ * that follows, or CB_CLUSTER_ASK, with the node it names in *to (when
+ * given); else 0.  An ASK's node is not remembered: the slot is still
+ * served where it was. */
+static int redirected(cb_store_priv *p, const cb_conn *c, const redisReply *r,
+                      cb_cluster_node *to) {
+    cb_cluster_node node;
+    int slot;
+    int kind = p->url.cluster
+                   ? cb_cluster_redirect(r, &slot, node.host, sizeof node.host, &node.port)
+                   : 0;
+    if (kind == CB_CLUSTER_MOVED) cb_cluster_moved(&p->cluster, c, node.host, node.port);
+    if (kind == CB_CLUSTER_ASK && to) *to = node;
     return kind;
 }
 
-/* The slot is being migrated and `ask` (an ASK answer on c) names the
- * node that has the key already: the command is asked there, after
- * ASKING.  Its reply, unless that is TRYAGAIN or a redirection: Redis
- * answers TRYAGAIN to a command over several keys not all moved yet,
- * which every write of the store is (one script over the breaker's keys),
- * so those are sent again after the back-off, until MOVED names the new
- * owner.  NULL then, or when the node could not be asked (noted). */
-static redisReply *ask_there(cb_store_priv *p, const cb_conn *c, const redisReply *ask,
+/* The slot is being migrated and an ASK answer on c named `to`, the node
+ * that has the key already: the command is asked there, after ASKING.
+ * Its reply, unless that is TRYAGAIN or a redirection: Redis answers
+ * TRYAGAIN to a command over several keys not all moved yet, which every
+ * write of the store is (one script over the breaker's keys), so those are
+ * sent again after the back-off, until MOVED names the new owner.  NULL
+ * then, or when the node could not be asked (noted). */
+static redisReply *ask_there(cb_store_priv *p, const cb_conn *c, const cb_cluster_node *to,
                              double deadline, int argc, const char **argv, const size_t *lens) {
-    char host[256];
-    int slot, port;
-    cb_cluster_redirect(ask, &slot, host, sizeof host, &port);
-    if (!p->asking) {
-        store_note_error(p, "ASK", "out of memory");
-        return NULL;
-    }
-    redisReply *r = cb_cluster_asking(p->asking, c, host, port, deadline, argc, argv, lens);
+    redisReply *r =
+        cb_cluster_asking(p->asking, c, to->host, to->port, deadline, argc, argv, lens);
     if (!r) {
         store_note_error(p, "ASK", p->asking->errstr);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR &&
-        (strncmp(r->str, "TRYAGAIN", 8) == 0 || redirected(p, p->asking, r))) {
+        (strncmp(r->str, "TRYAGAIN", 8) == 0 || redirected(p, p->asking, r, NULL))) {
         store_note_error(p, "redis", r->str);
         freeReplyObject(r);
         return NULL;
@@ -226,7 +225,7 @@ static void settle(cb_store_priv *p, redisReply *r) {
     /* Its error reconnects: to the node a MOVED names.  An ASK is not
      * followed here: the write is a script over several keys, which the
      * node migrated to answers TRYAGAIN (ask_there); it is sent again. */
-    redirected(p, p->cmd, r);
+    redirected(p, p->cmd, r, NULL);
     if (p->ring[p->head].what == INFLIGHT_READ) {
         store_read_done(p, r);
         return;
@@ -269,10 +268,11 @@ redisReply *store_command(cb_store_priv *p, cb_conn *c, double deadline, int arg
             return NULL;
         }
         if (!owed || p->pending == 0) {
-            int kind = redirected(p, c, r);
+            cb_cluster_node to;
+            int kind = redirected(p, c, r, &to);
             if (!kind) return r;
             redisReply *there = kind == CB_CLUSTER_ASK && c == p->cmd  /* no keys: no ASK */
-                                    ? ask_there(p, c, r, deadline, argc, argv, lens)
+                                    ? ask_there(p, c, &to, deadline, argc, argv, lens)
                                     : NULL;
             if (!there && (kind == CB_CLUSTER_MOVED || c != p->cmd))
                 store_note_error(p, "redis", r->str);
@@ -637,8 +637,9 @@ static void try_connect(cb_store_priv *p, double deadline) {
     }
     r = read_reply(p, p->cmd, deadline);
     if (!r) goto failed;
-    if (redirected(p, p->cmd, r) == CB_CLUSTER_ASK) {  /* migrating: the hash may be there */
-        redisReply *there = ask_there(p, p->cmd, r, deadline, 2, hgetall, NULL);
+    cb_cluster_node to;
+    if (redirected(p, p->cmd, r, &to) == CB_CLUSTER_ASK) {  /* migrating: the hash may be there */
+        redisReply *there = ask_there(p, p->cmd, &to, deadline, 2, hgetall, NULL);
         freeReplyObject(r);
         if (!(r = there)) goto failed;
     }
@@ -914,7 +915,8 @@ cb_store *cb_store_new(const cb_store_opts *o) {
         p->guard = cb_replay_guard_new();
     }
     p->replay_window = o->replay_window_ms;
-    if (!p->cmd || !p->sub || (p->url.nseeds && !p->url.cluster && !p->sentinel) || !p->prefix ||
+    if (!p->cmd || !p->sub || (p->url.cluster && !p->asking) ||
+        (p->url.nseeds && !p->url.cluster && !p->sentinel) || !p->prefix ||
         !p->channel || !table_ok ||
         (o->secret && (!p->secret || !p->guard))) {
         cb_store_free(s);
