@@ -119,6 +119,21 @@ describe("registry lookup cache", function()
     assert.equal(2, reg:size())
   end)
 
+  it("a breaker moved to another slot leaves none behind for its removal", function()
+    local reg = registry()
+    local k1 = string.rep("k", 60)  -- long: two equal strings are two objects, two slots
+    local k2 = string.rep("k", 30) .. string.rep("k", 30)
+    local a = reg:get("t", k1)
+    assert.equal(a, reg:get("t", k2))  -- the same breaker, now cached under k2
+    assert.equal(a, reg:get("t", k1))  -- and back under k1
+    assert.is_true(reg:remove("t", k2))
+    local b = reg:get("t", k1)  -- neither slot still names the removed breaker
+    assert.are_not.equal(a, b)
+    assert.equal(b, reg:get("t", k2))
+    assert.equal(1, reg:size())
+    assert.has_error(function() a:state() end, "attempt to use a removed registry breaker")
+  end)
+
   it("a removed key's next get makes a new breaker", function()
     local reg = registry()
     local t, k = "tenant", "session"

@@ -78,6 +78,7 @@ lbreaker *cb_lua_newbox(lua_State *L, int owned) {
     box->rej_until = 0;
     box->notifies = 0;
     box->listed = 0;
+    box->cached = 0;
     box->next = NULL;
     box->gone = "closed";
     luaL_setmetatable(L, CB_BREAKER_MT);

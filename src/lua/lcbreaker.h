@@ -165,6 +165,7 @@ typedef struct lbreaker {
     unsigned char rej_verdict;  /* CB_UV_REJECTION's verdict (CB_ALLOWED: none) */
     unsigned char notifies;     /* the core calls back for b with this box */
     unsigned char listed;       /* a registry's: in its list of b's boxes (lregistry.c) */
+    uint16_t cached;            /* a registry's: 1 + its get cache slot, 0: none */
     double rej_until;     /* and the time it lasts until */
     struct lbreaker *next;  /* the next box of the same registry breaker */
     const char *gone;     /* why b is NULL: "closed" or "removed" */

@@ -71,11 +71,13 @@ typedef struct lregistry {
 } lregistry;
 
 /* User values of a registry. */
-enum { UV_BOXES = 1, UV_CACHE, UV_SLOTS, UV_CLOCK, UV_SPARE, UV_LIVE, UV_PINNED,
-       UV_COUNT = 7 };
+enum { UV_BOXES = 1, UV_CACHE, UV_CLOCK, UV_SPARE, UV_LIVE, UV_PINNED, UV_COUNT = 6 };
 
-/* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3;
- * UV_SLOTS maps a cached breaker to its slot (a breaker has at most one).
+/* UV_CACHE holds slot i's tenant, key and box at 3i+1, 3i+2, 3i+3; a
+ * cached box knows its slot (lbreaker.cached), so a breaker has at most
+ * one and its removal clears it.  (A table from breaker to slot cost a
+ * rehash of ~2048 keys every few new sessions: lightuserdata keys set to
+ * nil keep their nodes until the next rehash.)
  * A pair of strings may sit in either of two slots (two choices: far
  * fewer hot sessions go without a slot than in a direct-mapped cache). */
 static uint64_t slot_hash(const char *t, const char *k) {
@@ -133,16 +135,12 @@ static lregistry *self(lua_State *L) {
 
 /* ---- boxes ------------------------------------------------------------------ */
 
-/* Forgets the cache slot of `b`, if it has one.  Raw accesses only. */
-static void forget_slot(lua_State *L, lregistry *lr, int reg, cb_breaker *b) {
-    int top = lua_gettop(L);
-    lua_getiuservalue(L, reg, UV_SLOTS);  /* slots */
-    if (lua_istable(L, -1) && lua_rawgetp(L, -1, b) == LUA_TNUMBER) {  /* slots, i */
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
-        lua_pushnil(L);
-        lua_rawsetp(L, -3, b);
-    }
-    lua_settop(L, top);
+/* Forgets the cache slot of `box`, if it has one (its anchors in UV_CACHE
+ * stay until the slot is taken again). */
+static void forget_slot(lregistry *lr, lbreaker *box) {
+    if (box->cached && lr->cache[box->cached - 1].box == box)
+        lr->cache[box->cached - 1] = (cslot){NULL, NULL, NULL, NULL, 0};
+    box->cached = 0;
 }
 
 /* Sets t[b] = nil in the table at user value `uv` of the registry at `reg`
@@ -159,7 +157,6 @@ static void clear_key(lua_State *L, int reg, int uv, const void *b) {
 static void on_remove(void *ud, cb_breaker *b) {
     lregistry *lr = ud;
     lua_State *L = lr->L;
-    forget_slot(L, lr, lr->at, b);
     int top = lua_gettop(L);
     lbreaker *box = NULL;
     if (lua_getiuservalue(L, lr->at, UV_LIVE) == LUA_TTABLE &&
@@ -168,6 +165,7 @@ static void on_remove(void *ud, cb_breaker *b) {
     lua_settop(L, top);
     while (box) {
         lbreaker *next = box->next;
+        forget_slot(lr, box);  /* a cached box is listed: b leaves the cache */
         box->next = NULL;
         box->listed = 0;
         cb_lua_box_close(L, box, GONE);
@@ -188,18 +186,7 @@ void cb_lua_registry_unlist(lua_State *L, int idx, lbreaker *box) {
     }
     int reg = lua_gettop(L);
     lregistry *lr = lua_touserdata(L, reg);
-    if (lr->r) {
-        lua_getiuservalue(L, reg, UV_SLOTS);  /* a cached box is not collected; be sure */
-        if (lua_istable(L, -1) && lua_rawgetp(L, -1, b) == LUA_TNUMBER) {
-            lua_Integer i = lua_tointeger(L, -1);
-            if (lr->cache[i].box == box) {
-                lr->cache[i] = (cslot){NULL, NULL, NULL, NULL, 0};
-                lua_pushnil(L);
-                lua_rawsetp(L, -3, b);
-            }
-        }
-        lua_settop(L, reg);
-    }
+    forget_slot(lr, box);  /* a cached box is not collected; be sure */
     if (lua_getiuservalue(L, reg, UV_LIVE) == LUA_TTABLE &&
         lua_rawgetp(L, -1, b) == LUA_TLIGHTUSERDATA) {  /* reg, live, head */
         lbreaker *head = lua_touserdata(L, -1);
@@ -314,8 +301,6 @@ static int registry_new(lua_State *L) {
         lua_rawseti(L, -2, i);
     }
     lua_setiuservalue(L, 2, UV_CACHE);
-    lua_newtable(L);
-    lua_setiuservalue(L, 2, UV_SLOTS);
     fill_spare(L, 2);
     static const int clock_uv = UV_CLOCK;  /* the registry keeps its clock alive */
     cb_lua_optread r = {"cbreaker.registry", "", cb_lua_keep_uv, (void *)&clock_uv, 0, 0, NULL, 0};
@@ -421,17 +406,8 @@ static int registry_get(lua_State *L) {
         return cb_lua_finish(L, lr->m, 1);
     }
     /* One slot per breaker: forget b's old slot and the slot's old breaker. */
-    lua_getiuservalue(L, 1, UV_SLOTS);  /* box, slots */
-    if (lua_rawgetp(L, -1, b) == LUA_TNUMBER)
-        lr->cache[lua_tointeger(L, -1)] = (cslot){NULL, NULL, NULL, NULL, 0};
-    lua_pop(L, 1);
-    if (slot->b) {
-        lua_pushnil(L);
-        lua_rawsetp(L, -2, slot->b);
-    }
-    lua_pushinteger(L, (lua_Integer)i);
-    lua_rawsetp(L, -2, b);  /* may allocate: no core frame here */
-    lua_pop(L, 1);
+    forget_slot(lr, box);
+    if (slot->b) forget_slot(lr, slot->box);  /* anchored in UV_CACHE till now */
     lua_getiuservalue(L, 1, UV_CACHE);  /* box, cache */
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, 3 * (lua_Integer)i + 1);
@@ -441,6 +417,7 @@ static int registry_get(lua_State *L) {
     lua_rawseti(L, -2, 3 * (lua_Integer)i + 3);
     lua_pop(L, 1);
     *slot = (cslot){t, k, b, box, now};  /* its strings and box are anchored now */
+    ((lbreaker *)box)->cached = (uint16_t)(i + 1);
     return cb_lua_finish(L, lr->m, 1);
 }
 
