@@ -5,8 +5,9 @@
 -- alone (bench_registry's first memory case, run as a child process).
 -- Each of Lua's two collectors is measured in a process of its own (this
 -- script runs itself with the mode): the boxes that gets hand out and Lua
--- drops are garbage, and the incremental collector lets more of it
--- interleave with the entries, which leaves holes that RSS keeps.
+-- drops are garbage, and where a collector lets it pile up between the
+-- entries it leaves holes that RSS keeps (the registry paces the collector
+-- with its sessions' C memory so that it does not: lregistry.c, pace).
 --   CB_BUILD_DIR=build build/cbreaker bench/registry_rss.lua [N [MODE]]
 package.path = "bench/?.lua;" .. package.path
 local h = require("harness")

@@ -354,6 +354,12 @@ CB_API int cb_registry_remove(cb_registry *r, const void *tenant, size_t tlen,
 /* Number of breakers held. */
 CB_API size_t cb_registry_size(const cb_registry *r);
 
+/* Bytes the registry has allocated: its entries (breaker, key, links), its
+ * tenant records and its hash tables, as requested from malloc (malloc's
+ * own overhead is not counted).  What a binding reports to its garbage
+ * collector as the memory behind its handles. */
+CB_API size_t cb_registry_bytes(const cb_registry *r);
+
 /* A full sweep: removes every closed breaker idle for idle_ttl (unused_ttl
  * when it never recorded an outcome).  Returns how many were removed.  Takes
  * time in proportion to the size; the automatic sweep is incremental. */

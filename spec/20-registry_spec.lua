@@ -643,3 +643,58 @@ describe("registry memory: no Lua object per entry unless Lua holds its breaker"
     end
   end)
 end)
+
+describe("registry memory and Lua's collector", function()
+  it("stats().bytes counts the sessions' C memory and gives it back", function()
+    local reg = registry{ max_entries = 0 }
+    local empty = reg:stats().bytes
+    for i = 1, 500 do reg:get("t", ("k"):rep(100) .. (i)) end
+    local grown = reg:stats().bytes - empty
+    assert.is_true(grown >= 500 * 100, "each session counts its key: " .. grown)
+    for i = 1, 500 do reg:remove("t", ("k"):rep(100) .. (i)) end
+    assert.is_true(reg:stats().bytes - empty < grown / 4, "given back")
+  end)
+
+  -- New sessions report their C memory as collector steps (about a step
+  -- per KB): never when the collector is stopped.
+  it("a stopped collector stays stopped while sessions are made", function()
+    local reg = registry{ max_entries = 0 }
+    collectgarbage("collect")
+    local weak = setmetatable({}, { __mode = "v" })
+    collectgarbage("stop")
+    weak[1] = {}  -- garbage: only a collection takes it
+    for i = 1, 5000 do reg:get("t", ("k"):rep(200) .. (i)) end  -- about 2 MB in C
+    local running, kept = collectgarbage("isrunning"), weak[1] ~= nil
+    collectgarbage("restart")
+    assert.is_false(running)
+    assert.is_true(kept, "nothing was collected")
+  end)
+
+  it("a finalizer that closes the registry mid-run gets a clean error", function()
+    local reg = registry{ max_entries = 0 }
+    collectgarbage("collect")
+    setmetatable({}, { __gc = function() reg:close() end })  -- garbage at once
+    local ok, err = pcall(function()
+      for i = 1, 50000 do reg:get("t", ("k"):rep(200) .. (i)) end
+    end)
+    assert.is_false(ok, "the finalizer ran: new sessions pace the collector")
+    assert.matches("attempt to use a closed registry", err)
+  end)
+
+  it("sessions made inside a finalizer", function()
+    local reg = registry{ max_entries = 0 }
+    local made = 0
+    local function arm()
+      setmetatable({}, { __gc = function()
+        for i = 1, 20 do reg:get("gc", ("k"):rep(200) .. (made + i)) end
+        made = made + 20
+        if made < 200 then arm() end
+      end })
+    end
+    arm()
+    for i = 1, 20000 do reg:get("t", ("k"):rep(200) .. (i)) end
+    collectgarbage("collect")
+    assert.is_true(made >= 20)
+    assert.equal(20000 + made, reg:size())
+  end)
+end)

@@ -427,6 +427,34 @@ static void test_growth(void) {
     cb_registry_free(r);
 }
 
+static void test_bytes(void) {
+    printf("-- %s\n", "bytes counts the entries made and gives them back");
+    for (size_t cap = 0; cap <= 1000; cap += 1000) {  /* without and with max_per_tenant */
+        cb_registry *r = new_reg(0, cap);
+        size_t empty = cb_registry_bytes(r);
+        char key[32];
+        for (int i = 0; i < 1000; i++) {
+            snprintf(key, sizeof key, "k%04d", i);  /* 5 bytes */
+            get(r, i % 100 ? "tenant" : "other", key);
+        }
+        cb_registry_stats st;
+        cb_registry_get_stats(r, &st);
+        size_t grown = cb_registry_bytes(r) - empty, least = 1000 * (sizeof(cb_breaker) + 6 + 5);
+        check("each entry counts its breaker and key at least",
+              grown >= least + st.buckets * sizeof(void *));
+        check("and its links, not much more", grown <= least + 1000 * 96 + st.buckets * 2 * sizeof(void *));
+        for (int i = 0; i < 1000; i++) {
+            snprintf(key, sizeof key, "k%04d", i);
+            const char *t = i % 100 ? "tenant" : "other";
+            cb_registry_remove(r, S(t), S(key));
+        }
+        size_t left = cb_registry_bytes(r) - empty;  /* a wrapped count would be huge */
+        check("removing them gives all back but the grown tables",
+              cb_registry_size(r) == 0 && left <= st.buckets * 2 * sizeof(void *) + 1024);
+        cb_registry_free(r);
+    }
+}
+
 static void test_per_key_opts(void) {
     printf("-- %s\n", "per-key options, checked before use");
     cb_registry *r = new_reg(10, 0);
@@ -468,5 +496,6 @@ int main(void) {
     test_flood();
     test_growth();
     test_per_key_opts();
+    test_bytes();
     return test_report();
 }

@@ -95,6 +95,7 @@ struct cb_registry {
     cb_registry_remove_fn on_remove;
     void *remove_ud;
     cb_registry_stats st;    /* the counters; sizes are filled on demand */
+    size_t block_bytes;      /* of the entry and tenant blocks held */
 };
 
 /* The registry's time, for last use and idleness only.  The default clock
@@ -130,6 +131,15 @@ static tlists *tlists_of(tenant_rec *tn) {
 
 static void *entry_block(const cb_registry *r, entry *e) {
     return capped(r) ? (void *)tlink_of(e) : (void *)e;
+}
+
+/* The sizes of an entry's and a tenant record's blocks, as allocated. */
+static size_t entry_bytes(const cb_registry *r, size_t tl, size_t kl) {
+    return (capped(r) ? sizeof(tlink) : 0) + offsetof(entry, bytes) + tl + kl + 1;
+}
+
+static size_t tenant_bytes(const cb_registry *r, size_t tl) {
+    return (capped(r) ? sizeof(tlists) : 0) + offsetof(tenant_rec, bytes) + tl + 1;
 }
 
 static void *tenant_block(const cb_registry *r, tenant_rec *tn) {
@@ -189,6 +199,7 @@ static tenant_rec *tenant_find(const cb_registry *r, uint64_t h, const char *t, 
 
 static void tenant_drop(cb_registry *r, uint64_t h, tenant_rec *tn) {
     cb_htab_unlink(&r->tenants, &tn->h, h);
+    r->block_bytes -= tenant_bytes(r, tn->len);
     free(tenant_block(r, tn));
 }
 
@@ -284,6 +295,7 @@ static void destroy(cb_registry *r, entry *e) {
     if (!tn) tn = tenant_find(r, th, e->bytes, e->tlen);
     if (tn && --tn->count == 0) tenant_drop(r, th, tn);
     cb_breaker_destroy(&e->b);
+    r->block_bytes -= entry_bytes(r, e->tlen, e->klen);
     free(entry_block(r, e));
 }
 
@@ -498,7 +510,8 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
     tn = tenant_find(r, th, t, tl);
     size_t tpre = capped(r) ? sizeof(tlists) : 0, epre = capped(r) ? sizeof(tlink) : 0;
     char *block;
-    if (!tn && (block = malloc(tpre + offsetof(tenant_rec, bytes) + tl + 1))) {
+    if (!tn && (block = malloc(tenant_bytes(r, tl)))) {
+        r->block_bytes += tenant_bytes(r, tl);
         tn = (tenant_rec *)(void *)(block + tpre);
         if (tpre) memset(tlists_of(tn), 0, sizeof(tlists));
         tn->count = 0;
@@ -507,7 +520,7 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
         tn->bytes[tl] = '\0';
         cb_htab_insert(&r->tenants, &tn->h, th);
     }
-    block = tn ? malloc(epre + offsetof(entry, bytes) + tl + kl + 1) : NULL;
+    block = tn ? malloc(entry_bytes(r, tl, kl)) : NULL;
     entry *e = block ? (entry *)(void *)(block + epre) : NULL;
     if (!e || cb_breaker_init(&e->b, own ? own : r->conf, e->bytes + tl, 0) != CB_OK) {
         free(block);
@@ -517,6 +530,7 @@ static cb_breaker *create(cb_registry *r, uint64_t h, const char *t, size_t tl,
         return NULL;
     }
     cb_conf_unref(own);  /* the breaker holds its own reference */
+    r->block_bytes += entry_bytes(r, tl, kl);
     memcpy(e->bytes, t, tl);
     memcpy(e->bytes + tl, k, kl);
     e->bytes[tl + kl] = '\0';
@@ -588,6 +602,12 @@ int cb_registry_remove(cb_registry *r, const void *tenant, size_t tlen,
 
 size_t cb_registry_size(const cb_registry *r) {
     return r->entries.count;
+}
+
+size_t cb_registry_bytes(const cb_registry *r) {
+    size_t buckets = r->entries.size[0] + r->entries.size[1] +
+                     r->tenants.size[0] + r->tenants.size[1];
+    return sizeof *r + r->block_bytes + buckets * sizeof(cb_hnode *);
 }
 
 size_t cb_registry_cleanup(cb_registry *r) {
