@@ -1,10 +1,17 @@
 /* nop.c -- the baselines for the Lua benchmarks: a userdata whose method
- * `o:nop()` is an empty C function reached through the metatable, and
- * `o:reject_floor()`, the least a rejected allow() can do through Lua's C
- * API: prove its self against a remembered set (two lua_touserdata, as
- * cb_lua_checkself), read the coarse clock (an open breaker may be due
- * for half-open), and return false and a reason (two pushes).  It holds
- * no breaker: what a rejected allow() costs beyond it is the breaker's. */
+ * `o:nop()` is an empty C function reached through the metatable, and two
+ * floors, the least a method can do through Lua's C API:
+ * - `o:reject_floor()`, a rejected allow(): prove its self against a
+ *   remembered set (two lua_touserdata, as cb_lua_checkself), read the
+ *   coarse clock (an open breaker may be due for half-open), and return
+ *   false and a reason (two pushes);
+ * - `o:get_floor(tenant, key)`, a registry get that hits: prove its self,
+ *   take its two strings' addresses, read the coarse clock (the entry's
+ *   last use),
+ *   and push a userdata kept in a user value's array (the registry's
+ *   cache), here o itself.
+ * Neither holds a breaker: what a method costs beyond its floor is the
+ * library's. */
 #define _GNU_SOURCE  /* CLOCK_MONOTONIC_COARSE */
 #include <lauxlib.h>
 #include <lua.h>
@@ -37,10 +44,29 @@ static int reject_floor(lua_State *L) {
     return 2;
 }
 
+/* Upvalue 1, the remembered selves. */
+static int get_floor(lua_State *L) {
+    void *const *last = lua_touserdata(L, lua_upvalueindex(1));
+    void *p = lua_touserdata(L, 1);
+    if (!p || last[slot_of(p)] != p) return luaL_error(L, "o:get_floor(): not proved");
+    const char *t = lua_tolstring(L, 2, NULL), *k = lua_tolstring(L, 3, NULL);
+    if (!t || !k) return luaL_error(L, "o:get_floor(tenant, key): two strings");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if (ts.tv_sec < 0) return 0;
+    lua_getiuservalue(L, 1, 1);
+    lua_rawgeti(L, -1, 1);
+    return 1;
+}
+
 static int new_nop(lua_State *L) {
     void **last = lua_touserdata(L, lua_upvalueindex(1));
-    void *p = lua_newuserdatauv(L, 1, 0);
+    void *p = lua_newuserdatauv(L, 1, 1);
     luaL_setmetatable(L, "bench.Nop");
+    lua_createtable(L, 1, 0);  /* o, {o}: what get_floor pushes */
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_setiuservalue(L, -2, 1);
     last[slot_of(p)] = p;  /* a bench object is never collected while measured */
     return 1;
 }
@@ -56,6 +82,9 @@ int luaopen_nop(lua_State *L) {
     lua_pushliteral(L, "open");
     lua_pushcclosure(L, reject_floor, 2);
     lua_setfield(L, -2, "reject_floor");
+    lua_pushvalue(L, -3);
+    lua_pushcclosure(L, get_floor, 1);
+    lua_setfield(L, -2, "get_floor");
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);  /* last */
     lua_pushcclosure(L, new_nop, 1);

@@ -4,6 +4,8 @@
 package.path = "bench/?.lua;" .. package.path
 local h = require("harness")
 local cb = require("cbreaker")
+h.cpath(os.getenv("CB_BUILD_DIR"))
+local nop = require("nop")()
 
 local N = tonumber(arg and arg[1]) or 3000000
 
@@ -18,7 +20,7 @@ local one = keys[7]
 local lone = {}  -- 1000 breakers without a registry: what rotating over them costs alone
 for i = 1, 1000 do lone[i] = cb.new{ name = keys[i] } end
 
-local pair, get1, getn, rot = math.huge, math.huge, math.huge, math.huge
+local pair, get1, getn, rot, floor = math.huge, math.huge, math.huge, math.huge, math.huge
 for _ = 1, h.rounds do  -- interleaved: a busy machine skews all alike
   local r = h.rounds
   h.rounds = 1
@@ -43,6 +45,13 @@ for _ = 1, h.rounds do  -- interleaved: a busy machine skews all alike
       b:allow(); b:success()
     end
   end))
+  floor = math.min(floor, h.measure(N, function(n)
+    for i = 1, n do
+      nop:get_floor("tenant-1", keys[i % 1000 + 1])
+      local b = lone[i % 1000 + 1]
+      b:allow(); b:success()
+    end
+  end))
   h.rounds = r
 end
 
@@ -56,3 +65,7 @@ print(("get() alone, about %.1f ns"):format(get1 - pair))
 -- The 1000-session goal leaves get() one pair's time, and touching 1000
 -- breakers' memory, with no registry at all, takes this much of it:
 h.row("allow()+success() rotating 1000 lone breakers", rot, "lone allow()+success()", pair)
+-- ...and with o:get_floor(tenant, key) (bench/nop.c) in place of get(), the
+-- least a get through Lua's C API does: the 1000-session case's floor.
+h.row("the same after o:get_floor(tenant, key)", floor, "lone allow()+success()", pair)
+h.row("get()+allow()+success(), 1000 sessions", getn, "that floor", floor)
