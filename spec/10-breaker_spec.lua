@@ -538,6 +538,14 @@ describe("manual clock", function()
     assert.has_error(function() cb.manual_clock(math.huge) end)
   end)
 
+  it("never reaches infinity by steps (a registry's idleness would be NaN)", function()
+    local c = cb.manual_clock(0)
+    c:advance(1.7e308)
+    assert.has_error(function() c:advance(1.7e308) end,
+      "bad argument #1 to 'advance' (the clock would pass the largest finite time)")
+    assert.equal(1.7e308, c:now())
+  end)
+
   it("the default clock is monotonic with sub-millisecond steps", function()
     local a = cb.now()
     local b = cb.now()

@@ -1,4 +1,5 @@
 /* test_registry.c -- the per-session breaker map, from C. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -455,6 +456,21 @@ static void test_bytes(void) {
     }
 }
 
+static void test_clock_at_infinity(void) {
+    printf("-- %s\n", "a clock at infinity: idleness is NaN, a get never sweeps what it found");
+    cb_registry *r = new_reg(0, 0);
+    mc.now = 0;
+    cb_breaker *a = get(r, "t", "a");
+    cb_breaker_record(a, CB_SUCCESS, -1, 0);  /* used: the idle_ttl list */
+    mc.now = INFINITY;
+    int ok = 1;
+    for (int i = 0; i < 300; i++)  /* past cleanup_every: sweeps run */
+        ok &= get(r, "t", "a") == a && cb_breaker_state(a) == CB_CLOSED;
+    check("the entry stays and is the same", ok && cb_registry_size(r) == 1);
+    cb_registry_free(r);
+    mc.now = 0;
+}
+
 static void test_per_key_opts(void) {
     printf("-- %s\n", "per-key options, checked before use");
     cb_registry *r = new_reg(10, 0);
@@ -497,5 +513,6 @@ int main(void) {
     test_growth();
     test_per_key_opts();
     test_bytes();
+    test_clock_at_infinity();
     return test_report();
 }

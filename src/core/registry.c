@@ -359,7 +359,7 @@ static unsigned sweep_list(cb_registry *r, int which, double ttl, double now,
     while (budget > 0 && *removals > 0 && (e = r->lists[which].tail)) {
         budget--;
         double idle = idle_of(r, e, now);
-        if (idle < ttl) break;  /* the rest of the list is newer */
+        if (!(idle >= ttl)) break;  /* the rest is newer; NaN (a clock at inf) stops too */
         if (!is_closed(e))
             list_move(r, e, L_PINNED, 0);
         else if (which == L_FRESH && is_used(e) && idle < r->o.idle_ttl)

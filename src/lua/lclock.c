@@ -32,6 +32,7 @@ static int clock_advance(lua_State *L) {
     cb_manual_clock *mc = self(L);
     double dt = checktime(L, 2, "seconds");
     if (dt < 0) luaL_argerror(L, 2, "a monotonic clock cannot go back");
+    if (!isfinite(mc->now + dt)) luaL_argerror(L, 2, "the clock would pass the largest finite time");
     mc->now += dt;
     lua_pushnumber(L, mc->now);
     return 1;
