@@ -327,3 +327,45 @@ describe("#redis the store on a Redis Cluster", function()
     assert.is_true(helper.eventually(function() return seen:state() == "closed" end, { b }))
   end)
 end)
+
+describe("#redis the store on a Redis Cluster over TLS (rediss+cluster)", function()
+  local cluster, slot
+
+  setup(function()
+    cluster = helper.cluster(3, { tls = true })
+    slot = tonumber(cluster.nodes[1]:cli(("cluster keyslot '{%s}'"):format(PREFIX)))
+  end)
+
+  teardown(function()
+    if cluster then cluster.stop() end
+  end)
+
+  it("finds the slot's master over TLS from a seed that does not own it; peers share through it", function()
+    local owner, seed = cluster:owner(slot), nil
+    for i, node in ipairs(cluster.nodes) do
+      if node ~= owner then seed = cluster.tls_seeds[i] end
+    end
+    local stores = {}
+    local function store(id, tls)
+      local s = cb.redis{ url = "rediss+cluster://" .. seed, tls = tls or { ca_file = cluster.certs.ca },
+        hash_tag = true, prefix = PREFIX, id = id, timeout_ms = TIMEOUT_MS }
+      stores[#stores + 1] = s
+      return s
+    end
+    finally(function() for _, s in ipairs(stores) do s:close() end end)
+    local a, b = store("A"), store("B")
+    assert.is_true(a:health().connected, a:health().last_error)
+    local ba = cb.new{ name = "api", store = a }
+    local bb = cb.new{ name = "api", store = b }
+    ba:force_open()
+    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+    assert.equals("open", owner:cli(("get '{%s}:api:state'"):format(PREFIX)))
+    -- the owner's address came from CLUSTER SLOTS asked over TLS: its TLS port
+    assert.truthy(owner:cli("client list"):find("laddr=127.0.0.1:" .. owner.tls_port, 1, true))
+    assert.equals("forced-open", cb.new{ name = "api", store = store("C") }:state())  -- boot import
+    -- a CA that signed none of the nodes' certificates: refused, and said so
+    local other = store("D", { ca_file = cluster.certs.other_ca })
+    assert.is_false(other:health().connected)
+    assert.matches("certificate", other:health().last_error)
+  end)
+end)

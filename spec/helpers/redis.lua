@@ -55,7 +55,7 @@ local function make_certs(dir)
     .. "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial "
     .. "-out client.crt -days 2"):format(dir, key, key, key, key)
   if not sh(cmd) then error("openssl could not make test certificates: " .. (read(dir .. "/openssl.log") or ""), 3) end
-  return { ca = dir .. "/ca.crt", other_ca = dir .. "/other-ca.crt",
+  return { dir = dir, ca = dir .. "/ca.crt", other_ca = dir .. "/other-ca.crt",
            cert = dir .. "/client.crt", key = dir .. "/client.key" }
 end
 
@@ -80,9 +80,10 @@ local function launch(self)
     self.password and ("--requirepass '%s'"):format(self.password) or "")
   if self.args then cmd = cmd .. " " .. self.args end
   if self.tls_port then  -- the plain port stays for redis-cli
+    local d = self.certs.dir
     cmd = cmd .. (" --tls-port %d --tls-cert-file %s/server.crt --tls-key-file %s/server.key "
-      .. "--tls-ca-cert-file %s/ca.crt --tls-auth-clients %s"):format(self.tls_port, self.dir,
-      self.dir, self.dir, self.tls_clients or "no")
+      .. "--tls-ca-cert-file %s/ca.crt --tls-auth-clients %s"):format(self.tls_port, d, d, d,
+      self.tls_clients or "no")
   end
   if not sh(cmd) then return false end
   for _ = 1, 400 do  -- bounded: ~2 s of redis-cli round trips
@@ -95,7 +96,8 @@ end
 
 --- Starts a server on a free port.  `opts.password`: requirepass;
 -- `opts.tls`: a TLS port too (server:tls_url(), server.certs), with
--- `opts.tls_clients = "yes"` asking clients for a certificate.
+-- `opts.tls_clients = "yes"` asking clients for a certificate, and
+-- `opts.certs`: another TLS server's certificates, shared (one CA).
 function M.start(opts)
   if not have("redis-server") or not have("redis-cli") then
     error("redis-server/redis-cli not found: install the redis-server package "
@@ -107,12 +109,12 @@ function M.start(opts)
   assert(dir and dir ~= "", "mktemp failed")
   local seed = math.floor(os.time() + os.clock() * 1e6)
   math.randomseed(seed)
-  local certs = opts and opts.tls and make_certs(dir)
+  local certs = opts and opts.tls and (opts.certs or make_certs(dir))
   local top = opts and opts.cluster and 55000 or 60000  -- a node's bus port is port + 10000
   for _ = 1, 20 do
     local self = setmetatable({ port = math.random(20000, top), dir = dir,
       password = opts and opts.password, certs = certs,
-      tls_port = certs and math.random(20000, 60000) or nil,
+      tls_port = certs and math.random(20000, top) or nil,
       tls_clients = opts and opts.tls_clients, args = opts and opts.args }, Server)
     if opts and opts.cluster then
       self.args = ("--cluster-enabled yes --cluster-config-file %s/nodes.conf "
@@ -247,8 +249,12 @@ end
 -- it once every node says cluster_state:ok (bounded), with cluster.nodes
 -- (servers), cluster.seeds ({"host:port"}), cluster:owner(slot) (the
 -- node serving it), cluster:move_slot(slot, to, finish) and cluster.stop().
-function M.cluster(n)
+-- `opts.tls`: every node has a TLS port too (cluster.tls_seeds),
+-- certificates from one CA (cluster.certs), and the cluster bus runs over
+-- TLS (tls-cluster yes).
+function M.cluster(n, opts)
   n = n or 3
+  local tls = opts and opts.tls
   local cluster = { nodes = {}, seeds = {} }
   running[cluster] = true
   function cluster.stop()
@@ -256,10 +262,18 @@ function M.cluster(n)
     for _, node in ipairs(cluster.nodes) do node:stop() end
   end
   for i = 1, n do
-    cluster.nodes[i] = M.start({ cluster = true })
+    cluster.nodes[i] = M.start({ cluster = true, tls = tls, certs = cluster.certs,
+      args = tls and "--tls-cluster yes" or nil })
+    cluster.certs = cluster.nodes[i].certs
     cluster.seeds[i] = "127.0.0.1:" .. cluster.nodes[i].port
+    if tls then
+      cluster.tls_seeds = cluster.tls_seeds or {}
+      cluster.tls_seeds[i] = "127.0.0.1:" .. cluster.nodes[i].tls_port
+    end
   end
-  local out = cluster.nodes[1]:cli("--cluster create " .. table.concat(cluster.seeds, " ")
+  -- Over TLS the bus port is the TLS port + 10000: the nodes meet there.
+  local out = cluster.nodes[1]:cli((tls and ("--tls --cacert %s "):format(cluster.certs.ca) or "")
+    .. "--cluster create " .. table.concat(tls and cluster.tls_seeds or cluster.seeds, " ")
     .. " --cluster-replicas 0 --cluster-yes")
   for _ = 1, 200 do  -- at most ~10 s for the nodes to agree
     local ok = true
