@@ -21,8 +21,6 @@
 
 #include "cbreaker.h"
 
-static volatile int sink;
-
 static long rss_kb(void) {
     long pages = 0, resident = 0;
     FILE *f = fopen("/proc/self/statm", "r");
@@ -232,6 +230,7 @@ static void bench_churn(long n, double idle_ttl, int tenants) {
 /* ---- 4. uthash, for comparison ------------------------------------------------ */
 
 #if CB_HAVE_UTHASH
+static volatile int sink;  /* keeps uthash's lookups from being optimised away */
 
 typedef struct uentry {
     UT_hash_handle hh;
