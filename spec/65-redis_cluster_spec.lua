@@ -13,6 +13,17 @@ local TLS_TIMEOUT_MS = 1000 + helper.SLACK_MS  -- handshakes too (spec 63's), sl
 local PREFIX = "cbcluster"
 local CLUSTER_RIGHTS = "+cluster|slots +asking"  -- the README's additions on a Cluster
 
+-- Breaker "api" on stores a and b, both connected: a forces it open and
+-- b hears it.  Returns both breakers.
+local function force_shared(a, b)
+  assert.is_true(a:health().connected, a:health().last_error)
+  local ba = cb.new{ name = "api", store = a }
+  local bb = cb.new{ name = "api", store = b }
+  ba:force_open()
+  assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+  return ba, bb
+end
+
 describe("#redis the store on a Redis Cluster", function()
   local cluster, slot, stores
 
@@ -125,11 +136,7 @@ describe("#redis the store on a Redis Cluster", function()
 
   it("finds the slot's master from any seed; peers share state through it", function()
     local a, b = store("A"), store("B")
-    assert.is_true(a:health().connected, a:health().last_error)
-    local ba = cb.new{ name = "api", store = a }
-    local bb = cb.new{ name = "api", store = b }
-    ba:force_open()
-    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+    local ba, bb = force_shared(a, b)
     -- every key in the one slot, on its owner, the breaker's name in each
     local owner = cluster:owner(slot)
     assert.equals("open", owner:cli(("get '{%s}:api:state'"):format(PREFIX)))
@@ -354,12 +361,7 @@ describe("#redis the store on a Redis Cluster over TLS (rediss+cluster)", functi
       return s
     end
     finally(function() for _, s in ipairs(stores) do s:close() end end)
-    local a, b = store("A"), store("B")
-    assert.is_true(a:health().connected, a:health().last_error)
-    local ba = cb.new{ name = "api", store = a }
-    local bb = cb.new{ name = "api", store = b }
-    ba:force_open()
-    assert.is_true(helper.eventually(function() return bb:state() == "forced-open" end, { a, b }))
+    force_shared(store("A"), store("B"))
     assert.equals("open", owner:cli(("get '{%s}:api:state'"):format(PREFIX)))
     -- the owner's address came from CLUSTER SLOTS asked over TLS: its TLS port
     assert.truthy(owner:cli("client list"):find("laddr=127.0.0.1:" .. owner.tls_port, 1, true))
